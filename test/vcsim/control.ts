@@ -1,0 +1,89 @@
+// Client of the simulator's fault-injection control endpoint (test infrastructure).
+import { request } from "undici";
+
+/** A fault rule, as posted to the control endpoint. See README "Fault injection". */
+export type FaultRule =
+  | (RuleBase & { kind: "delay"; ms: number })
+  | (RuleBase & { kind: "fault"; fault: string; message?: string; fields?: Record<string, unknown> })
+  | (RuleBase & { kind: "reset"; phase?: "before" | "after" })
+  | (RuleBase & { kind: "httpStatus"; status: number })
+  | (RuleBase & { kind: "expireSessions" })
+  | (RuleBase & { kind: "taskError"; method: `${string}_Task`; fault: string; message?: string; fields?: Record<string, unknown> })
+  | (Omit<RuleBase, "method"> & { kind: "cutUpload"; afterBytes: number; path?: string });
+
+interface RuleBase {
+  /** SOAP method name; omitted or "*" matches every SOAP call. */
+  method?: string;
+  /** Fire from the nth matching request on (1 = the next one). */
+  nth?: number;
+  /** Fire this many times (default 1; -1 = every time). */
+  times?: number;
+}
+
+/** A rule as the simulator reports it, with its counters. */
+export type InstalledRule = FaultRule & { id: number; seen: number; fired: number };
+
+export interface SimulatorStats {
+  soapRequests: number;
+  methods: Record<string, number>;
+  uploadBytes: number;
+  uploads: number;
+  knownSessions: number;
+  expiredSessions: number;
+}
+
+export class VcsimControl {
+  constructor(readonly baseUrl: string) {}
+
+  private async call<T>(method: "GET" | "POST" | "DELETE", path: string, body?: unknown): Promise<T> {
+    const res = await request(this.baseUrl + path, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    const text = await res.body.text();
+    if (res.statusCode >= 400) {
+      let reason = text.trim();
+      try {
+        reason = (JSON.parse(text) as { error?: string }).error ?? reason;
+      } catch {
+        // not JSON: keep the raw text
+      }
+      throw new Error(`vcsim control ${method} ${path}: HTTP ${res.statusCode}: ${reason}`);
+    }
+    return JSON.parse(text) as T;
+  }
+
+  /** Installs one rule and returns it with its id. */
+  async addRule(rule: FaultRule): Promise<InstalledRule> {
+    const [added] = await this.call<InstalledRule[]>("POST", "/rules", rule);
+    if (!added) throw new Error("vcsim control: no rule returned");
+    return added;
+  }
+
+  rules(): Promise<InstalledRule[]> {
+    return this.call("GET", "/rules");
+  }
+
+  rule(id: number): Promise<InstalledRule> {
+    return this.call("GET", `/rules/${id}`);
+  }
+
+  async clearRules(): Promise<void> {
+    await this.call("DELETE", "/rules");
+  }
+
+  /** Logs out every session the simulator has seen; returns how many were live. */
+  async expireSessions(): Promise<number> {
+    return (await this.call<{ expired: number }>("POST", "/sessions/expire")).expired;
+  }
+
+  stats(): Promise<SimulatorStats> {
+    return this.call("GET", "/stats");
+  }
+
+  /** Returns the counters and zeroes them. */
+  resetStats(): Promise<SimulatorStats> {
+    return this.call("DELETE", "/stats");
+  }
+}

@@ -1,8 +1,26 @@
 /**
- * The vSphere driver core: vim25 SOAP, sessions, property collector, tasks,
- * inventory, datastores, transfers. It knows nothing of Pulumi, so it can be used
- * as a plain library and from a command line.
+ * The vSphere driver core: vim25 SOAP, sessions, property collector, tasks and
+ * inventory. It knows nothing of Pulumi, so it can be used as a plain library and
+ * from a command line.
+ *
+ * @example
+ * const client = await VimClient.connect({ host: "vc.example.com", username, password, caFile });
+ * const dc = await getDatacenter(client);
+ * const cluster = await getCluster(client, dc, "prod");
+ * await client.close();
  */
-
-/** The oldest vCenter the driver accepts (the seed: "vCenter version 5.5.0 and later"). */
-export const MINIMUM_VCENTER_VERSION = "5.5.0";
+export { VimClient, MINIMUM_VCENTER_VERSION, REPLAY_SAFE_METHODS, versionAtLeast } from "./client.js";
+export type { CallOptions, ClientOptions, ClientStats, LogEvent, ServiceContent, UserSession } from "./client.js";
+export * from "./errors.js";
+export { PropertyCollector, UpdateWaiter, containerViewObjectSpec } from "./property.js";
+export type { ObjectSpec, PropertyFilterSpec, PropertySpec, RawObjectContent, Retrieved, Selection } from "./property.js";
+export { runTask, waitForTask } from "./task.js";
+export type { TaskWaitOptions, TaskWaitStrategy } from "./task.js";
+export { findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
+export type { Cluster, Datacenter, Datastore, Host, Network, VmQuery, VmSummary } from "./inventory.js";
+export * as schema from "./schema.js";
+export { MoRef } from "./soap/xml.js";
+export type { VimObject, VimValue, TypedPrimitive } from "./soap/xml.js";
+export { buildEnvelope, parseEnvelope } from "./soap/envelope.js";
+export { normalizeThumbprint } from "./transport.js";
+export type { TlsOptions } from "./transport.js";

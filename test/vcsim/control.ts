@@ -9,6 +9,7 @@ export type FaultRule =
   | (RuleBase & { kind: "httpStatus"; status: number })
   | (RuleBase & { kind: "expireSessions" })
   | (RuleBase & { kind: "taskError"; method: `${string}_Task`; fault: string; message?: string; fields?: Record<string, unknown> })
+  | (RuleBase & { kind: "taskDelay"; method: `${string}_Task`; ms: number })
   | (Omit<RuleBase, "method"> & { kind: "cutUpload"; afterBytes: number; path?: string });
 
 interface RuleBase {

@@ -33,6 +33,7 @@ const (
 	kindExpireSessions = "expireSessions" // log every known session out, then serve
 	kindTaskError      = "taskError"      // answer a *_Task call with a task that ends in the named fault
 	kindCutUpload      = "cutUpload"      // store afterBytes of an upload, then reset the connection
+	kindTaskDelay      = "taskDelay"      // the task of a *_Task call stays running for ms before it ends
 )
 
 const sessionCookie = "vmware_soap_session"
@@ -101,12 +102,19 @@ func (r *rule) validate() error {
 			return fmt.Errorf("httpStatus: status must be 400-599, got %d", r.Status)
 		}
 	case kindExpireSessions:
+	case kindTaskDelay:
+		if r.Ms <= 0 {
+			return fmt.Errorf("taskDelay: ms must be more than 0")
+		}
+		if !strings.HasSuffix(r.Method, "_Task") {
+			return fmt.Errorf("taskDelay: method must name a *_Task method, got %q", r.Method)
+		}
 	case kindCutUpload:
 		if r.AfterBytes < 0 {
 			return fmt.Errorf("cutUpload: afterBytes must be 0 or more")
 		}
 	default:
-		return fmt.Errorf("kind %q: want one of delay, fault, reset, httpStatus, expireSessions, taskError, cutUpload", r.Kind)
+		return fmt.Errorf("kind %q: want one of delay, fault, reset, httpStatus, expireSessions, taskError, taskDelay, cutUpload", r.Kind)
 	}
 	return nil
 }
@@ -157,10 +165,11 @@ type injector struct {
 	rules    []*rule
 	stats    stats
 	sessions map[string]bool
+	pager    *pager
 }
 
 func newInjector(inner http.Handler) *injector {
-	return &injector{inner: inner, stats: stats{Methods: map[string]int{}}, sessions: map[string]bool{}}
+	return &injector{inner: inner, stats: stats{Methods: map[string]int{}}, sessions: map[string]bool{}, pager: newPager()}
 }
 
 func (in *injector) addRuleJSON(data []byte) ([]*rule, error) {
@@ -297,6 +306,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 
 	var terminal *rule
 	resetAfter := false
+	holdTaskMs := 0
 	for _, f := range in.match(true, call, r.URL.Path) {
 		f := f
 		switch f.Kind {
@@ -308,6 +318,8 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 			}
 		case kindExpireSessions:
 			in.expireSessions()
+		case kindTaskDelay:
+			holdTaskMs = f.Ms
 		case kindReset:
 			if f.Phase == "after" {
 				resetAfter = true
@@ -335,6 +347,21 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if holdTaskMs > 0 && !resetAfter {
+		rec := httptest.NewRecorder()
+		in.inner.ServeHTTP(rec, r)
+		in.noteSetCookies(rec.Header())
+		if ref := returnvalRef(rec.Body.Bytes()); ref.Type == "Task" {
+			holdTask(ref, time.Duration(holdTaskMs)*time.Millisecond)
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+		return
+	}
+
 	if resetAfter {
 		// The simulator acts on the call, but its answer never reaches the client.
 		rec := httptest.NewRecorder()
@@ -343,7 +370,9 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		resetConnection(w)
 		return
 	}
-	in.inner.ServeHTTP(w, r)
+	if !in.pager.serve(in.inner, w, r, call, body) {
+		in.inner.ServeHTTP(w, r)
+	}
 	in.noteSetCookies(w.Header())
 }
 
@@ -624,4 +653,62 @@ func (in *injector) snapshotRules() []rule {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	return out
+}
+
+// returnvalRef reads the ManagedObjectReference a method returned.
+func returnvalRef(doc []byte) types.ManagedObjectReference {
+	var ref types.ManagedObjectReference
+	dec := xml.NewDecoder(bytes.NewReader(doc))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ref
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "returnval" {
+			for _, a := range se.Attr {
+				if a.Name.Local == "type" {
+					ref.Type = a.Value
+				}
+			}
+			var v string
+			_ = dec.DecodeElement(&v, &se)
+			ref.Value = strings.TrimSpace(v)
+			return ref
+		}
+	}
+}
+
+// holdTask makes a finished simulator task look running for d, then restores how
+// it ended, as a vCenter task that takes that long would behave.
+func holdTask(ref types.ManagedObjectReference, d time.Duration) {
+	task, ok := simulator.Map.Get(ref).(*simulator.Task)
+	if !ok {
+		return
+	}
+	final := task.Info
+	simulator.Map.Update(task, []types.PropertyChange{
+		{Name: "info.state", Val: types.TaskInfoStateRunning},
+		{Name: "info.progress", Val: int32(0)},
+		{Name: "info.result", Val: nil},
+		{Name: "info.error", Val: nil},
+		{Name: "info.completeTime", Val: nil},
+	})
+	go func() {
+		time.Sleep(d / 2)
+		simulator.Map.Update(task, []types.PropertyChange{{Name: "info.progress", Val: int32(50)}})
+		time.Sleep(d - d/2)
+		changes := []types.PropertyChange{
+			{Name: "info.state", Val: final.State},
+			{Name: "info.progress", Val: int32(100)},
+			{Name: "info.result", Val: final.Result},
+			{Name: "info.error", Val: nil},
+		}
+		if final.Error != nil {
+			changes[3].Val = *final.Error
+		}
+		if final.CompleteTime != nil {
+			changes = append(changes, types.PropertyChange{Name: "info.completeTime", Val: *final.CompleteTime})
+		}
+		simulator.Map.Update(task, changes)
+	}()
 }

@@ -1,0 +1,251 @@
+// Inventory look-ups: datacenter, cluster by name with its hosts, root resource pool,
+// datastores and networks; VMs by name, instance uuid or reference.
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
+import { PropertyCollector } from "./property.js";
+import { arrayOf, bool, dataObject, long, moRef, str } from "./schema.js";
+import { MoRef } from "./soap/xml.js";
+
+export interface Datacenter {
+  ref: MoRef;
+  name: string;
+  vmFolder: MoRef;
+  hostFolder: MoRef;
+  datastoreFolder: MoRef;
+  networkFolder: MoRef;
+}
+
+const DatacenterProps = z.object({ name: str, vmFolder: moRef, hostFolder: moRef, datastoreFolder: moRef, networkFolder: moRef });
+
+/**
+ * The datacenter of that name; without a name, the only one (an error names the
+ * choices when there are several).
+ */
+export async function getDatacenter(client: VimClient, name?: string): Promise<Datacenter> {
+  const all = await new PropertyCollector(client).find(client.serviceContent.rootFolder, "Datacenter", DatacenterProps);
+  const pick = name === undefined ? (all.length === 1 ? all[0] : undefined) : all.find((d) => d.props.name === name);
+  if (!pick) {
+    const names = all.map((d) => d.props.name).join(", ") || "none";
+    throw new NotFoundError(
+      name === undefined ? `several datacenters (${names}): name the one to use` : `datacenter "${name}" not found (there are: ${names})`,
+    );
+  }
+  return { ref: pick.obj, ...pick.props };
+}
+
+export interface Cluster {
+  ref: MoRef;
+  name: string;
+  datacenter: Datacenter;
+  hosts: MoRef[];
+  resourcePool: MoRef;
+  datastores: MoRef[];
+  networks: MoRef[];
+  drsEnabled: boolean;
+  drsBehavior: string | undefined;
+}
+
+const ClusterProps = z.object({
+  name: str,
+  host: arrayOf(moRef),
+  resourcePool: moRef,
+  datastore: arrayOf(moRef),
+  network: arrayOf(moRef),
+  "configurationEx": dataObject({
+    drsConfig: dataObject({ enabled: bool.optional(), defaultVmBehavior: str.optional() }).optional(),
+  }),
+});
+
+/** The cluster (`cluster_name`) in the datacenter; the error names the clusters there are. */
+export async function getCluster(client: VimClient, datacenter: Datacenter, name: string): Promise<Cluster> {
+  const all = await new PropertyCollector(client).find(datacenter.hostFolder, "ClusterComputeResource", ClusterProps);
+  const hit = all.find((c) => c.props.name === name);
+  if (!hit) {
+    const names = all.map((c) => c.props.name).join(", ") || "none";
+    throw new NotFoundError(`cluster "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`);
+  }
+  const p = hit.props;
+  return {
+    ref: hit.obj,
+    name: p.name,
+    datacenter,
+    hosts: p.host,
+    resourcePool: p.resourcePool,
+    datastores: p.datastore,
+    networks: p.network,
+    drsEnabled: p.configurationEx.drsConfig?.enabled ?? false,
+    drsBehavior: p.configurationEx.drsConfig?.defaultVmBehavior,
+  };
+}
+
+export interface Host {
+  ref: MoRef;
+  name: string;
+  connectionState: string;
+  inMaintenanceMode: boolean;
+  powerState: string | undefined;
+}
+
+const HostProps = z.object({
+  name: str,
+  "runtime.connectionState": str,
+  "runtime.inMaintenanceMode": bool,
+  "runtime.powerState": str.optional(),
+});
+
+export async function getHosts(client: VimClient, refs: MoRef[]): Promise<Host[]> {
+  const hosts = await new PropertyCollector(client).getMany(refs, HostProps);
+  return hosts.map((h) => ({
+    ref: h.obj,
+    name: h.props.name,
+    connectionState: h.props["runtime.connectionState"],
+    inMaintenanceMode: h.props["runtime.inMaintenanceMode"],
+    powerState: h.props["runtime.powerState"],
+  }));
+}
+
+export interface Datastore {
+  ref: MoRef;
+  name: string;
+  url: string;
+  type: string;
+  capacity: number;
+  freeSpace: number;
+  accessible: boolean;
+  maintenanceMode: string | undefined;
+  /** Hosts that mount it (mounted and accessible). */
+  hosts: MoRef[];
+}
+
+const DatastoreProps = z.object({
+  summary: dataObject({
+    name: str,
+    url: str,
+    type: str,
+    capacity: long,
+    freeSpace: long,
+    accessible: bool,
+    maintenanceMode: str.optional(),
+  }),
+  host: arrayOf(
+    dataObject({
+      key: moRef,
+      mountInfo: dataObject({ mounted: bool.optional(), accessible: bool.optional() }),
+    }),
+  ),
+});
+
+export async function getDatastores(client: VimClient, refs: MoRef[]): Promise<Datastore[]> {
+  const dss = await new PropertyCollector(client).getMany(refs.filter((r) => r.type === "Datastore"), DatastoreProps);
+  return dss.map((d) => ({
+    ref: d.obj,
+    name: d.props.summary.name,
+    url: d.props.summary.url,
+    type: d.props.summary.type,
+    capacity: d.props.summary.capacity,
+    freeSpace: d.props.summary.freeSpace,
+    accessible: d.props.summary.accessible,
+    maintenanceMode: d.props.summary.maintenanceMode,
+    hosts: d.props.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
+  }));
+}
+
+export type Network =
+  | { kind: "standard"; ref: MoRef; name: string }
+  | { kind: "distributed"; ref: MoRef; name: string; portgroupKey: string; switchRef: MoRef; switchUuid: string; uplink: boolean }
+  | { kind: "opaque"; ref: MoRef; name: string };
+
+const NetworkProps = z.object({ name: str });
+const PortgroupProps = z.object({
+  name: str,
+  key: str,
+  "config.distributedVirtualSwitch": moRef,
+  "config.uplink": bool.optional(),
+  tag: arrayOf(dataObject({ key: str })),
+});
+const SwitchProps = z.object({ uuid: str });
+
+/** Standard port groups, distributed port groups (with their switch) and opaque networks. */
+export async function getNetworks(client: VimClient, refs: MoRef[]): Promise<Network[]> {
+  const pc = new PropertyCollector(client);
+  const byType = (t: string) => refs.filter((r) => r.type === t);
+  const out: Network[] = [];
+  for (const n of await pc.getMany(byType("Network"), NetworkProps)) out.push({ kind: "standard", ref: n.obj, name: n.props.name });
+  for (const n of await pc.getMany(byType("OpaqueNetwork"), NetworkProps)) out.push({ kind: "opaque", ref: n.obj, name: n.props.name });
+  const pgs = await pc.getMany(byType("DistributedVirtualPortgroup"), PortgroupProps);
+  const switches = new Map<string, string>();
+  const switchRefs = [...new Map(pgs.map((p) => [p.props["config.distributedVirtualSwitch"].toString(), p.props["config.distributedVirtualSwitch"]])).values()];
+  for (const s of await pc.getMany(switchRefs, SwitchProps)) switches.set(s.obj.toString(), s.props.uuid);
+  for (const p of pgs) {
+    const sw = p.props["config.distributedVirtualSwitch"];
+    out.push({
+      kind: "distributed",
+      ref: p.obj,
+      name: p.props.name,
+      portgroupKey: p.props.key,
+      switchRef: sw,
+      switchUuid: switches.get(sw.toString()) ?? "",
+      uplink: p.props["config.uplink"] ?? p.props.tag.some((t) => t.key === "SYSTEM/DVS.UPLINKPG"),
+    });
+  }
+  return out;
+}
+
+export interface VmSummary {
+  ref: MoRef;
+  name: string;
+  instanceUuid: string | undefined;
+  powerState: string;
+}
+
+const VmProps = z.object({ name: str, "config.instanceUuid": str.optional(), "runtime.powerState": str });
+const toVm = (v: { obj: MoRef; props: z.infer<typeof VmProps> }): VmSummary => ({
+  ref: v.obj,
+  name: v.props.name,
+  instanceUuid: v.props["config.instanceUuid"],
+  powerState: v.props["runtime.powerState"],
+});
+
+/** Every VM under a folder (or the datacenter's VM folder), paged by maximum_objects. */
+export async function listVms(client: VimClient, container: MoRef): Promise<VmSummary[]> {
+  return (await new PropertyCollector(client).find(container, "VirtualMachine", VmProps)).map(toVm);
+}
+
+export type VmQuery = { ref: MoRef } | { instanceUuid: string } | { name: string };
+
+/**
+ * One VM by reference, instance uuid (SearchIndex) or name (in the datacenter).
+ * Returns undefined when there is none; a name that several VMs carry is an error.
+ */
+export async function findVm(client: VimClient, query: VmQuery, datacenter?: Datacenter): Promise<VmSummary | undefined> {
+  const pc = new PropertyCollector(client);
+  if ("ref" in query) {
+    try {
+      return toVm({ obj: query.ref, props: await pc.get(query.ref, VmProps) });
+    } catch (err) {
+      if (err instanceof ManagedObjectNotFoundFault) return undefined;
+      throw err;
+    }
+  }
+  if ("instanceUuid" in query) {
+    const searchIndex = client.serviceContent.searchIndex;
+    if (!searchIndex) throw new NotFoundError(`${client.endpoint} has no SearchIndex`);
+    const found = arrayOf(moRef).parse(
+      await client.invoke("FindAllByUuid", searchIndex, {
+        datacenter: datacenter?.ref,
+        uuid: query.instanceUuid,
+        vmSearch: true,
+        instanceUuid: true,
+      }),
+    );
+    const [ref] = found;
+    return ref ? findVm(client, { ref }) : undefined;
+  }
+  const container = datacenter?.vmFolder ?? client.serviceContent.rootFolder;
+  const matches = (await listVms(client, container)).filter((v) => v.name === query.name);
+  if (matches.length > 1) {
+    throw new NotFoundError(`${matches.length} VMs are named "${query.name}" (${matches.map((m) => m.ref.value).join(", ")}): look it up by instance uuid`);
+  }
+  return matches[0];
+}

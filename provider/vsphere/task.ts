@@ -1,0 +1,135 @@
+// Waiting for vCenter tasks. Two ways, chosen by measurement (bench/tasks.ts):
+// polling info every task_poll_interval costs one round trip per interval;
+// WaitForUpdatesEx on a private collector costs four (create collector, filter,
+// wait, destroy) however long the task runs, and answers the moment it ends.
+// "auto" polls once at once (most tasks are short: done in one round trip), then
+// waits for updates.
+import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
+import type { CallOptions, VimClient } from "./client.js";
+import { ManagedObjectNotFoundFault, TaskTimeoutError, faultFromLocalized, type TaskContext } from "./errors.js";
+import { PropertyCollector, UpdateWaiter } from "./property.js";
+import { dataObject, int, moRef, str } from "./schema.js";
+import type { MethodArgs } from "./soap/envelope.js";
+import type { MoRef, VimValue } from "./soap/xml.js";
+
+export type TaskWaitStrategy = "poll" | "updates" | "auto";
+
+export interface TaskWaitOptions {
+  /** Give up waiting after this long (the task goes on in vCenter). Default: no limit. */
+  timeoutMs?: number;
+  strategy?: TaskWaitStrategy;
+  /** Called with the task's progress (0-100) when it changes. */
+  onProgress?: (percent: number) => void;
+}
+
+const TaskInfo = dataObject({
+  name: str.optional(),
+  descriptionId: str.optional(),
+  entityName: str.optional(),
+  state: str,
+  progress: int.optional(),
+  result: z.unknown().optional(),
+  error: z.unknown().optional(),
+});
+type TaskInfo = z.infer<typeof TaskInfo>;
+const TaskInfoSelection = z.object({ info: TaskInfo });
+
+/** The properties a waiter watches. */
+const WATCHED = ["info.state", "info.progress", "info.result", "info.error", "info.name", "info.descriptionId", "info.entityName"];
+
+function settle(task: MoRef, info: TaskInfo): { done: true; value: VimValue | undefined } | { done: false } {
+  if (info.state === "success") return { done: true, value: info.result as VimValue | undefined };
+  if (info.state === "error") {
+    const ctx: TaskContext = { task };
+    if (info.name) ctx.name = info.name;
+    if (info.descriptionId) ctx.descriptionId = info.descriptionId;
+    if (info.entityName) ctx.entityName = info.entityName;
+    throw faultFromLocalized(info.error as VimValue).attachContext(info.name ?? "task", ctx);
+  }
+  return { done: false };
+}
+
+/**
+ * Waits for a task to end. Resolves with its `info.result`; a task that ends in
+ * error rejects with the typed fault (e.g. DuplicateNameFault) carrying the task.
+ */
+export async function waitForTask(client: VimClient, task: MoRef, opts: TaskWaitOptions = {}): Promise<VimValue | undefined> {
+  const strategy = opts.strategy ?? "auto";
+  const deadline = opts.timeoutMs === undefined ? Infinity : Date.now() + opts.timeoutMs;
+  const pc = new PropertyCollector(client);
+  let lastProgress = -1;
+  const progress = (p: number | undefined) => {
+    if (p !== undefined && p !== lastProgress) {
+      lastProgress = p;
+      opts.onProgress?.(p);
+    }
+  };
+
+  const pollOnce = async () => {
+    const { info } = await pc.get(task, TaskInfoSelection);
+    progress(info.progress);
+    return settle(task, info);
+  };
+
+  if (strategy === "poll" || strategy === "auto") {
+    const first = await pollOnce();
+    if (first.done) return first.value;
+  }
+  if (strategy === "updates" || strategy === "auto") {
+    try {
+      return await waitWithUpdates(client, task, deadline, progress);
+    } catch (err) {
+      // A re-login drops the private collector: carry on by polling.
+      if (!(err instanceof ManagedObjectNotFoundFault) || err.obj?.type !== "PropertyCollector") throw err;
+    }
+  }
+  for (;;) {
+    if (Date.now() >= deadline) throw new TaskTimeoutError(task, opts.timeoutMs ?? 0);
+    await sleep(Math.min(client.options.taskPollIntervalMs, Math.max(0, deadline - Date.now())));
+    const r = await pollOnce();
+    if (r.done) return r.value;
+  }
+}
+
+async function waitWithUpdates(client: VimClient, task: MoRef, deadline: number, progress: (p: number | undefined) => void): Promise<VimValue | undefined> {
+  const waiter = await UpdateWaiter.create(client);
+  try {
+    await waiter.watch(task, WATCHED);
+    const info: Record<string, VimValue | undefined> = {};
+    for (;;) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new TaskTimeoutError(task, 0);
+      const changes = await waiter.next(Math.max(1, Math.min(60, Math.ceil(left / 1000))));
+      const props = changes.get(task.toString());
+      if (!props) continue;
+      Object.assign(info, props);
+      const parsed = TaskInfo.parse({
+        state: info["info.state"],
+        progress: info["info.progress"],
+        result: info["info.result"],
+        error: info["info.error"],
+        name: info["info.name"],
+        descriptionId: info["info.descriptionId"],
+        entityName: info["info.entityName"],
+      });
+      progress(parsed.progress);
+      const r = settle(task, parsed);
+      if (r.done) return r.value;
+    }
+  } finally {
+    await waiter.destroy();
+  }
+}
+
+/** Calls a `*_Task` method and waits for its task. */
+export async function runTask(
+  client: VimClient,
+  method: `${string}_Task`,
+  self: MoRef,
+  args: MethodArgs = {},
+  opts: TaskWaitOptions & CallOptions = {},
+): Promise<VimValue | undefined> {
+  const task = moRef.parse(await client.invoke(method, self, args, opts));
+  return waitForTask(client, task, opts);
+}

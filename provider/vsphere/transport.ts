@@ -1,0 +1,167 @@
+// HTTP(S) to vCenter: the undici dispatcher with the TLS policy (system CAs, a CA
+// file, insecure, or a pinned thumbprint), and what a failed request means for a retry.
+import { readFileSync } from "node:fs";
+import { connect as tlsConnect, type TLSSocket } from "node:tls";
+import { Agent, buildConnector } from "undici";
+import { TlsError } from "./errors.js";
+
+export interface TlsOptions {
+  /** PEM bundle of the CA(s) that sign the vCenter certificate (replaces the system CAs). */
+  caFile?: string | undefined;
+  /** Skip certificate verification (ignored when caFile or thumbprint is set). */
+  insecure?: boolean | undefined;
+  /** Pin the server certificate: SHA-1 (vSphere style, AB:CD:...) or SHA-256 fingerprint. */
+  thumbprint?: string | undefined;
+}
+
+export interface DispatcherOptions extends TlsOptions {
+  connectTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
+  connections?: number;
+}
+
+/** Upper-case hex without separators. */
+export function normalizeThumbprint(t: string): string {
+  return t.replace(/[^0-9a-fA-F]/g, "").toUpperCase();
+}
+
+/** Builds the dispatcher; throws TlsError when caFile cannot be read. */
+export function createDispatcher(opts: DispatcherOptions): Agent {
+  const base = {
+    connectTimeout: opts.connectTimeoutMs ?? 30_000,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+    connections: opts.connections ?? 8,
+  };
+  if (opts.thumbprint) {
+    const want = normalizeThumbprint(opts.thumbprint);
+    if (want.length !== 40 && want.length !== 64) {
+      throw new TlsError(
+        "ThumbprintMismatch",
+        `thumbprint "${opts.thumbprint}": want a SHA-1 (40 hex digits, e.g. AB:CD:...) or SHA-256 (64 hex digits) fingerprint`,
+      );
+    }
+    // Pinning replaces CA verification: the connection is accepted only if the
+    // certificate is exactly the pinned one.
+    const connector = buildConnector({ rejectUnauthorized: false, timeout: base.connectTimeout });
+    return new Agent({
+      ...base,
+      connect: (options, callback) => {
+        connector(options, (err, socket) => {
+          if (err || !socket) return callback(err ?? new Error("no socket"), null);
+          const cert = (socket as TLSSocket).getPeerCertificate?.();
+          const got = normalizeThumbprint(want.length === 40 ? (cert?.fingerprint ?? "") : (cert?.fingerprint256 ?? ""));
+          if (got !== want) {
+            socket.destroy();
+            return callback(
+              new TlsError(
+                "ThumbprintMismatch",
+                `the certificate of ${options.hostname}:${options.port} has thumbprint ${formatThumbprint(got) || "(none)"}, ` +
+                  `not the pinned ${formatThumbprint(want)}. If vCenter's certificate was replaced on purpose, pin the new thumbprint.`,
+              ),
+              null,
+            );
+          }
+          callback(null, socket);
+        });
+      },
+    });
+  }
+  if (opts.caFile) {
+    let ca: Buffer;
+    try {
+      ca = readFileSync(opts.caFile);
+    } catch (err) {
+      throw new TlsError("TlsVerificationFailed", `caFile ${opts.caFile}: cannot read it (${(err as Error).message})`, err);
+    }
+    return new Agent({ ...base, connect: { ca } });
+  }
+  return new Agent({ ...base, connect: { rejectUnauthorized: !opts.insecure } });
+}
+
+export function formatThumbprint(hex: string): string {
+  return (hex.match(/.{2}/g) ?? []).join(":");
+}
+
+/** Reads the server's certificate without verifying it, to say what it is in an error. */
+export function probeCertificate(host: string, port: number, timeoutMs = 5000): Promise<{ sha1: string; subject: string; issuer: string } | undefined> {
+  return new Promise((resolve) => {
+    const socket = tlsConnect({ host, port, rejectUnauthorized: false, servername: isIp(host) ? undefined : host });
+    const done = (v: { sha1: string; subject: string; issuer: string } | undefined) => {
+      socket.destroy();
+      resolve(v);
+    };
+    socket.setTimeout(timeoutMs, () => done(undefined));
+    socket.once("error", () => done(undefined));
+    socket.once("secureConnect", () => {
+      const c = socket.getPeerCertificate();
+      done(c?.fingerprint ? { sha1: c.fingerprint, subject: String(c.subject?.CN ?? ""), issuer: String(c.issuer?.CN ?? "") } : undefined);
+    });
+  });
+}
+
+function isIp(host: string): boolean {
+  return /^[\d.]+$/.test(host) || host.includes(":");
+}
+
+/** How a failed request bears on replaying it. */
+export type FailureKind =
+  /** The request never reached the server: any call may be retried. */
+  | "notSent"
+  /** The connection broke once the request may have been sent. */
+  | "maybeSent"
+  /** Certificate trouble: retrying will not help. */
+  | "tls"
+  /** Retrying will not help (unknown host, bad URL). */
+  | "fatal";
+
+const NOT_SENT = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN", "UND_ERR_CONNECT_TIMEOUT", "EADDRNOTAVAIL"]);
+const MAYBE_SENT = new Set([
+  "ECONNRESET",
+  "EPIPE",
+  "ETIMEDOUT",
+  "ECONNABORTED",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CLOSED",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
+]);
+const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL/;
+
+function codeOf(err: unknown): string {
+  let e: unknown = err;
+  for (let depth = 0; depth < 4 && e; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return "";
+}
+
+export function classifyFailure(err: unknown): FailureKind {
+  if (err instanceof TlsError) return "tls";
+  const code = codeOf(err);
+  if (TLS_CODE.test(code)) return "tls";
+  if (NOT_SENT.has(code)) return "notSent";
+  if (MAYBE_SENT.has(code)) return "maybeSent";
+  if (code === "ENOTFOUND") return "fatal";
+  // Anything else from the socket layer: assume the worst for replay safety.
+  return "maybeSent";
+}
+
+/** Turns a TLS handshake failure into an error that says how to fix it. */
+export async function explainTlsFailure(err: unknown, host: string, port: number, tls: TlsOptions): Promise<TlsError> {
+  if (err instanceof TlsError) return err;
+  const code = codeOf(err);
+  const cert = await probeCertificate(host, port);
+  const seen = cert ? ` Its certificate: CN=${cert.subject}, issued by ${cert.issuer}, SHA-1 thumbprint ${cert.sha1}.` : "";
+  const how = tls.caFile
+    ? `It is not signed by a CA in caFile ${tls.caFile}: point caFile at the bundle that signs vCenter's certificate, or pin the thumbprint.`
+    : `It is not signed by a CA this machine trusts: set caFile to vCenter's CA bundle (https://${host}/certs/download.zip), pin the thumbprint, or set insecure: true (not for production).`;
+  const what = /ALTNAME/.test(code)
+    ? `the certificate of ${host}:${port} is not valid for the name "${host}" (${code}). Connect by a name the certificate lists, or pin the thumbprint.`
+    : /EXPIRED|NOT_YET_VALID/.test(code)
+      ? `the certificate of ${host}:${port} is outside its validity period (${code}). Renew vCenter's certificate.`
+      : `TLS verification of ${host}:${port} failed (${code}). ${how}`;
+  return new TlsError("TlsVerificationFailed", what + seen, err);
+}

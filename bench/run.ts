@@ -17,6 +17,7 @@ export interface BenchResult {
 
 const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchResult[]> }>> = {
   "vcsim-startup": () => import("./vcsim-startup.js"),
+  driver: () => import("./driver.js"),
 };
 
 async function main(): Promise<void> {

@@ -17,8 +17,8 @@ export interface Retrieved<S extends Selection> {
 
 const ObjectContent = dataObject({
   obj: moRef,
-  propSet: arrayOf(dataObject({ name: str, val: z.unknown() })),
-  missingSet: arrayOf(dataObject({ path: str, fault: z.unknown() })),
+  propSet: arrayOf(dataObject({ name: str, val: z.unknown().optional() })),
+  missingSet: arrayOf(dataObject({ path: str, fault: z.unknown().optional() })),
 });
 const RetrieveResult = dataObject({ token: str.optional(), objects: arrayOf(ObjectContent) });
 
@@ -151,7 +151,7 @@ function parseSelection<S extends Selection>(selection: S, content: RawObjectCon
   return result.data as z.infer<S>;
 }
 
-const PropertyChange = dataObject({ name: str, op: str, val: z.unknown() });
+const PropertyChange = dataObject({ name: str, op: str, val: z.unknown().optional() });
 const UpdateSet = dataObject({
   version: str,
   truncated: z.unknown().optional(),

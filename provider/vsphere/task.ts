@@ -1,9 +1,14 @@
-// Waiting for vCenter tasks. Two ways, chosen by measurement (bench/tasks.ts):
-// polling info every task_poll_interval costs one round trip per interval;
-// WaitForUpdatesEx on a private collector costs four (create collector, filter,
-// wait, destroy) however long the task runs, and answers the moment it ends.
-// "auto" polls once at once (most tasks are short: done in one round trip), then
-// waits for updates.
+// Waiting for vCenter tasks. Two ways, chosen by measurement (bench/driver.ts,
+// results in bench/results.json):
+// - polling info every task_poll_interval costs one round trip per interval
+//   (a 3 s task: 7; a 60 s clone: 121);
+// - WaitForUpdatesEx on a private collector costs five (create collector, filter,
+//   first answer, final answer, destroy) however long the task runs, and answers
+//   the moment it ends. Only state/result/error are watched: every progress tick
+//   of a real task would otherwise wake the wait (progress is watched only when
+//   someone asked for it).
+// "auto" (the default) polls once at once (a task already done costs one round
+// trip), then waits for updates.
 import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { CallOptions, VimClient } from "./client.js";
@@ -35,8 +40,8 @@ const TaskInfo = dataObject({
 type TaskInfo = z.infer<typeof TaskInfo>;
 const TaskInfoSelection = z.object({ info: TaskInfo });
 
-/** The properties a waiter watches. */
-const WATCHED = ["info.state", "info.progress", "info.result", "info.error", "info.name", "info.descriptionId", "info.entityName"];
+/** The properties a waiter watches (plus info.progress when progress is wanted). */
+const WATCHED = ["info.state", "info.result", "info.error", "info.name", "info.descriptionId", "info.entityName"];
 
 function settle(task: MoRef, info: TaskInfo): { done: true; value: VimValue | undefined } | { done: false } {
   if (info.state === "success") return { done: true, value: info.result as VimValue | undefined };
@@ -78,7 +83,7 @@ export async function waitForTask(client: VimClient, task: MoRef, opts: TaskWait
   }
   if (strategy === "updates" || strategy === "auto") {
     try {
-      return await waitWithUpdates(client, task, deadline, progress);
+      return await waitWithUpdates(client, task, deadline, progress, opts.onProgress !== undefined);
     } catch (err) {
       // A re-login drops the private collector: carry on by polling.
       if (!(err instanceof ManagedObjectNotFoundFault) || err.obj?.type !== "PropertyCollector") throw err;
@@ -92,10 +97,16 @@ export async function waitForTask(client: VimClient, task: MoRef, opts: TaskWait
   }
 }
 
-async function waitWithUpdates(client: VimClient, task: MoRef, deadline: number, progress: (p: number | undefined) => void): Promise<VimValue | undefined> {
+async function waitWithUpdates(
+  client: VimClient,
+  task: MoRef,
+  deadline: number,
+  progress: (p: number | undefined) => void,
+  watchProgress: boolean,
+): Promise<VimValue | undefined> {
   const waiter = await UpdateWaiter.create(client);
   try {
-    await waiter.watch(task, WATCHED);
+    await waiter.watch(task, watchProgress ? [...WATCHED, "info.progress"] : WATCHED);
     const info: Record<string, VimValue | undefined> = {};
     for (;;) {
       const left = deadline - Date.now();

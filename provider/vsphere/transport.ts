@@ -41,8 +41,9 @@ export function createDispatcher(opts: DispatcherOptions): Agent {
       );
     }
     // Pinning replaces CA verification: the connection is accepted only if the
-    // certificate is exactly the pinned one.
-    const connector = buildConnector({ rejectUnauthorized: false, timeout: base.connectTimeout });
+    // certificate is exactly the pinned one. No TLS session resumption: a resumed
+    // session shows no peer certificate to check.
+    const connector = buildConnector({ rejectUnauthorized: false, timeout: base.connectTimeout, maxCachedSessions: 0 });
     return new Agent({
       ...base,
       connect: (options, callback) => {

@@ -27,6 +27,8 @@ export type InstalledRule = FaultRule & { id: number; seen: number; fired: numbe
 export interface SimulatorStats {
   soapRequests: number;
   methods: Record<string, number>;
+  /** SOAPAction header values seen, e.g. {"urn:vim25/6.5": 12}. */
+  soapActions: Record<string, number>;
   uploadBytes: number;
   uploads: number;
   knownSessions: number;

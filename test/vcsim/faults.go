@@ -149,10 +149,15 @@ func newFault(name string, fields json.RawMessage) (types.BaseMethodFault, error
 type stats struct {
 	SOAPRequests int            `json:"soapRequests"`
 	Methods      map[string]int `json:"methods"`
+	SOAPActions  map[string]int `json:"soapActions"`
 	UploadBytes  int64          `json:"uploadBytes"`
 	Uploads      int            `json:"uploads"`
 	Sessions     int            `json:"knownSessions"`
 	Expired      int            `json:"expiredSessions"`
+}
+
+func newStats() stats {
+	return stats{Methods: map[string]int{}, SOAPActions: map[string]int{}}
 }
 
 // injector wraps the simulator's handler: it sees every request first, applies
@@ -169,7 +174,7 @@ type injector struct {
 }
 
 func newInjector(inner http.Handler) *injector {
-	return &injector{inner: inner, stats: stats{Methods: map[string]int{}}, sessions: map[string]bool{}, pager: newPager()}
+	return &injector{inner: inner, stats: newStats(), sessions: map[string]bool{}, pager: newPager()}
 }
 
 func (in *injector) addRuleJSON(data []byte) ([]*rule, error) {
@@ -302,6 +307,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	in.mu.Lock()
 	in.stats.SOAPRequests++
 	in.stats.Methods[call.method]++
+	in.stats.SOAPActions[strings.Trim(r.Header.Get("SOAPAction"), `"`)]++
 	in.mu.Unlock()
 
 	var terminal *rule
@@ -630,7 +636,7 @@ func (in *injector) controlHandler() http.Handler {
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		if r.Method == http.MethodDelete {
-			in.stats = stats{Methods: map[string]int{}}
+			in.stats = newStats()
 		}
 		s := in.stats
 		s.Sessions = len(in.sessions)
@@ -639,6 +645,11 @@ func (in *injector) controlHandler() http.Handler {
 			methods[k] = v
 		}
 		s.Methods = methods
+		actions := make(map[string]int, len(s.SOAPActions))
+		for k, v := range s.SOAPActions {
+			actions[k] = v
+		}
+		s.SOAPActions = actions
 		reply(w, http.StatusOK, s)
 	})
 	return mux

@@ -196,6 +196,17 @@ describe("against a private simulator", () => {
     await client.close();
   });
 
+  it("keeps an idle session alive when asked to", async () => {
+    await sim.control.resetStats();
+    const client = await connect({ sessionKeepAliveMs: 40 });
+    await new Promise((r) => setTimeout(r, 300));
+    await client.close();
+    const after = (await sim.control.stats()).methods.CurrentTime ?? 0;
+    expect(after).toBeGreaterThanOrEqual(2);
+    await new Promise((r) => setTimeout(r, 150));
+    expect((await sim.control.stats()).methods.CurrentTime ?? 0).toBe(after); // stopped by close()
+  });
+
   it("never logs the password or the session cookie", async () => {
     const events: LogEvent[] = [];
     const client = await connect({ onLog: (e: LogEvent) => events.push(e) });

@@ -1,0 +1,145 @@
+// Stack config `vmware:*` -> DriverConfig: defaults, environment fallback, errors.
+import { describe, expect, it } from "vitest";
+import { CONFIG_KEYS, ConfigError, clientOptions, resolveConfig, type ConfigKey } from "../provider/config.js";
+
+const REQUIRED = { hostIp: "vc.example.com", hostUsername: "svc@vsphere.local", hostPassword: "pw-Secret-1" };
+const fromMap = (m: Record<string, string>) => (key: string) => m[key];
+
+describe("configuration", () => {
+  it("applies the seed's defaults", () => {
+    const cfg = resolveConfig(fromMap(REQUIRED), {});
+    expect(cfg).toEqual({
+      ...REQUIRED,
+      hostPort: 443,
+      apiRetryCount: 10,
+      taskPollInterval: 0.5,
+      insecure: false,
+      useLinkedClone: true,
+      maximumObjects: 100,
+      pbmEnabled: false,
+      flatNetworkBridge: "br100",
+      vlanInterface: "vmnic0",
+      reservedHostMemoryMb: 512,
+      removeUnusedBaseImages: true,
+      removeUnusedOriginalMinimumAgeSeconds: 86400,
+    });
+  });
+
+  it("names a default for exactly the keys the seed gives one", () => {
+    const withDefaults = Object.entries(CONFIG_KEYS)
+      .filter(([, s]) => "default" in s)
+      .map(([k]) => k)
+      .sort();
+    expect(withDefaults).toEqual(
+      [
+        "apiRetryCount",
+        "flatNetworkBridge",
+        "hostPort",
+        "insecure",
+        "maximumObjects",
+        "pbmEnabled",
+        "removeUnusedBaseImages",
+        "removeUnusedOriginalMinimumAgeSeconds",
+        "reservedHostMemoryMb",
+        "taskPollInterval",
+        "useLinkedClone",
+        "vlanInterface",
+      ].sort(),
+    );
+  });
+
+  const SAMPLE: Record<ConfigKey, [string, unknown]> = {
+    hostIp: ["vc2.example.com", "vc2.example.com"],
+    hostPort: ["8443", 8443],
+    hostUsername: ["admin", "admin"],
+    hostPassword: ["x-Secret-2", "x-Secret-2"],
+    clusterName: ["prod", "prod"],
+    datastoreRegex: ["nas.*", "nas.*"],
+    apiRetryCount: ["3", 3],
+    taskPollInterval: ["1.5", 1.5],
+    caFile: ["/etc/ca.pem", "/etc/ca.pem"],
+    insecure: ["true", true],
+    thumbprint: ["AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01", "AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01"],
+    cachePrefix: ["shared", "shared"],
+    useLinkedClone: ["false", false],
+    maximumObjects: ["7", 7],
+    serialPortServiceUri: ["telnet://10.0.0.5:13370", "telnet://10.0.0.5:13370"],
+    serialPortProxyUri: ["telnets://proxy:13370", "telnets://proxy:13370"],
+    integrationBridge: ["br-int", "br-int"],
+    consoleDelaySeconds: ["2", 2],
+    pbmEnabled: ["true", true],
+    pbmDefaultPolicy: ["gold", "gold"],
+    pbmWsdlLocation: ["file:///pbm.wsdl", "file:///pbm.wsdl"],
+    wsdlLocation: ["file:///vim.wsdl", "file:///vim.wsdl"],
+    flatNetworkBridge: ["br200", "br200"],
+    vlanInterface: ["vmnic1", "vmnic1"],
+    reservedHostMemoryMb: ["0", 0],
+    removeUnusedBaseImages: ["false", false],
+    removeUnusedOriginalMinimumAgeSeconds: ["3600", 3600],
+  };
+
+  it.each(Object.keys(CONFIG_KEYS) as ConfigKey[])("reads %s from stack config and from its VMWARE_* variable", (key) => {
+    const [value, parsed] = SAMPLE[key];
+    expect(resolveConfig(fromMap({ ...REQUIRED, [key]: value }), {})[key]).toEqual(parsed);
+    const envName = CONFIG_KEYS[key].env[0];
+    expect(envName).toBe(`VMWARE_${key.replace(/[A-Z]/g, (c) => `_${c}`).toUpperCase()}`);
+    const envOnly = { ...REQUIRED } as Record<string, string>;
+    delete envOnly[key];
+    expect(resolveConfig(fromMap(envOnly), { [envName]: value })[key]).toEqual(parsed);
+  });
+
+  it("takes the Terraform/Pulumi vSphere providers' variables, below stack config and VMWARE_*", () => {
+    const env = { VSPHERE_SERVER: "vs.example.com", VSPHERE_USER: "vs-user", VSPHERE_PASSWORD: "vs-Pass-1", VSPHERE_ALLOW_UNVERIFIED_SSL: "true" };
+    const cfg = resolveConfig(fromMap({}), env);
+    expect(cfg).toMatchObject({ hostIp: "vs.example.com", hostUsername: "vs-user", hostPassword: "vs-Pass-1", insecure: true });
+    expect(resolveConfig(fromMap({}), { ...env, VMWARE_HOST_IP: "vm.example.com" }).hostIp).toBe("vm.example.com");
+    expect(resolveConfig(fromMap({ hostIp: "cfg.example.com" }), { ...env, VMWARE_HOST_IP: "vm.example.com" }).hostIp).toBe("cfg.example.com");
+  });
+
+  it("lists every bad or missing key in one error naming the key, the value and what is accepted", () => {
+    const err = (() => {
+      try {
+        resolveConfig(fromMap({ hostPort: "70000", apiRetryCount: "many", datastoreRegex: "nas(", flatNetworkBridge: "has space", insecure: "perhaps" }), {});
+      } catch (e) {
+        return e;
+      }
+      return undefined;
+    })() as ConfigError;
+    expect(err).toBeInstanceOf(ConfigError);
+    expect(err.code).toBe("InvalidConfig");
+    expect(err.message).toContain("vmware:hostIp is not set (set it with `pulumi config set vmware:hostIp ...` or VMWARE_HOST_IP / VSPHERE_SERVER)");
+    expect(err.message).toContain("pulumi config set --secret vmware:hostPassword");
+    expect(err.message).toContain(`vmware:hostPort = "70000": want at most 65535`);
+    expect(err.message).toMatch(/vmware:apiRetryCount = "many": want/);
+    expect(err.message).toContain(`vmware:datastoreRegex = "nas(": want a valid regular expression`);
+    expect(err.message).toContain(`vmware:flatNetworkBridge = "has space": want a Linux bridge name`);
+    expect(err.message).toMatch(/vmware:insecure = "perhaps": want true or false/);
+  });
+
+  it("never shows a secret in an error", () => {
+    expect(() => resolveConfig(fromMap({ ...REQUIRED, hostPort: "0" }), {})).toThrow(/vmware:hostPort = "0"/);
+    const leaked = "pw-Leak-9";
+    let message = "";
+    try {
+      resolveConfig(fromMap({ ...REQUIRED, hostPassword: leaked, hostPort: "x" }), {});
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toContain("vmware:hostPort");
+    expect(message).not.toContain(leaked);
+    const env = { VMWARE_HOST_PORT: "bad" };
+    expect(() => resolveConfig(fromMap(REQUIRED), env)).toThrow(/VMWARE_HOST_PORT \(fallback for vmware:hostPort\) = "bad"/);
+  });
+
+  it("marks the keys that have no effect here, with the reason", () => {
+    const ignored = Object.entries(CONFIG_KEYS).filter(([, s]) => "ignoredBecause" in s);
+    expect(ignored.map(([k]) => k).sort()).toEqual(["pbmWsdlLocation", "reservedHostMemoryMb", "wsdlLocation"]);
+    // Accepted all the same.
+    expect(resolveConfig(fromMap({ ...REQUIRED, wsdlLocation: "file:///x.wsdl" }), {}).wsdlLocation).toBe("file:///x.wsdl");
+  });
+
+  it("maps to driver client options (seconds to ms; insecure ignored when caFile is set)", () => {
+    const cfg = resolveConfig(fromMap({ ...REQUIRED, taskPollInterval: "0.25", caFile: "/ca.pem", insecure: "true" }), {});
+    expect(clientOptions(cfg)).toMatchObject({ host: "vc.example.com", port: 443, taskPollIntervalMs: 250, caFile: "/ca.pem", insecure: false, apiRetryCount: 10, maximumObjects: 100 });
+  });
+});

@@ -57,6 +57,25 @@ const ClusterProps = z.object({
   }),
 });
 
+function uniqueRefs(refs: MoRef[]): MoRef[] {
+  return [...new Map(refs.map((r) => [r.toString(), r])).values()];
+}
+
+function toCluster(hit: { obj: MoRef; props: z.infer<typeof ClusterProps> }, datacenter: Datacenter): Cluster {
+  const p = hit.props;
+  return {
+    ref: hit.obj,
+    name: p.name,
+    datacenter,
+    hosts: uniqueRefs(p.host),
+    resourcePool: p.resourcePool,
+    datastores: uniqueRefs(p.datastore),
+    networks: uniqueRefs(p.network),
+    drsEnabled: p.configurationEx.drsConfig?.enabled ?? false,
+    drsBehavior: p.configurationEx.drsConfig?.defaultVmBehavior,
+  };
+}
+
 /** The cluster (`cluster_name`) in the datacenter; the error names the clusters there are. */
 export async function getCluster(client: VimClient, datacenter: Datacenter, name: string): Promise<Cluster> {
   const all = await new PropertyCollector(client).find(datacenter.hostFolder, "ClusterComputeResource", ClusterProps);
@@ -65,18 +84,31 @@ export async function getCluster(client: VimClient, datacenter: Datacenter, name
     const names = all.map((c) => c.props.name).join(", ") || "none";
     throw new NotFoundError(`cluster "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`);
   }
-  const p = hit.props;
-  return {
-    ref: hit.obj,
-    name: p.name,
-    datacenter,
-    hosts: p.host,
-    resourcePool: p.resourcePool,
-    datastores: p.datastore,
-    networks: p.network,
-    drsEnabled: p.configurationEx.drsConfig?.enabled ?? false,
-    drsBehavior: p.configurationEx.drsConfig?.defaultVmBehavior,
-  };
+  return toCluster(hit, datacenter);
+}
+
+/**
+ * A cluster by name in any datacenter (Nova's cluster_name names no datacenter),
+ * or in the named one. Several clusters of that name in different datacenters is
+ * an error that asks for the datacenter.
+ */
+export async function findCluster(client: VimClient, name: string, datacenterName?: string): Promise<Cluster> {
+  if (datacenterName !== undefined) return getCluster(client, await getDatacenter(client, datacenterName), name);
+  const pc = new PropertyCollector(client);
+  const found: Cluster[] = [];
+  const names: string[] = [];
+  for (const d of await pc.find(client.serviceContent.rootFolder, "Datacenter", DatacenterProps)) {
+    const dc: Datacenter = { ref: d.obj, ...d.props };
+    for (const c of await pc.find(dc.hostFolder, "ClusterComputeResource", ClusterProps)) {
+      names.push(`${c.props.name} (${dc.name})`);
+      if (c.props.name === name) found.push(toCluster(c, dc));
+    }
+  }
+  if (found.length === 1) return found[0]!;
+  if (found.length > 1) {
+    throw new NotFoundError(`cluster "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): name the datacenter`);
+  }
+  throw new NotFoundError(`cluster "${name}" not found (there are: ${names.join(", ") || "none"})`);
 }
 
 export interface Host {
@@ -231,15 +263,13 @@ export async function findVm(client: VimClient, query: VmQuery, datacenter?: Dat
   if ("instanceUuid" in query) {
     const searchIndex = client.serviceContent.searchIndex;
     if (!searchIndex) throw new NotFoundError(`${client.endpoint} has no SearchIndex`);
-    const found = arrayOf(moRef).parse(
-      await client.invoke("FindAllByUuid", searchIndex, {
-        datacenter: datacenter?.ref,
-        uuid: query.instanceUuid,
-        vmSearch: true,
-        instanceUuid: true,
-      }),
-    );
-    const [ref] = found;
+    const found = await client.invoke("FindByUuid", searchIndex, {
+      datacenter: datacenter?.ref,
+      uuid: query.instanceUuid,
+      vmSearch: true,
+      instanceUuid: true,
+    });
+    const ref = found === undefined || found === "" ? undefined : moRef.parse(found);
     return ref ? findVm(client, { ref }) : undefined;
   }
   const container = datacenter?.vmFolder ?? client.serviceContent.rootFolder;

@@ -42,6 +42,8 @@ export interface PropertySpec {
 export interface PropertyFilterSpec {
   propSet: PropertySpec[];
   objectSet: ObjectSpec[];
+  /** Report objects that do not exist in missingSet instead of failing the call. */
+  reportMissingObjectsInResults?: boolean;
 }
 
 /** The traversal from a ContainerView to the objects in it. */
@@ -58,6 +60,7 @@ function filterSpecArg(spec: PropertyFilterSpec): Record<string, unknown> {
   return {
     propSet: spec.propSet.map((p) => ({ type: p.type, all: p.all, pathSet: p.pathSet })),
     objectSet: spec.objectSet.map((o) => ({ obj: o.obj, skip: o.skip, selectSet: o.selectSet })),
+    reportMissingObjectsInResults: spec.reportMissingObjectsInResults,
   };
 }
 
@@ -112,8 +115,12 @@ export class PropertyCollector {
   async getMany<S extends Selection>(objs: MoRef[], selection: S): Promise<Array<Retrieved<S>>> {
     if (objs.length === 0) return [];
     const type = objs[0]!.type;
-    const contents = await this.retrieve([{ propSet: [{ type, pathSet: pathsOf(selection) }], objectSet: objs.map((obj) => ({ obj })) }]);
-    return contents.map((c) => ({ obj: c.obj, props: parseSelection(selection, c, c.obj) }));
+    const contents = await this.retrieve([
+      { propSet: [{ type, pathSet: pathsOf(selection) }], objectSet: objs.map((obj) => ({ obj })), reportMissingObjectsInResults: true },
+    ]);
+    return contents
+      .filter((c) => !c.missing.some((m) => m.fault instanceof ManagedObjectNotFoundFault))
+      .map((c) => ({ obj: c.obj, props: parseSelection(selection, c, c.obj) }));
   }
 
   /**

@@ -6,6 +6,7 @@ import (
 	"io/ioutil"
 	"os"
 	"path"
+	"strings"
 
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/object"
@@ -209,6 +210,10 @@ func (t *topology) build(ctx context.Context, m *simulator.Model) (*inventory, f
 		dss, _ := finder.DatastoreList(ctx, "*")
 		for _, ds := range dss {
 			di.Datastores = append(di.Datastores, ds.Name())
+			if strings.HasPrefix(ds.Name(), "LocalDS_") {
+				// The model mounts LocalDS_n on every host but records one mount.
+				shareDatastore(ds.Reference(), dcHosts)
+			}
 		}
 		nets, _ := finder.NetworkList(ctx, "*")
 		for _, n := range nets {
@@ -229,6 +234,7 @@ func (t *topology) build(ctx context.Context, m *simulator.Model) (*inventory, f
 		}
 	}
 	inv.VMs = total
+	seedHostNetworking()
 	return inv, cleanup, nil
 }
 
@@ -263,9 +269,18 @@ func createDatastore(ctx context.Context, name, dir string, hosts []*object.Host
 	if dsRef == nil {
 		return nil
 	}
-	// Each host's CreateLocalDatastore records only its own mount: list them all,
-	// as vCenter does for a datastore shared by a cluster.
-	obj := simulator.Map.Get(*dsRef).(*simulator.Datastore)
+	shareDatastore(*dsRef, hosts)
+	return nil
+}
+
+// shareDatastore lists every host's mount of a datastore: each host's
+// CreateLocalDatastore records only its own, where vCenter lists them all.
+func shareDatastore(ref types.ManagedObjectReference, hosts []*object.HostSystem) {
+	obj, ok := simulator.Map.Get(ref).(*simulator.Datastore)
+	if !ok {
+		return
+	}
+	dir := obj.Info.GetDatastoreInfo().Url
 	var mounts []types.DatastoreHostMount
 	for _, h := range hosts {
 		mounts = append(mounts, types.DatastoreHostMount{
@@ -279,7 +294,6 @@ func createDatastore(ctx context.Context, name, dir string, hosts []*object.Host
 		})
 	}
 	simulator.Map.Update(obj, []types.PropertyChange{{Name: "host", Val: mounts}})
-	return nil
 }
 
 func (t *topology) createDVS(ctx context.Context, folder *object.Folder, dcName string, hosts []*object.HostSystem) (string, error) {

@@ -7,6 +7,7 @@ export default defineConfig({
   entry: {
     index: "provider/index.ts",
     "vsphere/index": "provider/vsphere/index.ts",
+    handler: "provider/handler.ts",
   },
   format: ["cjs", "esm"],
   dts: true,

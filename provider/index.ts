@@ -3,8 +3,10 @@
  * Nova, as Pulumi resources — `Image`, `Instance`, `PortGroup`, `ImageCachePolicy`
  * — over one vSphere driver core (`pulumi-vmware-vcenter/vsphere`).
  *
- * The resources are exported here as they land; see README "Status".
+ * Settings come from the stack configuration (`vmware:*`, see README), never from
+ * resource inputs.
  */
-
-/** Pulumi type tokens of this package's dynamic resources: `pulumi-nodejs:dynamic/vmware:<Name>`. */
-export const RESOURCE_TYPE_PREFIX = "vmware";
+export { PortGroup } from "./resources/port-group.js";
+export type { PortGroupArgs, PortGroupState } from "./resources/port-group.js";
+export { CONFIG_KEYS, ConfigError, resolveConfig } from "./config.js";
+export type { DriverConfig } from "./config.js";

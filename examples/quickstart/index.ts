@@ -1,9 +1,20 @@
-// Quickstart: grows with every resource of pulumi-vmware-vcenter. Run it with
-// `npm run demo` (embedded simulator) or `pulumi up` against your own vCenter.
+// Quickstart: what a user copies. It grows with every resource of
+// pulumi-vmware-vcenter. Run it with `npm run demo` (the embedded simulator) or
+// `pulumi up` against your own vCenter (README: stack configuration).
 import * as pulumi from "@pulumi/pulumi";
+import { PortGroup } from "pulumi-vmware-vcenter";
 
-const vmware = new pulumi.Config("vmware");
+const cfg = new pulumi.Config("quickstart");
 
-/** The vCenter and cluster this stack manages (stack config `vmware:hostIp`, `vmware:clusterName`). */
-export const vcenter = vmware.get("hostIp") ?? process.env.VSPHERE_SERVER ?? "(vmware:hostIp not set)";
-export const cluster = vmware.get("clusterName") ?? "(vmware:clusterName not set)";
+// The flat network instances attach to: a port group on every host of the
+// cluster (vmware:clusterName), on the vSwitch that uses vmware:vlanInterface.
+const network = new PortGroup("instances", {
+  name: cfg.get("networkName") ?? "quickstart-net",
+  vlanId: cfg.getNumber("vlanId") ?? 100,
+});
+
+export const networkName = network.name;
+export const vlanId = network.vlanId;
+export const hosts = network.hosts;
+export const vswitches = network.hostSwitches;
+export const networkId = network.networkId;

@@ -16,9 +16,24 @@ export { PropertyCollector, UpdateWaiter, containerViewObjectSpec } from "./prop
 export type { ObjectSpec, PropertyFilterSpec, PropertySpec, RawObjectContent, Retrieved, Selection } from "./property.js";
 export { runTask, waitForTask } from "./task.js";
 export type { TaskWaitOptions, TaskWaitStrategy } from "./task.js";
-export { findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
+export { findCluster, findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
 export type { Cluster, Datacenter, Datastore, Host, Network, VmQuery, VmSummary } from "./inventory.js";
 export * as schema from "./schema.js";
+export {
+  addStandardPortGroup,
+  createDistributedPortGroup,
+  destroyDistributedPortGroup,
+  findNetwork,
+  getDistributedPortGroup,
+  getDistributedSwitch,
+  getHostNetworking,
+  networkVms,
+  removeStandardPortGroup,
+  setDistributedPortGroupVlan,
+  updateStandardPortGroup,
+  vswitchForNic,
+} from "./network.js";
+export type { DistributedPortGroup, DistributedSwitch, HostNetworking, PortBinding, StandardPortGroupSpec } from "./network.js";
 export { MoRef } from "./soap/xml.js";
 export type { VimObject, VimValue, TypedPrimitive } from "./soap/xml.js";
 export { buildEnvelope, parseEnvelope } from "./soap/envelope.js";

@@ -376,7 +376,12 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		resetConnection(w)
 		return
 	}
-	if !in.pager.serve(in.inner, w, r, call, body) {
+	if strings.HasPrefix(call.method, "RetrieveProperties") && bytes.Contains(body, []byte("<pathSet>vm</pathSet>")) {
+		networkMu.Lock()
+		syncNetworkVms()
+		networkMu.Unlock()
+	}
+	if !serveNetwork(w, call, body) && !in.pager.serve(in.inner, w, r, call, body) {
 		in.inner.ServeHTTP(w, r)
 	}
 	in.noteSetCookies(w.Header())

@@ -1,0 +1,239 @@
+// PortGroup end to end: program -> serialized dynamic provider -> the real
+// dynamic-provider process -> driver -> the simulator.
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { findCluster, listVms } from "../../provider/vsphere/inventory.js";
+import {
+  getDistributedPortGroup,
+  getHostNetworking,
+  removeStandardPortGroup,
+  updateStandardPortGroup,
+  type HostNetworking,
+} from "../../provider/vsphere/network.js";
+import { MoRef } from "../../provider/vsphere/soap/xml.js";
+import { runTask } from "../../provider/vsphere/task.js";
+import { simOptions } from "../support/clients.js";
+import { PROJECT_ROOT } from "../vcsim/build.mjs";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { HarnessStack } from "./index.js";
+
+const PASSWORD = "pw-Quick-7f3a";
+let sim: Vcsim;
+let client: VimClient;
+let dir: string;
+
+beforeAll(async () => {
+  sim = await startVcsim({ tls: true, hosts: 3, vms: 3, powerOn: false, password: PASSWORD });
+  client = await VimClient.connect(simOptions(sim));
+  dir = mkdtempSync(join(tmpdir(), "harness-"));
+});
+afterAll(async () => {
+  await client?.close();
+  await sim?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function baseConfig(): Record<string, string> {
+  return {
+    "vmware:hostIp": sim.info.host,
+    "vmware:hostPort": String(sim.info.port),
+    "vmware:hostUsername": sim.info.username,
+    "vmware:hostPassword": PASSWORD,
+    "vmware:caFile": sim.info.caFile!,
+    "vmware:clusterName": "DC0_C0",
+  };
+}
+
+function stack(name: string, config: Record<string, string> = {}): HarnessStack {
+  return new HarnessStack({
+    program: "test/engine/programs/port-groups.ts",
+    stateFile: join(dir, `${name}.json`),
+    config: { ...baseConfig(), ...config },
+    secretKeys: ["vmware:hostPassword"],
+  });
+}
+
+async function hostsWith(name: string): Promise<Array<{ host: string; vlanId: number; vswitch: string; net: HostNetworking }>> {
+  const cluster = await findCluster(client, "DC0_C0");
+  const nets = await getHostNetworking(client, cluster.hosts);
+  return nets.flatMap((n) => n.portgroups.filter((p) => p.name === name).map((p) => ({ host: n.hostName, vlanId: p.vlanId, vswitch: p.vswitchName, net: n })));
+}
+
+describe("PortGroup through the dynamic-provider process", () => {
+  it("creates, leaves alone, updates the VLAN, sees drift on refresh, repairs it, and destroys", async () => {
+    const s = stack("lifecycle", { "pgtest:name": "pg-life", "pgtest:vlanId": "100" });
+
+    const first = await s.up();
+    expect(first.errors).toEqual([]);
+    expect(first.events.map((e) => e.op)).toEqual(["create"]);
+    expect((await hostsWith("pg-life")).map((h) => [h.host, h.vlanId, h.vswitch])).toEqual([
+      ["DC0_C0_H0", 100, "vSwitch0"],
+      ["DC0_C0_H1", 100, "vSwitch0"],
+      ["DC0_C0_H2", 100, "vSwitch0"],
+    ]);
+    expect(first.outputs.standardHosts).toEqual(["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"]);
+    expect(String(first.outputs.standardNetwork)).toMatch(/^Network:/);
+    const [resource] = s.state().resources;
+    expect(resource!.type).toBe("pulumi-nodejs:dynamic/vmware:PortGroup");
+
+    const again = await s.up();
+    expect(again.events.map((e) => e.op)).toEqual(["same"]);
+
+    const changed = await s.up({ ...s.opts.config, "pgtest:vlanId": "200" });
+    expect(changed.events.map((e) => e.op)).toEqual(["update"]);
+    expect((await hostsWith("pg-life")).map((h) => h.vlanId)).toEqual([200, 200, 200]);
+
+    // Drift made outside Pulumi: another VLAN on one host, gone from another.
+    const [h0, , h2] = await hostsWith("pg-life");
+    await updateStandardPortGroup(client, h0!.net.networkSystem, { name: "pg-life", vlanId: 300, vswitchName: "vSwitch0" });
+    await removeStandardPortGroup(client, h2!.net.networkSystem, "pg-life");
+    const refreshed = await s.refresh();
+    expect(refreshed.events).toEqual([
+      {
+        op: "drift",
+        key: "pulumi-nodejs:dynamic/vmware:PortGroup::standard",
+        changed: {
+          vlanId: { from: 200, to: 300 },
+          hosts: { from: ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"], to: ["DC0_C0_H0", "DC0_C0_H1"] },
+          missingHosts: { from: [], to: ["DC0_C0_H2"] },
+          hostSwitches: { from: { DC0_C0_H0: "vSwitch0", DC0_C0_H1: "vSwitch0", DC0_C0_H2: "vSwitch0" }, to: { DC0_C0_H0: "vSwitch0", DC0_C0_H1: "vSwitch0" } },
+        },
+      },
+    ]);
+    const repaired = await s.up({ ...s.opts.config, "pgtest:vlanId": "200" });
+    expect(repaired.events.map((e) => e.op)).toEqual(["update"]);
+    expect((await hostsWith("pg-life")).map((h) => [h.host, h.vlanId])).toEqual([
+      ["DC0_C0_H0", 200],
+      ["DC0_C0_H1", 200],
+      ["DC0_C0_H2", 200],
+    ]);
+
+    const gone = await s.destroy();
+    expect(gone.events.map((e) => e.op)).toEqual(["delete"]);
+    expect(await hostsWith("pg-life")).toEqual([]);
+    expect(s.state().resources).toEqual([]);
+  });
+
+  it("manages a distributed port group with ephemeral binding, and replaces on a rename", async () => {
+    const s = stack("dv", { "pgtest:name": "pg-for-dv", "pgtest:distributed": "true", "pgtest:dvVlanId": "210" });
+    const up = await s.up();
+    expect(up.errors).toEqual([]);
+    const ref = MoRef.parse(String(up.outputs.distributedNetwork));
+    expect(ref.type).toBe("DistributedVirtualPortgroup");
+    expect(await getDistributedPortGroup(client, ref)).toMatchObject({ name: "pg-distributed", vlanId: 210, binding: "ephemeral" });
+
+    const vlan = await s.up({ ...s.opts.config, "pgtest:dvVlanId": "211" });
+    expect(vlan.events.find((e) => e.key.endsWith("::distributed"))?.op).toBe("update");
+    expect((await getDistributedPortGroup(client, ref))?.vlanId).toBe(211);
+
+    const renamed = await s.up({ ...s.opts.config, "pgtest:dvVlanId": "211", "pgtest:name": "pg-for-dv-2" });
+    const replace = renamed.events.find((e) => e.key.endsWith("::standard"));
+    expect(replace).toMatchObject({ op: "replace", replaces: ["name"] });
+    expect(await hostsWith("pg-for-dv")).toEqual([]);
+    expect(await hostsWith("pg-for-dv-2")).toHaveLength(3);
+
+    await s.destroy();
+    expect(await getDistributedPortGroup(client, ref)).toBeUndefined();
+    expect(await hostsWith("pg-for-dv-2")).toEqual([]);
+  });
+
+  it("puts standard port groups on the vSwitch of vmware:vlanInterface, as Nova's VlanManager", async () => {
+    const s = stack("vlan-if", { "pgtest:name": "pg-vmnic1", "vmware:vlanInterface": "vmnic1" });
+    expect((await s.up()).errors).toEqual([]);
+    expect((await hostsWith("pg-vmnic1")).map((h) => h.vswitch)).toEqual(["vSwitch1", "vSwitch1", "vSwitch1"]);
+    await s.destroy();
+  });
+
+  it("stops bad input at check time, naming the property, the value and what is accepted, and touches nothing", async () => {
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [{ "pgtest:vlanId": "5000" }, "vlanId", /PortGroup\.vlanId = 5000: want 0 to 4094/],
+      [{ "pgtest:switch": "vSwitchX" }, "switch", /host DC0_C0_H0 has no vSwitch "vSwitchX" \(it has: vSwitch0, vSwitch1\)/],
+      [{ "vmware:clusterName": "nope" }, "clusterName", /cluster "nope" not found \(there are: DC0_C0 \(DC0\)\)/],
+      [{ "pgtest:distributed": "true", "pgtest:dvs": "DVS9" }, "switch", /distributed switch "DVS9" not found in datacenter DC0 \(there are: DVS0\)/],
+    ];
+    for (const [config, property, reason] of cases) {
+      const s = stack(`bad-${property}-${Date.now()}`, { "pgtest:name": "pg-bad", ...config });
+      const res = await s.up();
+      const failed = res.events.find((e) => e.op === "check-failed");
+      expect(failed?.failures).toEqual(expect.arrayContaining([{ property, reason: expect.stringMatching(reason) }]));
+      expect(res.errors.join("\n")).toContain(property);
+      // The resource that failed its check was not created.
+      expect(res.events.some((e) => e.op === "create" && e.key === failed!.key)).toBe(false);
+      if (failed!.key.endsWith("::standard")) expect(await hostsWith("pg-bad")).toEqual([]);
+      await s.destroy();
+      expect(await hostsWith("pg-bad")).toEqual([]);
+    }
+  });
+
+  it("refuses to delete while a VM uses it, unless forceDelete", async () => {
+    const s = stack("in-use", { "pgtest:name": "pg-in-use" });
+    const up = await s.up();
+    expect(up.errors).toEqual([]);
+    const network = MoRef.parse(String(up.outputs.standardNetwork));
+    const [vm] = await listVms(client, client.serviceContent.rootFolder);
+    await runTask(client, "ReconfigVM_Task", vm!.ref, {
+      spec: {
+        deviceChange: [
+          {
+            operation: "add",
+            device: {
+              $type: "VirtualVmxnet3",
+              key: -1,
+              backing: { $type: "VirtualEthernetCardNetworkBackingInfo", deviceName: "pg-in-use", network },
+              connectable: { startConnected: true, allowGuestControl: true, connected: false },
+              addressType: "generated",
+            },
+          },
+        ],
+      },
+    });
+    const refused = await s.destroy();
+    expect(refused.errors.join("\n")).toMatch(new RegExp(`port group "pg-in-use" is used by 1 VM \\(${vm!.name}\\): .*forceDelete: true`));
+    expect(await hostsWith("pg-in-use")).toHaveLength(3);
+    expect(s.state().resources).toHaveLength(1);
+
+    const forced = await s.up({ ...s.opts.config, "pgtest:forceDelete": "true" });
+    expect(forced.events.map((e) => e.op)).toEqual(["update"]);
+    const done = await s.destroy();
+    expect(done.errors).toEqual([]);
+    expect(await hostsWith("pg-in-use")).toEqual([]);
+  });
+
+  it("leaves nothing behind when adding fails on one host", async () => {
+    await sim.control.addRule({ kind: "fault", method: "AddPortGroup", nth: 3, fault: "HostConfigFault", message: "host refused" });
+    try {
+      const s = stack("rollback", { "pgtest:name": "pg-rollback" });
+      const res = await s.up();
+      expect(res.errors.join("\n")).toMatch(/port group "pg-rollback" could not be added on DC0_C0_H\d .*host refused.*removed again/);
+      expect(await hostsWith("pg-rollback")).toEqual([]);
+      expect(s.state().resources).toEqual([]);
+    } finally {
+      await sim.control.clearRules();
+    }
+  });
+});
+
+describe("the serialized provider", () => {
+  it("is small, holds no secret, names no local path, and is the same after a rebuild", async () => {
+    const s = stack("serialized", { "pgtest:name": "pg-serial" });
+    expect((await s.up()).errors).toEqual([]);
+    const before = String(s.state().resources[0]!.outputs.__provider);
+    expect(before.length).toBeGreaterThan(100);
+    expect(Buffer.byteLength(before)).toBeLessThan(16 * 1024);
+    expect(before).not.toContain(PASSWORD);
+    expect(before).not.toContain(sim.info.host + ":");
+    expect(before).not.toContain(PROJECT_ROOT);
+    expect(before).toContain(`"pulumi-vmware-vcenter/handler"`);
+
+    execFileSync(join(PROJECT_ROOT, "node_modules", ".bin", "tsup"), ["--silent"], { cwd: PROJECT_ROOT, stdio: "ignore" });
+    const again = await s.up();
+    expect(again.events.map((e) => e.op)).toEqual(["same"]);
+    expect(String(s.state().resources[0]!.inputs.__provider)).toBe(before);
+    await s.destroy();
+  });
+});
+

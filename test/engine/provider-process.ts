@@ -1,0 +1,163 @@
+// Engine-protocol harness (test infrastructure): starts
+// `@pulumi/pulumi/cmd/dynamic-provider` — the very process the Pulumi engine runs for
+// dynamic resources — and speaks the ResourceProvider gRPC protocol to it, as the
+// engine does: Configure, Check, Diff, Create, Read, Update, Delete.
+import { spawn, type ChildProcess } from "node:child_process";
+import { createRequire } from "node:module";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+
+
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+type Any = any;
+
+export interface CheckFailure {
+  property: string;
+  reason: string;
+}
+
+export interface DiffResult {
+  changes: "some" | "none" | "unknown";
+  replaces: string[];
+  deleteBeforeReplace: boolean;
+}
+
+/** A provider call that failed in the provider process (its message is the provider's). */
+export class ProviderCallError extends Error {
+  constructor(
+    readonly op: string,
+    readonly urn: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class DynamicProviderProcess {
+  private constructor(
+    private readonly child: ChildProcess,
+    private readonly client: Any,
+    private readonly modules: { proto: Any; struct: Any; grpc: Any },
+    readonly stderr: () => string,
+  ) {}
+
+  /**
+   * Starts the provider process in `cwd` (the program's folder: the serialized
+   * providers `require` this package from its node_modules there).
+   */
+  static async start(cwd: string, env: NodeJS.ProcessEnv = process.env): Promise<DynamicProviderProcess> {
+    const req = createRequire(join(cwd, "package.json"));
+    const entry = req.resolve("@pulumi/pulumi/cmd/dynamic-provider/index.js");
+    const grpc = req("@grpc/grpc-js");
+    const proto = req("@pulumi/pulumi/proto/provider_pb");
+    const rpc = req("@pulumi/pulumi/proto/provider_grpc_pb");
+    const struct = req("google-protobuf/google/protobuf/struct_pb");
+    // The engine passes its own address; this harness plays the engine but needs no callback.
+    const child = spawn(process.execPath, [entry, "127.0.0.1:0"], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stderr = "";
+    child.stderr!.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-20_000);
+    });
+    const port = await new Promise<number>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout! });
+      lines.once("line", (l) => resolve(Number(l.trim())));
+      child.once("exit", (code) => reject(new Error(`dynamic-provider exited (${code}): ${stderr}`)));
+    });
+    const client = new rpc.ResourceProviderClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+    return new DynamicProviderProcess(child, client, { proto, struct, grpc }, () => stderr);
+  }
+
+  private call<T>(op: string, urn: string, request: Any): Promise<T> {
+    return new Promise((resolve, reject) => {
+      this.client[op](request, (err: Any, resp: T) => {
+        if (err) reject(new ProviderCallError(op, urn, String(err.details ?? err.message).replace(/^\d+ [A-Z_]+: /, "")));
+        else resolve(resp);
+      });
+    });
+  }
+
+  private struct(v: Record<string, unknown>): Any {
+    return this.modules.struct.Struct.fromJavaScript(JSON.parse(JSON.stringify(v)) as Record<string, unknown>);
+  }
+
+  /** Configure with the stack configuration, as `project:key` -> value. */
+  async configure(config: Record<string, string>): Promise<void> {
+    const req = new this.modules.proto.ConfigureRequest();
+    req.setArgs(this.struct(config));
+    const vars = req.getVariablesMap();
+    for (const [k, v] of Object.entries(config)) vars.set(k, v);
+    await this.call("configure", "", req);
+  }
+
+  async check(urn: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<{ inputs: Record<string, unknown>; failures: CheckFailure[] }> {
+    const req = new this.modules.proto.CheckRequest();
+    req.setUrn(urn);
+    req.setOlds(this.struct(olds));
+    req.setNews(this.struct(news));
+    const resp: Any = await this.call("check", urn, req);
+    return {
+      inputs: resp.getInputs()?.toJavaScript() ?? {},
+      failures: resp.getFailuresList().map((f: Any) => ({ property: f.getProperty(), reason: f.getReason() })),
+    };
+  }
+
+  async diff(urn: string, id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<DiffResult> {
+    const req = new this.modules.proto.DiffRequest();
+    req.setUrn(urn);
+    req.setId(id);
+    req.setOlds(this.struct(olds));
+    req.setNews(this.struct(news));
+    const resp: Any = await this.call("diff", urn, req);
+    const C = this.modules.proto.DiffResponse.DiffChanges;
+    const changes = resp.getChanges() === C.DIFF_SOME ? "some" : resp.getChanges() === C.DIFF_NONE ? "none" : "unknown";
+    return { changes, replaces: resp.getReplacesList(), deleteBeforeReplace: resp.getDeletebeforereplace() };
+  }
+
+  async create(urn: string, props: Record<string, unknown>): Promise<{ id: string; outs: Record<string, unknown> }> {
+    const req = new this.modules.proto.CreateRequest();
+    req.setUrn(urn);
+    req.setProperties(this.struct(props));
+    const resp: Any = await this.call("create", urn, req);
+    return { id: resp.getId(), outs: resp.getProperties()?.toJavaScript() ?? {} };
+  }
+
+  async read(urn: string, id: string, props: Record<string, unknown>, inputs: Record<string, unknown>): Promise<{ id: string; props: Record<string, unknown> }> {
+    const req = new this.modules.proto.ReadRequest();
+    req.setUrn(urn);
+    req.setId(id);
+    req.setProperties(this.struct(props));
+    req.setInputs(this.struct(inputs));
+    const resp: Any = await this.call("read", urn, req);
+    return { id: resp.getId(), props: resp.getProperties()?.toJavaScript() ?? {} };
+  }
+
+  async update(urn: string, id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<Record<string, unknown>> {
+    const req = new this.modules.proto.UpdateRequest();
+    req.setUrn(urn);
+    req.setId(id);
+    req.setOlds(this.struct(olds));
+    req.setNews(this.struct(news));
+    const resp: Any = await this.call("update", urn, req);
+    return resp.getProperties()?.toJavaScript() ?? {};
+  }
+
+  async delete(urn: string, id: string, props: Record<string, unknown>): Promise<void> {
+    const req = new this.modules.proto.DeleteRequest();
+    req.setUrn(urn);
+    req.setId(id);
+    req.setProperties(this.struct(props));
+    await this.call("delete", urn, req);
+  }
+
+  async stop(): Promise<void> {
+    this.client.close();
+    if (this.child.exitCode !== null) return;
+    await new Promise<void>((resolve) => {
+      this.child.once("exit", () => resolve());
+      this.child.kill("SIGTERM");
+    });
+  }
+}
+
+

@@ -1,0 +1,210 @@
+// Engine-protocol harness, program side (test infrastructure, run as a child process
+// by ./index.ts, one process per operation like the Pulumi CLI): runs a Pulumi
+// program under the Node runtime's mocks and forwards each dynamic resource
+// registration to the real dynamic-provider process, keeping state in a JSON file.
+//
+//   HARNESS_JOB='{"op":"up",...}' tsx test/engine/run-program.ts
+import { readFileSync, writeFileSync, existsSync } from "node:fs";
+import { createRequire } from "node:module";
+import { join, resolve } from "node:path";
+import { DynamicProviderProcess, ProviderCallError } from "./provider-process.js";
+import type { HarnessEvent, HarnessJob, HarnessResult, StateFile, StateResource } from "./types.js";
+
+const job = JSON.parse(process.env.HARNESS_JOB ?? "{}") as HarnessJob;
+const events: HarnessEvent[] = [];
+const errors: string[] = [];
+
+// A failed registration rejects inside the Pulumi runtime; the CLI reports it as an
+// error of the update, and so does this harness, instead of dying on it.
+process.on("unhandledRejection", (reason) => {
+  const message = reason instanceof Error ? reason.message : String(reason);
+  if (!errors.some((e) => message.includes(e) || e.includes(message))) errors.push(message);
+});
+
+function loadState(): StateFile {
+  return existsSync(job.stateFile) ? (JSON.parse(readFileSync(job.stateFile, "utf8")) as StateFile) : { resources: [] };
+}
+
+function saveState(state: StateFile): void {
+  writeFileSync(job.stateFile, `${JSON.stringify(state, null, 2)}\n`);
+}
+
+function withoutProvider(o: Record<string, unknown>): Record<string, unknown> {
+  const { __provider: _p, ...rest } = o;
+  return rest;
+}
+
+function urnOf(type: string, name: string): string {
+  return `urn:pulumi:${job.stack}::${job.project}::${type}::${name}`;
+}
+
+async function main(): Promise<HarnessResult> {
+  const cwd = resolve(job.cwd);
+  const state = loadState();
+  const proc = await DynamicProviderProcess.start(cwd);
+  try {
+    await proc.configure(job.config);
+    if (job.op === "refresh") return await refresh(proc, state);
+    if (job.op === "destroy") return await destroy(proc, state);
+    return await run(proc, state, cwd);
+  } finally {
+    await proc.stop();
+  }
+}
+
+async function refresh(proc: DynamicProviderProcess, state: StateFile): Promise<HarnessResult> {
+  const kept: StateResource[] = [];
+  for (const r of state.resources) {
+    const read = await proc.read(r.urn, r.id, r.outputs, r.inputs);
+    if (!read.id) {
+      events.push({ op: "deleted-outside", key: r.key });
+      continue;
+    }
+    const before = withoutProvider(r.outputs);
+    const after = withoutProvider(read.props);
+    const changed = Object.keys({ ...before, ...after }).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
+    events.push({ op: changed.length ? "drift" : "same", key: r.key, ...(changed.length ? { changed: Object.fromEntries(changed.map((k) => [k, { from: before[k], to: after[k] }])) } : {}) });
+    kept.push({ ...r, id: read.id, outputs: { ...read.props, __provider: r.outputs.__provider } });
+  }
+  saveState({ resources: kept });
+  return { events, errors, outputs: state.outputs ?? {} };
+}
+
+async function destroy(proc: DynamicProviderProcess, state: StateFile): Promise<HarnessResult> {
+  const left = [...state.resources];
+  for (const r of [...state.resources].reverse()) {
+    try {
+      await proc.delete(r.urn, r.id, r.outputs);
+      events.push({ op: "delete", key: r.key });
+      left.splice(left.indexOf(r), 1);
+    } catch (err) {
+      errors.push(`${r.key}: delete failed: ${(err as Error).message}`);
+      break; // stop, as the engine does, so dependencies are not deleted from under what remains
+    }
+  }
+  saveState({ resources: left });
+  return { events, errors, outputs: {} };
+}
+
+async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string): Promise<HarnessResult> {
+  const preview = job.op === "preview";
+  process.env.PULUMI_CONFIG = JSON.stringify(job.config);
+  process.env.PULUMI_CONFIG_SECRET_KEYS = JSON.stringify(job.secretKeys ?? []);
+  const req = createRequire(join(cwd, "package.json"));
+  const pulumi = req("@pulumi/pulumi") as typeof import("@pulumi/pulumi");
+
+  const old = new Map(state.resources.map((r) => [r.key, r]));
+  const next: StateResource[] = [];
+  const replacedOlds: StateResource[] = [];
+  let pending = 0;
+
+  await pulumi.runtime.setMocks(
+    {
+      call: () => ({}),
+      newResource: async (args) => {
+        if (!args.type.startsWith("pulumi-nodejs:dynamic/")) return { id: `${args.name}-id`, state: args.inputs };
+        pending++;
+        try {
+          const key = `${args.type}::${args.name}`;
+          const urn = urnOf(args.type, args.name);
+          const prior = old.get(key);
+          const checked = await proc.check(urn, prior?.inputs ?? {}, args.inputs);
+          if (checked.failures.length) {
+            const msg = checked.failures.map((f) => `${f.property}: ${f.reason}`).join("; ");
+            events.push({ op: "check-failed", key, failures: checked.failures });
+            throw new Error(`${key}: ${msg}`);
+          }
+          const inputs = checked.inputs;
+          if (!prior) {
+            if (preview) {
+              events.push({ op: "create", key, preview: true });
+              return { id: undefined as unknown as string, state: withoutProvider(inputs) };
+            }
+            const made = await proc.create(urn, inputs);
+            events.push({ op: "create", key, id: made.id });
+            next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
+            return { id: made.id, state: withoutProvider(made.outs) };
+          }
+          const diff = await proc.diff(urn, prior.id, prior.outputs, inputs);
+          if (diff.replaces.length) {
+            events.push({ op: "replace", key, replaces: diff.replaces, ...(preview ? { preview: true } : {}) });
+            if (preview) return { id: prior.id, state: withoutProvider(prior.outputs) };
+            if (diff.deleteBeforeReplace) await proc.delete(urn, prior.id, prior.outputs);
+            else replacedOlds.push(prior);
+            const made = await proc.create(urn, inputs);
+            next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
+            return { id: made.id, state: withoutProvider(made.outs) };
+          }
+          if (diff.changes === "some") {
+            events.push({ op: "update", key, ...(preview ? { preview: true } : {}) });
+            if (preview) return { id: prior.id, state: withoutProvider(prior.outputs) };
+            const outs = await proc.update(urn, prior.id, prior.outputs, inputs);
+            next.push({ ...prior, urn, inputs, outputs: outs });
+            return { id: prior.id, state: withoutProvider(outs) };
+          }
+          events.push({ op: "same", key });
+          next.push({ ...prior, inputs: { ...inputs } });
+          return { id: prior.id, state: withoutProvider(prior.outputs) };
+        } catch (err) {
+          errors.push(err instanceof ProviderCallError ? `${err.op} ${args.name}: ${err.message}` : (err as Error).message);
+          throw err;
+        } finally {
+          pending--;
+        }
+      },
+    },
+    job.project,
+    job.stack,
+    preview,
+  );
+
+  let programExports: Record<string, unknown> = {};
+  try {
+    programExports = req(resolve(cwd, job.program!)) as Record<string, unknown>;
+  } catch (err) {
+    errors.push(`the program failed: ${(err as Error).message}`);
+  }
+  // Wait until every registration has been answered and nothing new arrives.
+  for (let idle = 0; idle < 5; ) {
+    await new Promise((r) => setTimeout(r, 20));
+    idle = pending === 0 ? idle + 1 : 0;
+  }
+  const outputs: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(programExports)) {
+    if (k === "__esModule") continue;
+    try {
+      outputs[k] = await (pulumi.output(v) as unknown as { promise(): Promise<unknown> }).promise();
+    } catch {
+      outputs[k] = "(unavailable)";
+    }
+  }
+  if (preview) return { events, errors, outputs };
+
+  // Resources no longer in the program, then the old halves of replacements: newest first.
+  const registered = new Set(next.map((r) => r.key));
+  const gone = state.resources.filter((r) => !registered.has(r.key) && !errors.some((e) => e.includes(r.name)));
+  const failedDeletes: StateResource[] = [];
+  for (const r of [...replacedOlds, ...gone].reverse()) {
+    try {
+      await proc.delete(r.urn, r.id, r.outputs);
+      events.push({ op: replacedOlds.includes(r) ? "delete-replaced" : "delete", key: r.key });
+    } catch (err) {
+      errors.push(`${r.key}: delete failed: ${(err as Error).message}`);
+      if (!replacedOlds.includes(r)) failedDeletes.push(r);
+    }
+  }
+  // Resources whose registration failed keep their old state.
+  const kept = state.resources.filter((r) => !registered.has(r.key) && errors.some((e) => e.includes(r.name)));
+  saveState({ resources: [...next, ...kept, ...failedDeletes], outputs });
+  return { events, errors, outputs };
+}
+
+main()
+  .then((result) => {
+    process.stdout.write(`HARNESS_RESULT ${JSON.stringify(result)}\n`);
+    process.exit(result.errors.length ? 1 : 0);
+  })
+  .catch((err: unknown) => {
+    process.stdout.write(`HARNESS_RESULT ${JSON.stringify({ events, errors: [...errors, (err as Error).stack ?? String(err)], outputs: {} })}\n`);
+    process.exit(1);
+  });

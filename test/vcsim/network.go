@@ -1,0 +1,344 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"sync"
+
+	"github.com/vmware/govmomi/simulator"
+	"github.com/vmware/govmomi/vim25/mo"
+	"github.com/vmware/govmomi/vim25/types"
+)
+
+// Host networking as vCenter does it, where govmomi's simulator (0.24) differs:
+// a standard port group of one name on several hosts is one Network object
+// (the simulator refuses the second host with DuplicateName), UpdatePortGroup
+// exists, RemovePortGroup keeps the Network while another host still has the port
+// group, and a host's networkInfo lists its physical NICs and which vSwitch uses
+// them (vmnic0 on vSwitch0, vmnic1 on vSwitch1), as Nova's vlan_interface needs.
+
+var networkMu sync.Mutex
+
+// seedHostNetworking gives every host's network system the vSwitches and
+// physical NICs of a small ESXi host.
+func seedHostNetworking() {
+	for _, obj := range simulator.Map.All("HostSystem") {
+		host := obj.(*simulator.HostSystem)
+		ns, ok := simulator.Map.Get(*host.ConfigManager.NetworkSystem).(*simulator.HostNetworkSystem)
+		if !ok || ns.NetworkInfo == nil {
+			continue
+		}
+		var pnics []types.PhysicalNic
+		if host.Config != nil && host.Config.Network != nil {
+			pnics = append(pnics, host.Config.Network.Pnic...)
+		}
+		if len(pnics) < 2 {
+			pnics = []types.PhysicalNic{
+				{Key: "key-vim.host.PhysicalNic-vmnic0", Device: "vmnic0", Driver: "vmxnet3"},
+				{Key: "key-vim.host.PhysicalNic-vmnic1", Device: "vmnic1", Driver: "vmxnet3"},
+			}
+		}
+		ns.NetworkInfo.Pnic = pnics
+		for i := range ns.NetworkInfo.Vswitch {
+			if ns.NetworkInfo.Vswitch[i].Name == "vSwitch0" {
+				ns.NetworkInfo.Vswitch[i].Key = "key-vim.host.VirtualSwitch-vSwitch0"
+				ns.NetworkInfo.Vswitch[i].NumPorts = 128
+				ns.NetworkInfo.Vswitch[i].Pnic = []string{pnics[0].Key}
+			}
+		}
+		ns.NetworkInfo.Vswitch = append(ns.NetworkInfo.Vswitch, types.HostVirtualSwitch{
+			Name:     "vSwitch1",
+			Key:      "key-vim.host.VirtualSwitch-vSwitch1",
+			NumPorts: 128,
+			Pnic:     []string{pnics[1].Key},
+		})
+	}
+}
+
+// serveNetwork handles the host networking methods; false for every other method.
+func serveNetwork(w http.ResponseWriter, call soapCall, body []byte) bool {
+	switch call.method {
+	case "AddPortGroup", "UpdatePortGroup", "RemovePortGroup":
+	default:
+		return false
+	}
+	method, err := simulator.UnmarshalBody(types.TypeFunc(), body)
+	if err != nil {
+		writeFault(w, &types.InvalidRequest{}, err.Error())
+		return true
+	}
+	ns, ok := simulator.Map.Get(call.this).(*simulator.HostNetworkSystem)
+	if !ok {
+		writeFault(w, &types.ManagedObjectNotFound{Obj: call.this}, fmt.Sprintf("managed object not found: %s", call.this))
+		return true
+	}
+	networkMu.Lock()
+	defer networkMu.Unlock()
+	var fault types.BaseMethodFault
+	switch req := method.Body.(type) {
+	case *types.AddPortGroup:
+		fault = addPortGroup(ns, req.Portgrp)
+	case *types.UpdatePortGroup:
+		fault = updatePortGroup(ns, req.PgName, req.Portgrp)
+	case *types.RemovePortGroup:
+		fault = removePortGroup(ns, req.PgName)
+	}
+	if fault != nil {
+		writeFault(w, fault, "")
+		return true
+	}
+	var out bytes.Buffer
+	out.WriteString(envelopeStart)
+	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25"></%sResponse>`, call.method, call.method)
+	out.WriteString(envelopeEnd)
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	_, _ = w.Write(out.Bytes())
+	return true
+}
+
+func findVswitch(ns *simulator.HostNetworkSystem, name string) *types.HostVirtualSwitch {
+	for i := range ns.NetworkInfo.Vswitch {
+		if ns.NetworkInfo.Vswitch[i].Name == name {
+			return &ns.NetworkInfo.Vswitch[i]
+		}
+	}
+	return nil
+}
+
+func findPortGroup(ns *simulator.HostNetworkSystem, name string) int {
+	for i, pg := range ns.NetworkInfo.Portgroup {
+		if pg.Spec.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+func removeString(list []string, s string) []string {
+	out := list[:0]
+	for _, v := range list {
+		if v != s {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// hostContext finds the host's datacenter network folder and its compute resource.
+func hostContext(host *mo.HostSystem) (*simulator.Folder, mo.Entity) {
+	var compute mo.Entity
+	ref := host.Parent
+	for ref != nil {
+		obj := simulator.Map.Get(*ref)
+		switch o := obj.(type) {
+		case *simulator.ClusterComputeResource, *mo.ComputeResource:
+			if compute == nil {
+				compute = o.(mo.Entity)
+			}
+		case *simulator.Datacenter:
+			folder, _ := simulator.Map.Get(o.NetworkFolder).(*simulator.Folder)
+			return folder, compute
+		}
+		e, ok := obj.(mo.Entity)
+		if !ok {
+			return nil, compute
+		}
+		ref = e.Entity().Parent
+	}
+	return nil, compute
+}
+
+func networkByName(folder *simulator.Folder, name string) mo.Reference {
+	for _, ref := range folder.ChildEntity {
+		obj := simulator.Map.Get(ref)
+		if e, ok := obj.(mo.Entity); ok && e.Entity().Name == name {
+			return obj
+		}
+	}
+	return nil
+}
+
+func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) types.BaseMethodFault {
+	if spec.Name == "" {
+		return &types.InvalidArgument{InvalidProperty: "portgrp.name"}
+	}
+	if spec.VlanId < 0 || spec.VlanId > 4095 {
+		return &types.InvalidArgument{InvalidProperty: "portgrp.vlanId"}
+	}
+	vs := findVswitch(ns, spec.VswitchName)
+	if vs == nil {
+		return &types.NotFound{}
+	}
+	if findPortGroup(ns, spec.Name) >= 0 {
+		return &types.AlreadyExists{Name: spec.Name}
+	}
+	folder, compute := hostContext(ns.Host)
+	if folder == nil {
+		return &types.RuntimeFault{}
+	}
+	var netRef types.ManagedObjectReference
+	switch existing := networkByName(folder, spec.Name).(type) {
+	case nil:
+		network := &mo.Network{}
+		network.Name = spec.Name
+		network.Summary = &types.NetworkSummary{Name: spec.Name, Accessible: true}
+		simulator.Map.PutEntity(folder, simulator.Map.NewEntity(network))
+		network.Summary.GetNetworkSummary().Network = &network.Self
+		simulator.Map.AddReference(folder, &folder.ChildEntity, network.Self)
+		if dc := datacenterOf(folder); dc != nil {
+			simulator.Map.AddReference(dc, &dc.Network, network.Self)
+		}
+		netRef = network.Self
+	case *mo.Network:
+		netRef = existing.Self
+	default:
+		return &types.DuplicateName{Name: spec.Name, Object: existing.Reference()}
+	}
+	if network, ok := simulator.Map.Get(netRef).(*mo.Network); ok {
+		simulator.Map.AddReference(network, &network.Host, ns.Host.Self)
+	}
+	if host, ok := simulator.Map.Get(ns.Host.Self).(*simulator.HostSystem); ok {
+		simulator.Map.AddReference(host, &host.Network, netRef)
+	}
+	switch cr := compute.(type) {
+	case *simulator.ClusterComputeResource:
+		simulator.Map.AddReference(cr, &cr.Network, netRef)
+	case *mo.ComputeResource:
+		simulator.Map.AddReference(cr, &cr.Network, netRef)
+	}
+	vs.Portgroup = append(vs.Portgroup, spec.Name)
+	ns.NetworkInfo.Portgroup = append(ns.NetworkInfo.Portgroup, types.HostPortGroup{
+		Key:            "key-vim.host.PortGroup-" + spec.Name,
+		Spec:           spec,
+		Vswitch:        vs.Key,
+		ComputedPolicy: spec.Policy,
+	})
+	return nil
+}
+
+func updatePortGroup(ns *simulator.HostNetworkSystem, name string, spec types.HostPortGroupSpec) types.BaseMethodFault {
+	i := findPortGroup(ns, name)
+	if i < 0 {
+		return &types.NotFound{}
+	}
+	if spec.Name != name {
+		return &types.InvalidArgument{InvalidProperty: "portgrp.name"}
+	}
+	if spec.VlanId < 0 || spec.VlanId > 4095 {
+		return &types.InvalidArgument{InvalidProperty: "portgrp.vlanId"}
+	}
+	to := findVswitch(ns, spec.VswitchName)
+	if to == nil {
+		return &types.NotFound{}
+	}
+	from := ns.NetworkInfo.Portgroup[i].Spec.VswitchName
+	if from != spec.VswitchName {
+		if vs := findVswitch(ns, from); vs != nil {
+			vs.Portgroup = removeString(vs.Portgroup, name)
+		}
+		to.Portgroup = append(to.Portgroup, name)
+	}
+	ns.NetworkInfo.Portgroup[i].Spec = spec
+	ns.NetworkInfo.Portgroup[i].Vswitch = to.Key
+	return nil
+}
+
+func removePortGroup(ns *simulator.HostNetworkSystem, name string) types.BaseMethodFault {
+	i := findPortGroup(ns, name)
+	if i < 0 {
+		return &types.NotFound{}
+	}
+	folder, compute := hostContext(ns.Host)
+	var network *mo.Network
+	if folder != nil {
+		network, _ = networkByName(folder, name).(*mo.Network)
+	}
+	if network != nil {
+		// ESXi refuses while a powered-on VM on this host has a NIC on the port group.
+		syncNetworkVms()
+		for _, vmRef := range network.Vm {
+			if vm, ok := simulator.Map.Get(vmRef).(*simulator.VirtualMachine); ok && vm.Runtime.Host != nil && *vm.Runtime.Host == ns.Host.Self &&
+				vm.Runtime.PowerState == types.VirtualMachinePowerStatePoweredOn {
+				return &types.ResourceInUse{Type: "Network", Name: name}
+			}
+		}
+	}
+	if vs := findVswitch(ns, ns.NetworkInfo.Portgroup[i].Spec.VswitchName); vs != nil {
+		vs.Portgroup = removeString(vs.Portgroup, name)
+	}
+	ns.NetworkInfo.Portgroup = append(ns.NetworkInfo.Portgroup[:i], ns.NetworkInfo.Portgroup[i+1:]...)
+	if network == nil {
+		return nil
+	}
+	simulator.Map.RemoveReference(network, &network.Host, ns.Host.Self)
+	if host, ok := simulator.Map.Get(ns.Host.Self).(*simulator.HostSystem); ok {
+		simulator.Map.RemoveReference(host, &host.Network, network.Self)
+	}
+	stillUsed := false
+	if cl, ok := compute.(*simulator.ClusterComputeResource); ok {
+		for _, h := range cl.Host {
+			if h != ns.Host.Self && containsRef(network.Host, h) {
+				stillUsed = true
+			}
+		}
+		if !stillUsed {
+			simulator.Map.RemoveReference(cl, &cl.Network, network.Self)
+		}
+	}
+	if len(network.Host) == 0 {
+		simulator.Map.RemoveReference(folder, &folder.ChildEntity, network.Self)
+		if dc := datacenterOf(folder); dc != nil {
+			simulator.Map.RemoveReference(dc, &dc.Network, network.Self)
+		}
+		simulator.Map.Remove(network.Self)
+	}
+	return nil
+}
+
+func containsRef(list []types.ManagedObjectReference, ref types.ManagedObjectReference) bool {
+	for _, r := range list {
+		if r == ref {
+			return true
+		}
+	}
+	return false
+}
+
+// syncNetworkVms fills each network's vm list from the VMs' network lists, as
+// vCenter keeps it (the simulator only updates the VM side).
+func syncNetworkVms() {
+	users := map[types.ManagedObjectReference][]types.ManagedObjectReference{}
+	for _, obj := range simulator.Map.All("VirtualMachine") {
+		vm := obj.(*simulator.VirtualMachine)
+		for _, n := range vm.Network {
+			users[n] = append(users[n], vm.Self)
+		}
+	}
+	for _, obj := range simulator.Map.All("Network") {
+		if n, ok := obj.(*mo.Network); ok {
+			n.Vm = users[n.Self]
+		}
+	}
+	for _, obj := range simulator.Map.All("DistributedVirtualPortgroup") {
+		if pg, ok := obj.(*simulator.DistributedVirtualPortgroup); ok {
+			pg.Vm = users[pg.Self]
+		}
+	}
+}
+
+func datacenterOf(folder *simulator.Folder) *simulator.Datacenter {
+	ref := folder.Parent
+	for ref != nil {
+		obj := simulator.Map.Get(*ref)
+		if dc, ok := obj.(*simulator.Datacenter); ok {
+			return dc
+		}
+		e, ok := obj.(mo.Entity)
+		if !ok {
+			return nil
+		}
+		ref = e.Entity().Parent
+	}
+	return nil
+}

@@ -143,3 +143,14 @@ describe("configuration", () => {
     expect(clientOptions(cfg)).toMatchObject({ host: "vc.example.com", port: 443, taskPollIntervalMs: 250, caFile: "/ca.pem", insecure: false, apiRetryCount: 10, maximumObjects: 100 });
   });
 });
+
+describe("README", () => {
+  it("documents every key, its default and its meaning (the generated table)", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { join } = await import("node:path");
+    const { configTable } = await import("../provider/config-doc.js");
+    const readme = readFileSync(join(__dirname, "..", "README.md"), "utf8");
+    const between = readme.split("<!-- config-table:start -->")[1]?.split("<!-- config-table:end -->")[0]?.trim();
+    expect(between).toBe(configTable());
+  });
+});

@@ -1,0 +1,25 @@
+// `npm run demo` (after its bootstrap and build): the quickstart on the embedded simulator.
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { PROJECT_ROOT } from "./vcsim/build.mjs";
+
+describe("npm run demo", () => {
+  it("runs the quickstart: preview, up, no-op up, destroy, showing the port group on every host", async () => {
+    const out = await new Promise<string>((resolve, reject) => {
+      execFile(join(PROJECT_ROOT, "node_modules", ".bin", "tsx"), ["scripts/demo.ts"], { cwd: PROJECT_ROOT, timeout: 180_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stdout}\n${stderr}`)) : resolve(stdout),
+      );
+    });
+    const lines = out.split("\n");
+    expect(lines[0]).toMatch(/^demo: (the Pulumi CLI is not installed, so the quickstart runs through the engine-protocol harness|the quickstart with the Pulumi CLI)/);
+    if (lines[0]!.includes("harness")) {
+      expect(out).toMatch(/\$ up\n  1 create\n/);
+      expect(out).toMatch(/\$ up \(again: expect no changes\)\n  1 same\n/);
+      for (const h of ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"]) expect(out).toContain(`${h}: port group quickstart-net, VLAN 100, on vSwitch0`);
+      expect(out).toMatch(/\$ destroy\n  1 delete\n/);
+      expect(out).toContain("DC0_C0_H2: (none)");
+    }
+    expect(lines.at(-2)).toBe("demo done: simulator stopped");
+  });
+});

@@ -148,6 +148,15 @@ describe("PortGroup through the dynamic-provider process", () => {
     await s.destroy();
   });
 
+  it("names the port group after vmware:flatNetworkBridge when no name is given (Nova's flat network)", async () => {
+    const s = stack("flat", { "pgtest:defaultName": "true", "vmware:flatNetworkBridge": "br-flat" });
+    const up = await s.up();
+    expect(up.errors).toEqual([]);
+    expect((await hostsWith("br-flat")).map((h) => h.host)).toEqual(["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"]);
+    await s.destroy();
+    expect(await hostsWith("br-flat")).toEqual([]);
+  });
+
   it("stops bad input at check time, naming the property, the value and what is accepted, and touches nothing", async () => {
     const cases: Array<[Record<string, string>, string, RegExp]> = [
       [{ "pgtest:vlanId": "5000" }, "vlanId", /PortGroup\.vlanId = 5000: want 0 to 4094/],

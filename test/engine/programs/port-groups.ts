@@ -5,7 +5,7 @@ import { PortGroup } from "pulumi-vmware-vcenter";
 
 const cfg = new pulumi.Config("pgtest");
 const standard = new PortGroup("standard", {
-  name: cfg.get("name") ?? "pg-standard",
+  ...(cfg.getBoolean("defaultName") ? {} : { name: cfg.get("name") ?? "pg-standard" }),
   vlanId: cfg.getNumber("vlanId") ?? 100,
   ...(cfg.get("switch") ? { switch: cfg.get("switch") } : {}),
   ...(cfg.getBoolean("forceDelete") !== undefined ? { forceDelete: cfg.getBoolean("forceDelete") } : {}),

@@ -208,7 +208,9 @@ export const portGroupHandler: ResourceHandler = {
   async diff(_ctx, _id, olds, news) {
     const o = olds as unknown as PortGroupState;
     const n = stripProvider(news) as unknown as Resolved;
-    const replaces = REPLACE_ON.filter((k) => (n[k] ?? undefined) !== (o[k] ?? undefined) && !(k === "datacenter" && n[k] === undefined));
+    // "" and absent mean the same; a datacenter left out means "the cluster's".
+    const norm = (v: unknown) => (v === "" || v === null ? undefined : v);
+    const replaces = REPLACE_ON.filter((k) => norm(n[k]) !== norm(o[k]) && !(k === "datacenter" && norm(n[k]) === undefined));
     const drift = (o.missingHosts?.length ?? 0) > 0;
     const changes = replaces.length > 0 || n.vlanId !== o.vlanId || (n.forceDelete ?? false) !== (o.forceDelete ?? false) || drift;
     return { changes, replaces: [...replaces], deleteBeforeReplace: replaces.length > 0 };

@@ -56,6 +56,11 @@ export class VimFault extends VSphereError {
     const v = this.detail[name];
     return typeof v === "string" ? v : undefined;
   }
+
+  protected refField(name: string): MoRef | undefined {
+    const v = this.detail[name];
+    return v instanceof MoRef ? v : undefined;
+  }
 }
 
 /** The session is missing or expired (the client logs in again by itself once). */
@@ -65,8 +70,7 @@ export class InvalidLoginFault extends VimFault {}
 /** The object a call named does not exist (any more). */
 export class ManagedObjectNotFoundFault extends VimFault {
   get obj(): MoRef | undefined {
-    const v = this.detail.obj;
-    return v instanceof MoRef ? v : undefined;
+    return this.refField("obj");
   }
 }
 /** An object of that name exists already. */
@@ -75,11 +79,10 @@ export class DuplicateNameFault extends VimFault {
     return this.field("name");
   }
   get object(): MoRef | undefined {
-    const v = this.detail.object;
-    return v instanceof MoRef ? v : undefined;
+    return this.refField("object");
   }
 }
-/** A argument was refused; `invalidProperty` is its path, e.g. "spec.deviceChange". */
+/** An argument was refused; `invalidProperty` is its path, e.g. "spec.deviceChange". */
 export class InvalidArgumentFault extends VimFault {
   get invalidProperty(): string | undefined {
     return this.field("invalidProperty");

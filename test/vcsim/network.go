@@ -159,16 +159,25 @@ func networkByName(folder *simulator.Folder, name string) mo.Reference {
 	return nil
 }
 
-func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) types.BaseMethodFault {
+// checkSpec refuses what ESXi refuses in a port group spec, and finds its vSwitch.
+func checkSpec(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) (*types.HostVirtualSwitch, types.BaseMethodFault) {
 	if spec.Name == "" {
-		return &types.InvalidArgument{InvalidProperty: "portgrp.name"}
+		return nil, &types.InvalidArgument{InvalidProperty: "portgrp.name"}
 	}
 	if spec.VlanId < 0 || spec.VlanId > 4095 {
-		return &types.InvalidArgument{InvalidProperty: "portgrp.vlanId"}
+		return nil, &types.InvalidArgument{InvalidProperty: "portgrp.vlanId"}
 	}
 	vs := findVswitch(ns, spec.VswitchName)
 	if vs == nil {
-		return &types.NotFound{}
+		return nil, &types.NotFound{}
+	}
+	return vs, nil
+}
+
+func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) types.BaseMethodFault {
+	vs, fault := checkSpec(ns, spec)
+	if fault != nil {
+		return fault
 	}
 	if findPortGroup(ns, spec.Name) >= 0 {
 		return &types.AlreadyExists{Name: spec.Name}
@@ -225,12 +234,9 @@ func updatePortGroup(ns *simulator.HostNetworkSystem, name string, spec types.Ho
 	if spec.Name != name {
 		return &types.InvalidArgument{InvalidProperty: "portgrp.name"}
 	}
-	if spec.VlanId < 0 || spec.VlanId > 4095 {
-		return &types.InvalidArgument{InvalidProperty: "portgrp.vlanId"}
-	}
-	to := findVswitch(ns, spec.VswitchName)
-	if to == nil {
-		return &types.NotFound{}
+	to, fault := checkSpec(ns, spec)
+	if fault != nil {
+		return fault
 	}
 	from := ns.NetworkInfo.Portgroup[i].Spec.VswitchName
 	if from != spec.VswitchName {

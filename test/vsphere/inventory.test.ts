@@ -20,6 +20,7 @@ import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
+import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 /** One datacenter, two DRS clusters of 3 hosts, per-cluster and per-host datastores, one VM per host. */
@@ -34,13 +35,7 @@ let cluster: Cluster;
 let hostRefs: Map<string, MoRef>;
 
 function connect(sim: Vcsim): Promise<VimClient> {
-  return VimClient.connect({
-    host: sim.info.host,
-    port: sim.info.port,
-    protocol: "http",
-    username: sim.info.username,
-    password: sim.info.password,
-  });
+  return VimClient.connect(simOptions(sim));
 }
 
 /** The error a promise rejects with (fails the test if it resolves). */

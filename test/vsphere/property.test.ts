@@ -8,6 +8,7 @@ import { PropertyCollector, UpdateWaiter } from "../../provider/vsphere/property
 import { arrayOf, bool, int, long, moRef, str } from "../../provider/vsphere/schema.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
+import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 const VMS = 1000;
@@ -26,14 +27,7 @@ let pc: PropertyCollector;
 let hosts: Map<string, MoRef>;
 
 function connect(maximumObjects?: number): Promise<VimClient> {
-  return VimClient.connect({
-    host: sim.info.host,
-    port: sim.info.port,
-    protocol: "http",
-    username: sim.info.username,
-    password: sim.info.password,
-    ...(maximumObjects === undefined ? {} : { maximumObjects }),
-  });
+  return VimClient.connect(simOptions(sim, maximumObjects === undefined ? {} : { maximumObjects }));
 }
 
 /** Round trips by method that `c` made during `fn`. */

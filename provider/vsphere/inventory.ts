@@ -7,6 +7,7 @@ import { PropertyCollector } from "./property.js";
 import { arrayOf, bool, dataObject, long, moRef, str } from "./schema.js";
 import { MoRef } from "./soap/xml.js";
 
+/** A datacenter and its four root folders. */
 export interface Datacenter {
   ref: MoRef;
   name: string;
@@ -34,6 +35,7 @@ export async function getDatacenter(client: VimClient, name?: string): Promise<D
   return { ref: pick.obj, ...pick.props };
 }
 
+/** A cluster (ClusterComputeResource): its hosts, root resource pool, datastores, networks and DRS state. */
 export interface Cluster {
   ref: MoRef;
   name: string;
@@ -111,6 +113,7 @@ export async function findCluster(client: VimClient, name: string, datacenterNam
   throw new NotFoundError(`cluster "${name}" not found (there are: ${names.join(", ") || "none"})`);
 }
 
+/** A host's name and run state. */
 export interface Host {
   ref: MoRef;
   name: string;
@@ -126,6 +129,7 @@ const HostProps = z.object({
   "runtime.powerState": str.optional(),
 });
 
+/** Name, connection, maintenance and power state of each host. */
 export async function getHosts(client: VimClient, refs: MoRef[]): Promise<Host[]> {
   const hosts = await new PropertyCollector(client).getMany(refs, HostProps);
   return hosts.map((h) => ({
@@ -137,6 +141,7 @@ export async function getHosts(client: VimClient, refs: MoRef[]): Promise<Host[]
   }));
 }
 
+/** A datastore's capacity, free space, accessibility and the hosts that mount it. */
 export interface Datastore {
   ref: MoRef;
   name: string;
@@ -168,6 +173,7 @@ const DatastoreProps = z.object({
   ),
 });
 
+/** Reads datastores (other references in the list are ignored; deleted ones are left out). */
 export async function getDatastores(client: VimClient, refs: MoRef[]): Promise<Datastore[]> {
   const dss = await new PropertyCollector(client).getMany(refs.filter((r) => r.type === "Datastore"), DatastoreProps);
   return dss.map((d) => ({
@@ -183,6 +189,7 @@ export async function getDatastores(client: VimClient, refs: MoRef[]): Promise<D
   }));
 }
 
+/** A network a VM NIC can use. */
 export type Network =
   | { kind: "standard"; ref: MoRef; name: string }
   | { kind: "distributed"; ref: MoRef; name: string; portgroupKey: string; switchRef: MoRef; switchUuid: string; uplink: boolean }
@@ -224,6 +231,7 @@ export async function getNetworks(client: VimClient, refs: MoRef[]): Promise<Net
   return out;
 }
 
+/** A VM's reference, name, instance uuid and power state. */
 export interface VmSummary {
   ref: MoRef;
   name: string;
@@ -244,6 +252,7 @@ export async function listVms(client: VimClient, container: MoRef): Promise<VmSu
   return (await new PropertyCollector(client).find(container, "VirtualMachine", VmProps)).map(toVm);
 }
 
+/** How to find a VM: by reference, by instance uuid, or by name. */
 export type VmQuery = { ref: MoRef } | { instanceUuid: string } | { name: string };
 
 /**

@@ -57,6 +57,7 @@ export function vswitchForNic(h: HostNetworking, device: string): string | undef
   return h.vswitches.find((v) => v.pnicDevices.includes(device))?.name;
 }
 
+/** A standard port group as a host holds it. */
 export interface StandardPortGroupSpec {
   name: string;
   vlanId: number;
@@ -65,14 +66,17 @@ export interface StandardPortGroupSpec {
 
 const portgroupSpec = (s: StandardPortGroupSpec) => ({ name: s.name, vlanId: s.vlanId, vswitchName: s.vswitchName, policy: {} });
 
+/** Adds a standard port group to one host (HostNetworkSystem.AddPortGroup). */
 export async function addStandardPortGroup(client: VimClient, networkSystem: MoRef, spec: StandardPortGroupSpec): Promise<void> {
   await client.invoke("AddPortGroup", networkSystem, { portgrp: portgroupSpec(spec) });
 }
 
+/** Changes a host's standard port group in place (VLAN, vSwitch). */
 export async function updateStandardPortGroup(client: VimClient, networkSystem: MoRef, spec: StandardPortGroupSpec): Promise<void> {
   await client.invoke("UpdatePortGroup", networkSystem, { pgName: spec.name, portgrp: portgroupSpec(spec) });
 }
 
+/** Removes a standard port group from one host; ESXi refuses while powered-on VMs use it. */
 export async function removeStandardPortGroup(client: VimClient, networkSystem: MoRef, name: string): Promise<void> {
   await client.invoke("RemovePortGroup", networkSystem, { pgName: name });
 }
@@ -97,6 +101,7 @@ export async function networkVms(client: VimClient, network: MoRef): Promise<Arr
   }
 }
 
+/** A distributed switch and its port groups. */
 export interface DistributedSwitch {
   ref: MoRef;
   name: string;
@@ -120,6 +125,7 @@ export async function getDistributedSwitch(client: VimClient, datacenter: Datace
 /** Port binding: ephemeral (the seed's advice for nova-network), static (earlyBinding). */
 export type PortBinding = "ephemeral" | "static";
 
+/** A distributed port group as read back (vlanId undefined for trunk or private VLANs). */
 export interface DistributedPortGroup {
   ref: MoRef;
   name: string;
@@ -201,6 +207,7 @@ export async function setDistributedPortGroupVlan(client: VimClient, pg: Distrib
   });
 }
 
+/** Deletes a distributed port group (Destroy_Task). */
 export async function destroyDistributedPortGroup(client: VimClient, ref: MoRef): Promise<void> {
   await runTask(client, "Destroy_Task", ref);
 }

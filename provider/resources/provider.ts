@@ -9,30 +9,36 @@ import type * as pulumi from "@pulumi/pulumi";
 /** Resolved from the program's node_modules by the dynamic-provider process. */
 export const HANDLER_MODULE = "pulumi-vmware-vcenter/handler";
 
-/** The provider object for one resource kind (e.g. "PortGroup"). */
+/**
+ * The provider object for one resource kind (e.g. "PortGroup").
+ *
+ * `eval("require")` rather than `require`: the ESM build would swap a plain
+ * `require` for a shim that cannot load modules, and that shim would be what gets
+ * serialised. Evaluated in the provider process, it is that module's own require.
+ */
 export function dynamicProvider(kind: string): pulumi.dynamic.ResourceProvider {
   const handlerModule = HANDLER_MODULE;
   return {
     async configure(req) {
-      await require(handlerModule).configure(req);
+      await eval("require")(handlerModule).configure(req);
     },
     async check(olds, news) {
-      return require(handlerModule).handle(kind, "check", olds, news);
+      return eval("require")(handlerModule).handle(kind, "check", olds, news);
     },
     async diff(id, olds, news) {
-      return require(handlerModule).handle(kind, "diff", id, olds, news);
+      return eval("require")(handlerModule).handle(kind, "diff", id, olds, news);
     },
     async create(inputs) {
-      return require(handlerModule).handle(kind, "create", inputs);
+      return eval("require")(handlerModule).handle(kind, "create", inputs);
     },
     async read(id, props) {
-      return require(handlerModule).handle(kind, "read", id, props);
+      return eval("require")(handlerModule).handle(kind, "read", id, props);
     },
     async update(id, olds, news) {
-      return require(handlerModule).handle(kind, "update", id, olds, news);
+      return eval("require")(handlerModule).handle(kind, "update", id, olds, news);
     },
     async delete(id, props) {
-      await require(handlerModule).handle(kind, "delete", id, props);
+      await eval("require")(handlerModule).handle(kind, "delete", id, props);
     },
   };
 }

@@ -1,7 +1,7 @@
 // The module the dynamic-provider process loads (`pulumi-vmware-vcenter/handler`):
 // it holds the process's configuration and its one vCenter session, and routes each
 // call to the resource's handler.
-import { ConfigError, clientOptions, resolveConfig, type DriverConfig } from "./config.js";
+import { CONFIG_KEYS, ConfigError, clientOptions, resolveConfig, type DriverConfig } from "./config.js";
 import type { HandlerContext, ResourceHandler } from "./resources/handler-types.js";
 import { portGroupHandler } from "./resources/port-group.js";
 import { VimClient } from "./vsphere/client.js";
@@ -13,17 +13,28 @@ const HANDLERS: Record<string, ResourceHandler> = {
 type Getter = (key: string) => string | undefined;
 
 let getter: Getter = () => undefined;
+let seen: string | undefined;
 let resolved: { config: DriverConfig } | { error: unknown } | undefined;
 let client: Promise<VimClient> | undefined;
 
-/** Called once per process by the dynamic-provider host with the stack configuration. */
+/**
+ * Called by the dynamic-provider host with the stack configuration, once for each
+ * provider object (so once per resource kind): the same configuration keeps the
+ * session it has; another one starts afresh.
+ */
 export async function configure(req: { config: { get(key: string): unknown } }): Promise<void> {
-  getter = (key) => {
+  const next: Getter = (key) => {
     const v = req.config.get(`vmware:${key}`);
     return v === undefined || v === null ? undefined : typeof v === "string" ? v : JSON.stringify(v);
   };
+  const snapshot = JSON.stringify(Object.keys(CONFIG_KEYS).map((k) => next(k)));
+  if (snapshot === seen) return;
+  seen = snapshot;
+  getter = next;
   resolved = undefined;
+  const previous = client;
   client = undefined;
+  previous?.then((c) => c.close()).catch(() => {});
 }
 
 const context: HandlerContext = {

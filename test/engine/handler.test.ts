@@ -1,0 +1,46 @@
+// The handler module the dynamic-provider process loads: configuration and session.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { configure, handle } from "../../provider/handler.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+
+let sim: Vcsim;
+beforeAll(async () => {
+  sim = await startVcsim({ tls: true, hosts: 2 });
+});
+afterAll(() => sim?.stop());
+
+const request = (values: Record<string, string>) => ({ config: { get: (key: string) => values[key] } });
+
+describe("handler", () => {
+  it("keeps one session for every provider configured with the same stack config, and a new one for another", async () => {
+    const values = {
+      "vmware:hostIp": sim.info.host,
+      "vmware:hostPort": String(sim.info.port),
+      "vmware:hostUsername": sim.info.username,
+      "vmware:hostPassword": sim.info.password,
+      "vmware:caFile": sim.info.caFile!,
+      "vmware:clusterName": "DC0_C0",
+    };
+    await sim.control.resetStats();
+    await configure(request(values));
+    await handle("PortGroup", "check", {}, { name: "pg-a", vlanId: 1 });
+    await configure(request({ ...values })); // a second provider object, same config
+    await handle("PortGroup", "check", {}, { name: "pg-b", vlanId: 2 });
+    expect((await sim.control.stats()).methods.Login).toBe(1);
+
+    await configure(request({ ...values, "vmware:apiRetryCount": "3" }));
+    await handle("PortGroup", "check", {}, { name: "pg-c", vlanId: 3 });
+    const stats = await sim.control.stats();
+    expect(stats.methods.Login).toBe(2);
+    expect(stats.methods.Logout).toBe(1); // the first session, closed
+  });
+
+  it("reports a bad stack configuration on first use, naming the key", async () => {
+    await configure(request({ "vmware:hostIp": sim.info.host, "vmware:hostPort": "99999" }));
+    await expect(handle("PortGroup", "check", {}, { name: "x" })).rejects.toThrow(/vmware:hostPort = "99999": want at most 65535/);
+  });
+
+  it("refuses an unknown resource kind clearly", async () => {
+    await expect(handle("Nope", "check", {}, {})).rejects.toThrow(/unknown resource kind Nope .*knows PortGroup/);
+  });
+});

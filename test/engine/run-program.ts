@@ -96,6 +96,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
   const old = new Map(state.resources.map((r) => [r.key, r]));
   const next: StateResource[] = [];
   const replacedOlds: StateResource[] = [];
+  const failedKeys = new Set<string>();
   let pending = 0;
 
   await pulumi.runtime.setMocks(
@@ -146,6 +147,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
           next.push({ ...prior, inputs: { ...inputs } });
           return { id: prior.id, state: withoutProvider(prior.outputs) };
         } catch (err) {
+          failedKeys.add(`${args.type}::${args.name}`);
           errors.push(err instanceof ProviderCallError ? `${err.op} ${args.name}: ${err.message}` : (err as Error).message);
           throw err;
         } finally {
@@ -182,7 +184,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
 
   // Resources no longer in the program, then the old halves of replacements: newest first.
   const registered = new Set(next.map((r) => r.key));
-  const gone = state.resources.filter((r) => !registered.has(r.key) && !errors.some((e) => e.includes(r.name)));
+  const gone = state.resources.filter((r) => !registered.has(r.key) && !failedKeys.has(r.key));
   const failedDeletes: StateResource[] = [];
   for (const r of [...replacedOlds, ...gone].reverse()) {
     try {
@@ -194,7 +196,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
     }
   }
   // Resources whose registration failed keep their old state.
-  const kept = state.resources.filter((r) => !registered.has(r.key) && errors.some((e) => e.includes(r.name)));
+  const kept = state.resources.filter((r) => !registered.has(r.key) && failedKeys.has(r.key));
   saveState({ resources: [...next, ...kept, ...failedDeletes], outputs });
   return { events, errors, outputs };
 }

@@ -157,6 +157,16 @@ function planSwitches(hosts: HostNetworking[], wanted: string | undefined, vlanI
   return { plan, problems };
 }
 
+/** Where a standard port group is, across the cluster's hosts, as the state records it. */
+function presence(hosts: HostNetworking[], name: string): Pick<PortGroupState, "hosts" | "missingHosts" | "hostSwitches"> {
+  const withIt = hosts.flatMap((h) => h.portgroups.filter((p) => p.name === name).map((p) => ({ host: h.hostName, vswitch: p.vswitchName })));
+  return {
+    hosts: withIt.map((w) => w.host).sort(),
+    missingHosts: hosts.filter((h) => !withIt.some((w) => w.host === h.hostName)).map((h) => h.hostName).sort(),
+    hostSwitches: Object.fromEntries(withIt.map((w) => [w.host, w.vswitch])),
+  };
+}
+
 async function clusterOf(client: VimClient, s: { clusterName?: string | undefined; datacenter?: string | undefined }): Promise<Cluster> {
   if (!s.clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config");
   return findCluster(client, s.clusterName, s.datacenter);
@@ -306,9 +316,7 @@ export const portGroupHandler: ResourceHandler = {
     const outs: PortGroupState = {
       ...s,
       vlanId: drifted ? drifted.pg.vlanId : s.vlanId,
-      hosts: present.map((p) => p.h.hostName).sort(),
-      missingHosts: hosts.filter((h) => !present.some((p) => p.h === h)).map((h) => h.hostName).sort(),
-      hostSwitches: Object.fromEntries(present.map((p) => [p.h.hostName, p.pg.vswitchName])),
+      ...presence(hosts, s.name),
       networkId: network?.toString() ?? s.networkId,
     };
     return { id, props: outs };
@@ -344,9 +352,7 @@ export const portGroupHandler: ResourceHandler = {
       ...o,
       vlanId: n.vlanId,
       forceDelete: n.forceDelete,
-      hosts: after.filter((h) => h.portgroups.some((p) => p.name === o.name)).map((h) => h.hostName).sort(),
-      missingHosts: [],
-      hostSwitches: Object.fromEntries(after.flatMap((h) => h.portgroups.filter((p) => p.name === o.name).map((p) => [h.hostName, p.vswitchName]))),
+      ...presence(after, o.name),
     };
     return { outs };
   },

@@ -7,6 +7,7 @@
 import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
+import { stripProvider } from "../../provider/resources/check.js";
 import { DynamicProviderProcess, ProviderCallError } from "./provider-process.js";
 import type { HarnessEvent, HarnessJob, HarnessResult, StateFile, StateResource } from "./types.js";
 
@@ -29,10 +30,6 @@ function saveState(state: StateFile): void {
   writeFileSync(job.stateFile, `${JSON.stringify(state, null, 2)}\n`);
 }
 
-function withoutProvider(o: Record<string, unknown>): Record<string, unknown> {
-  const { __provider: _p, ...rest } = o;
-  return rest;
-}
 
 function urnOf(type: string, name: string): string {
   return `urn:pulumi:${job.stack}::${job.project}::${type}::${name}`;
@@ -60,8 +57,8 @@ async function refresh(proc: DynamicProviderProcess, state: StateFile): Promise<
       events.push({ op: "deleted-outside", key: r.key });
       continue;
     }
-    const before = withoutProvider(r.outputs);
-    const after = withoutProvider(read.props);
+    const before = stripProvider(r.outputs);
+    const after = stripProvider(read.props);
     const changed = Object.keys({ ...before, ...after }).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
     events.push({ op: changed.length ? "drift" : "same", key: r.key, ...(changed.length ? { changed: Object.fromEntries(changed.map((k) => [k, { from: before[k], to: after[k] }])) } : {}) });
     kept.push({ ...r, id: read.id, outputs: { ...read.props, __provider: r.outputs.__provider } });
@@ -119,33 +116,33 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
           if (!prior) {
             if (preview) {
               events.push({ op: "create", key, preview: true });
-              return { id: undefined as unknown as string, state: withoutProvider(inputs) };
+              return { id: undefined as unknown as string, state: stripProvider(inputs) };
             }
             const made = await proc.create(urn, inputs);
             events.push({ op: "create", key, id: made.id });
             next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
-            return { id: made.id, state: withoutProvider(made.outs) };
+            return { id: made.id, state: stripProvider(made.outs) };
           }
           const diff = await proc.diff(urn, prior.id, prior.outputs, inputs);
           if (diff.replaces.length) {
             events.push({ op: "replace", key, replaces: diff.replaces, ...(preview ? { preview: true } : {}) });
-            if (preview) return { id: prior.id, state: withoutProvider(prior.outputs) };
+            if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
             if (diff.deleteBeforeReplace) await proc.delete(urn, prior.id, prior.outputs);
             else replacedOlds.push(prior);
             const made = await proc.create(urn, inputs);
             next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
-            return { id: made.id, state: withoutProvider(made.outs) };
+            return { id: made.id, state: stripProvider(made.outs) };
           }
           if (diff.changes === "some") {
             events.push({ op: "update", key, ...(preview ? { preview: true } : {}) });
-            if (preview) return { id: prior.id, state: withoutProvider(prior.outputs) };
+            if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
             const outs = await proc.update(urn, prior.id, prior.outputs, inputs);
             next.push({ ...prior, urn, inputs, outputs: outs });
-            return { id: prior.id, state: withoutProvider(outs) };
+            return { id: prior.id, state: stripProvider(outs) };
           }
           events.push({ op: "same", key });
           next.push({ ...prior, inputs: { ...inputs } });
-          return { id: prior.id, state: withoutProvider(prior.outputs) };
+          return { id: prior.id, state: stripProvider(prior.outputs) };
         } catch (err) {
           failedKeys.add(`${args.type}::${args.name}`);
           errors.push(err instanceof ProviderCallError ? `${err.op} ${args.name}: ${err.message}` : (err as Error).message);

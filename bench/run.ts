@@ -18,6 +18,7 @@ export interface BenchResult {
 const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchResult[]> }>> = {
   "vcsim-startup": () => import("./vcsim-startup.js"),
   driver: () => import("./driver.js"),
+  "vs-pyvmomi": () => import("./pyvmomi.js"),
 };
 
 async function main(): Promise<void> {

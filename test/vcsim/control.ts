@@ -33,6 +33,8 @@ export interface SimulatorStats {
   uploads: number;
   knownSessions: number;
   expiredSessions: number;
+  /** TCP connections the SDK server accepted (TLS or plain), each counted once when opened. */
+  connections: number;
 }
 
 export class VcsimControl {
@@ -85,7 +87,7 @@ export class VcsimControl {
     return this.call("GET", "/stats");
   }
 
-  /** Returns the counters and zeroes them. */
+  /** Returns the counters as they were, then zeroes them. */
   resetStats(): Promise<SimulatorStats> {
     return this.call("DELETE", "/stats");
   }

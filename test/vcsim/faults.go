@@ -154,6 +154,8 @@ type stats struct {
 	Uploads      int            `json:"uploads"`
 	Sessions     int            `json:"knownSessions"`
 	Expired      int            `json:"expiredSessions"`
+	// Connections counts TCP connections the SDK server accepted (TLS or plain).
+	Connections int `json:"connections"`
 }
 
 func newStats() stats {
@@ -640,9 +642,6 @@ func (in *injector) controlHandler() http.Handler {
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		if r.Method == http.MethodDelete {
-			in.stats = newStats()
-		}
 		s := in.stats
 		s.Sessions = len(in.sessions)
 		methods := make(map[string]int, len(s.Methods))
@@ -655,9 +654,25 @@ func (in *injector) controlHandler() http.Handler {
 			actions[k] = v
 		}
 		s.SOAPActions = actions
+		// DELETE answers the counts as they were, then zeroes them: a test reads and
+		// restarts its window in one call, with nothing lost in between.
+		if r.Method == http.MethodDelete {
+			in.stats = newStats()
+		}
 		reply(w, http.StatusOK, s)
 	})
 	return mux
+}
+
+// noteConnState is the SDK server's http.Server.ConnState hook: it counts every
+// connection accepted, before any TLS handshake, so TLS and plain count alike.
+func (in *injector) noteConnState(_ net.Conn, state http.ConnState) {
+	if state != http.StateNew {
+		return
+	}
+	in.mu.Lock()
+	in.stats.Connections++
+	in.mu.Unlock()
 }
 
 func (in *injector) snapshotRules() []rule {

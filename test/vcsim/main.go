@@ -205,6 +205,15 @@ func run(o *options, start time.Time) error {
 
 	injector := newInjector(server.Config.Handler)
 	server.Config.Handler = injector
+	// The server is already serving, but nobody knows its port until the ready line:
+	// chaining onto httptest's own ConnState hook (it tracks conns for Close) is safe here.
+	serverHook := server.Config.ConnState
+	server.Config.ConnState = func(c net.Conn, state http.ConnState) {
+		injector.noteConnState(c, state)
+		if serverHook != nil {
+			serverHook(c, state)
+		}
+	}
 	for _, spec := range o.faults {
 		if _, err := injector.addRuleJSON([]byte(spec)); err != nil {
 			return fmt.Errorf("--fault %s: %v", spec, err)

@@ -65,3 +65,45 @@ describe("statistics", () => {
     }
   });
 });
+
+describe("live sessions", () => {
+  async function login(): Promise<{ soap: RawSoap; key: string }> {
+    const soap = new RawSoap(sim.info.url);
+    const session = await soap.login(sc, sim.info.username, sim.info.password);
+    return { soap, key: String(session?.key) };
+  }
+
+  it("counts exactly the sessions logged in: Login adds, Logout, TerminateSession and expiry remove", async () => {
+    await sim.control.expireSessions();
+    expect(await sim.control.liveSessions()).toBe(0);
+    const a = await login();
+    const b = await login();
+    const c = await login();
+    expect(await sim.control.liveSessions()).toBe(3);
+
+    // A failed login and calls on a live session change nothing.
+    await new RawSoap(sim.info.url).login(sc, sim.info.username, "wrong").catch(() => undefined);
+    await b.soap.call("CurrentTime", serviceInstance);
+    expect(await sim.control.liveSessions()).toBe(3);
+
+    await a.soap.call("Logout", toMoRef(sc.sessionManager));
+    expect(await sim.control.liveSessions()).toBe(2);
+    await b.soap.call("TerminateSession", toMoRef(sc.sessionManager), `<sessionId>${c.key}</sessionId>`);
+    expect(await sim.control.liveSessions()).toBe(1);
+    expect(await sim.control.expireSessions()).toBe(1);
+    expect(await sim.control.liveSessions()).toBe(0);
+  });
+
+  it("agrees with the sessionList a client reads, less the harness's own session", async () => {
+    await sim.control.expireSessions();
+    const a = await login();
+    const b = await login();
+    const props = await a.soap.properties(sc, toMoRef(sc.sessionManager), ["sessionList"]);
+    const list = props.sessionList as Parsed;
+    const keys = (Array.isArray(list.UserSession) ? list.UserSession : [list.UserSession]).map((s: Parsed) => String(s.key));
+    expect(keys).toEqual(expect.arrayContaining([a.key, b.key]));
+    // Like vCenter's own service sessions, the harness's one is listed but is nobody's leak.
+    expect(keys).toHaveLength(3);
+    expect(await sim.control.liveSessions()).toBe(2);
+  });
+});

@@ -78,9 +78,14 @@ export class VcsimControl {
     await this.call("DELETE", "/rules");
   }
 
-  /** Logs out every session the simulator has seen; returns how many were live. */
+  /** Logs out every session logged in on the simulator; returns how many there were. */
   async expireSessions(): Promise<number> {
     return (await this.call<{ expired: number }>("POST", "/sessions/expire")).expired;
+  }
+
+  /** Sessions logged in on the simulator's SessionManager right now (exact). */
+  async liveSessions(): Promise<number> {
+    return (await this.call<{ live: number }>("GET", "/sessions")).live;
   }
 
   stats(): Promise<SimulatorStats> {

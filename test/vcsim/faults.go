@@ -173,6 +173,8 @@ type injector struct {
 	stats    stats
 	sessions map[string]bool
 	pager    *pager
+	// internalKey is the injector's own session (see openInternalSession).
+	internalKey string
 }
 
 func newInjector(inner http.Handler) *injector {
@@ -478,37 +480,6 @@ func (in *injector) noteSetCookies(h http.Header) {
 	}
 }
 
-// expireSessions logs out every session the injector has seen, through the
-// simulator's own SessionManager, so the next call on any of them gets
-// NotAuthenticated exactly as from a vCenter whose sessions timed out.
-func (in *injector) expireSessions() int {
-	in.mu.Lock()
-	keys := make([]string, 0, len(in.sessions))
-	for k := range in.sessions {
-		keys = append(keys, k)
-	}
-	in.sessions = map[string]bool{}
-	in.mu.Unlock()
-
-	sm := simulator.Map.SessionManager().Reference()
-	body := fmt.Sprintf(`<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><Logout xmlns="urn:vim25"><_this type="%s">%s</_this></Logout></soapenv:Body></soapenv:Envelope>`, sm.Type, sm.Value)
-	n := 0
-	for _, k := range keys {
-		req := httptest.NewRequest(http.MethodPost, "/sdk", strings.NewReader(body))
-		req.Header.Set("Content-Type", "text/xml")
-		req.AddCookie(&http.Cookie{Name: sessionCookie, Value: k})
-		rec := httptest.NewRecorder()
-		in.inner.ServeHTTP(rec, req)
-		if rec.Code == http.StatusOK {
-			n++
-		}
-	}
-	in.mu.Lock()
-	in.stats.Expired += n
-	in.mu.Unlock()
-	return n
-}
-
 const envelopeStart = `<?xml version="1.0" encoding="UTF-8"?>` +
 	`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`
 const envelopeEnd = `</soapenv:Body></soapenv:Envelope>`
@@ -638,6 +609,13 @@ func (in *injector) controlHandler() http.Handler {
 			return
 		}
 		reply(w, http.StatusOK, map[string]int{"expired": in.expireSessions()})
+	})
+	mux.HandleFunc("/sessions", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		reply(w, http.StatusOK, map[string]int{"live": len(in.liveSessionKeys())})
 	})
 	mux.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
 		in.mu.Lock()

@@ -205,6 +205,9 @@ func run(o *options, start time.Time) error {
 
 	injector := newInjector(server.Config.Handler)
 	server.Config.Handler = injector
+	if err := injector.openInternalSession(o.username, o.password); err != nil {
+		return err
+	}
 	// The server is already serving, but nobody knows its port until the ready line:
 	// chaining onto httptest's own ConnState hook (it tracks conns for Close) is safe here.
 	serverHook := server.Config.ConnState

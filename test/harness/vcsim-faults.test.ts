@@ -174,6 +174,101 @@ describe("fault injection", () => {
     expect(stats.soapRequests).toBe(3);
   });
 
+  it("args: a rule fires only for calls whose decoded arguments match, a moref by its value", async () => {
+    const soap = await client();
+    const root = toMoRef(sc.rootFolder);
+    const [dc] = await soap.retrieveAll(sc, "Datacenter", ["vmFolder"]);
+    const vmFolder = toMoRef(dc!.vmFolder);
+    const name = `args-${Date.now()}`;
+    const rule = await sim.control.addRule({
+      kind: "fault",
+      method: "CreateFolder",
+      fault: "DuplicateName",
+      times: -1,
+      args: { _this: vmFolder.value, name },
+    });
+    // Same method, another name or another parent: not matched, not even seen.
+    await soap.call("CreateFolder", vmFolder, `<name>${name}-other</name>`);
+    await soap.call("CreateFolder", root, `<name>${name}</name>`);
+    expect(await sim.control.rule(rule.id)).toMatchObject({ seen: 0, fired: 0 });
+    // The matching call, however its XML is written (prefixed element, other whitespace).
+    const err = (await soap
+      .call("CreateFolder", vmFolder, `\n  <v:name xmlns:v="urn:vim25">${name}</v:name>\n`)
+      .catch((e: unknown) => e)) as RawSoapFault;
+    expect(err).toBeInstanceOf(RawSoapFault);
+    expect(err.faultName).toBe("DuplicateName");
+    expect(await sim.control.rule(rule.id)).toMatchObject({ seen: 1, fired: 1 });
+  });
+
+  it("args: nested paths, typed values and arrays (any element) are resolved in the decoded request", async () => {
+    const soap = await client();
+    const [host] = await soap.retrieveAll(sc, "HostSystem", ["configManager.networkSystem"]);
+    const ns = toMoRef(host!["configManager.networkSystem"]);
+    const pg = (name: string, vlan: number) =>
+      `<portgrp><name>${name}</name><vlanId>${vlan}</vlanId><vswitchName>vSwitch0</vswitchName><policy/></portgrp>`;
+    const name = `pg-args-${Date.now()}`;
+    const byVlan = await sim.control.addRule({
+      kind: "fault",
+      method: "AddPortGroup",
+      fault: "InvalidArgument",
+      fields: { invalidProperty: "portgrp.vlanId" },
+      args: { "portgrp.name": name, "portgrp.vlanId": "42" },
+    });
+    await soap.call("AddPortGroup", ns, pg(`${name}-a`, 42)); // other name
+    await soap.call("AddPortGroup", ns, pg(name, 41)); // other VLAN
+    expect(await sim.control.rule(byVlan.id)).toMatchObject({ seen: 0 });
+    await soap.call("RemovePortGroup", ns, `<pgName>${name}</pgName>`);
+    const err = (await soap.call("AddPortGroup", ns, pg(name, 42)).catch((e: unknown) => e)) as RawSoapFault;
+    expect(err.faultName).toBe("InvalidArgument");
+    expect(await sim.control.rule(byVlan.id)).toMatchObject({ seen: 1, fired: 1 });
+
+    const byType = await sim.control.addRule({
+      kind: "delay",
+      method: "RetrievePropertiesEx",
+      ms: 1,
+      times: -1,
+      args: { "specSet.propSet.type": "Datacenter" },
+    });
+    await soap.retrieveAll(sc, "HostSystem", ["name"]);
+    expect(await sim.control.rule(byType.id)).toMatchObject({ seen: 0 });
+    await soap.retrieveAll(sc, "Datacenter", ["name"]);
+    expect(await sim.control.rule(byType.id)).toMatchObject({ seen: 1 });
+  });
+
+  it("args: refuses a malformed path", async () => {
+    await expect(sim.control.addRule({ kind: "fault", fault: "RuntimeFault", args: { "portgrp..name": "x" } })).rejects.toThrow(
+      /portgrp\.\.name.*dotted path/,
+    );
+  });
+
+  it("brings Network.vm up to date for any read of it, by path or with all=true", async () => {
+    const soap = await client();
+    const [vm] = await soap.retrieveAll(sc, "VirtualMachine", ["name"]);
+    const net = (await soap.retrieveAll(sc, "Network", ["name"])).find((n) => n.name === "VM Network")!;
+    const vmRef = vm!.obj as MoRef;
+    const netRef = net.obj as MoRef;
+    // The simulator records a new NIC's network on the VM only; vCenter lists the VM on the network too.
+    await soap.call(
+      "ReconfigVM_Task",
+      vmRef,
+      `<spec><deviceChange><operation>add</operation><device xsi:type="VirtualE1000"><key>-1</key>` +
+        `<backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName>` +
+        `<network type="Network">${netRef.value}</network></backing></device></deviceChange></spec>`,
+    );
+    const networkVms = async (propSet: string): Promise<string[]> => {
+      const result = await soap.call(
+        "RetrievePropertiesEx",
+        toMoRef(sc.propertyCollector),
+        `<specSet><propSet><type>Network</type>${propSet}</propSet><objectSet><obj type="Network">${netRef.value}</obj></objectSet></specSet><options/>`,
+      );
+      const props = [result!.objects.propSet].flat() as Parsed[];
+      const refs = props.find((p) => p.name === "vm")?.val.ManagedObjectReference as Parsed | Parsed[] | undefined;
+      return [refs ?? []].flat().map((r) => String(r["#text"]));
+    };
+    expect(await networkVms("<all>true</all>")).toContain(vmRef.value);
+    expect(await networkVms("<pathSet>name</pathSet><pathSet>vm</pathSet>")).toContain(vmRef.value);
+  });
+
   it("takes rules at start (--fault) and lists them with their counters", async () => {
     const other = await startVcsim({
       clusters: 0,

@@ -10,11 +10,17 @@ export type FaultRule =
   | (RuleBase & { kind: "expireSessions" })
   | (RuleBase & { kind: "taskError"; method: `${string}_Task`; fault: string; message?: string; fields?: Record<string, unknown> })
   | (RuleBase & { kind: "taskDelay"; method: `${string}_Task`; ms: number })
-  | (Omit<RuleBase, "method"> & { kind: "cutUpload"; afterBytes: number; path?: string });
+  | (Omit<RuleBase, "method" | "args"> & { kind: "cutUpload"; afterBytes: number; path?: string });
 
 interface RuleBase {
   /** SOAP method name; omitted or "*" matches every SOAP call. */
   method?: string;
+  /**
+   * Only calls whose decoded arguments have these values: a dotted path of element
+   * names ("_this", "pgName", "portgrp.name", "specSet.propSet.type"; arrays match
+   * if any element does) to the value's text (a moref by its value, e.g. "host-21").
+   */
+  args?: Record<string, string>;
   /** Fire from the nth matching request on (1 = the next one). */
   nth?: number;
   /** Fire this many times (default 1; -1 = every time). */

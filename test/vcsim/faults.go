@@ -52,6 +52,9 @@ type ruleSpec struct {
 	Status     int             `json:"status,omitempty"`
 	AfterBytes int64           `json:"afterBytes,omitempty"`
 	Path       string          `json:"path,omitempty"`
+	// Args narrows a SOAP rule to calls whose decoded arguments have these values:
+	// dotted element paths ("_this", "portgrp.name") to their text (see args.go).
+	Args map[string]string `json:"args,omitempty"`
 }
 
 type rule struct {
@@ -75,6 +78,12 @@ func (r *rule) validate() error {
 	}
 	if r.Method == "*" {
 		r.Method = ""
+	}
+	if err := validateArgs(r.Args); err != nil {
+		return err
+	}
+	if len(r.Args) > 0 && r.Kind == kindCutUpload {
+		return fmt.Errorf("cutUpload: args apply to SOAP calls only")
 	}
 	switch r.Kind {
 	case kindDelay:
@@ -217,6 +226,9 @@ func (in *injector) addRuleJSON(data []byte) ([]*rule, error) {
 type soapCall struct {
 	method string
 	this   types.ManagedObjectReference
+	// req is the decoded request struct (e.g. *types.AddPortGroup), nil if the
+	// body does not decode.
+	req interface{}
 }
 
 // parseSOAP finds the method element (the first child of Body) and its _this.
@@ -274,6 +286,9 @@ func (in *injector) match(soap bool, call soapCall, path string) []rule {
 		if soap && r.Method != "" && r.Method != call.method {
 			continue
 		}
+		if soap && len(r.Args) > 0 && !argsMatch(call.req, r.Args) {
+			continue
+		}
 		if !soap && r.Path != "" && !strings.HasPrefix(path, r.Path) {
 			continue
 		}
@@ -307,6 +322,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = ioutil.NopCloser(bytes.NewReader(body))
 	call := parseSOAP(body)
+	call.req = decodeRequest(body)
 
 	in.mu.Lock()
 	in.stats.SOAPRequests++
@@ -380,7 +396,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		resetConnection(w)
 		return
 	}
-	if strings.HasPrefix(call.method, "RetrieveProperties") && bytes.Contains(body, []byte("<pathSet>vm</pathSet>")) {
+	if readsNetworkVms(call.req) {
 		networkMu.Lock()
 		syncNetworkVms()
 		networkMu.Unlock()

@@ -401,7 +401,11 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		syncNetworkVms()
 		networkMu.Unlock()
 	}
-	if !serveNetwork(w, call, body) && !in.pager.serve(in.inner, w, r, call, body) {
+	if needsSession(call.method) && !sessionLive(callerSession(r)) {
+		writeFault(w, notAuthenticated(call.this), "The session is not authenticated.")
+		return
+	}
+	if !serveNetwork(w, call, body) && !in.pager.serve(in.inner, w, r, call, callerSession(r)) {
 		in.inner.ServeHTTP(w, r)
 	}
 	in.noteSetCookies(w.Header())

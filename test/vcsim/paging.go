@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"regexp"
 	"strconv"
 	"sync"
 
@@ -16,7 +15,10 @@ import (
 
 // pager gives RetrievePropertiesEx the paging vCenter has and this simulator lacks:
 // at most options.maxObjects objects per answer, the rest behind a token for
-// ContinueRetrievePropertiesEx (and CancelRetrievePropertiesEx).
+// ContinueRetrievePropertiesEx (and CancelRetrievePropertiesEx). As on vCenter, a
+// token belongs to the session that made it (its property collector's state) and
+// dies with it: another session's token, or one whose session logged out or
+// expired, is an InvalidArgument on "token".
 type pager struct {
 	mu     sync.Mutex
 	next   int
@@ -24,24 +26,24 @@ type pager struct {
 }
 
 type pageQueue struct {
+	session string
 	size    int
 	objects [][]byte
 }
 
 func newPager() *pager { return &pager{queues: map[string]*pageQueue{}} }
 
-var maxObjectsRe = regexp.MustCompile(`<maxObjects>\s*(\d+)\s*</maxObjects>`)
-var tokenRe = regexp.MustCompile(`<token>\s*([^<]+?)\s*</token>`)
+// invalidToken is vCenter's answer to a token this session cannot continue.
+func invalidToken(w http.ResponseWriter) {
+	writeFault(w, &types.InvalidArgument{InvalidProperty: "token"}, "A specified parameter was not correct: token")
+}
 
-// serve handles the paging methods; it returns false for every other method.
-func (p *pager) serve(inner http.Handler, w http.ResponseWriter, r *http.Request, call soapCall, body []byte) bool {
-	switch call.method {
-	case "RetrievePropertiesEx":
-		m := maxObjectsRe.FindSubmatch(body)
-		if m == nil {
-			return false
-		}
-		size, _ := strconv.Atoi(string(m[1]))
+// serve handles the paging methods; it returns false for every other method. The
+// caller has checked that the request's session is live.
+func (p *pager) serve(inner http.Handler, w http.ResponseWriter, r *http.Request, call soapCall, session string) bool {
+	switch req := call.req.(type) {
+	case *types.RetrievePropertiesEx:
+		size := int(req.Options.MaxObjects)
 		if size <= 0 {
 			return false
 		}
@@ -61,30 +63,25 @@ func (p *pager) serve(inner http.Handler, w http.ResponseWriter, r *http.Request
 			_, _ = w.Write(rec.Body.Bytes())
 			return true
 		}
-		token := p.store(size, objects[size:])
+		token := p.store(session, size, objects[size:])
 		writeResult(w, call.method, token, objects[:size])
 		return true
-	case "ContinueRetrievePropertiesEx":
-		m := tokenRe.FindSubmatch(body)
-		if m == nil {
-			return false
-		}
-		token := string(m[1])
-		page, rest, ok := p.take(token)
+	case *types.ContinueRetrievePropertiesEx:
+		page, rest, ok := p.take(session, req.Token)
 		if !ok {
-			writeFault(w, &types.InvalidArgument{InvalidProperty: "token"}, fmt.Sprintf("unknown or finished token %q", token))
+			invalidToken(w)
 			return true
 		}
+		token := req.Token
 		if !rest {
 			token = ""
 		}
 		writeResult(w, call.method, token, page)
 		return true
-	case "CancelRetrievePropertiesEx":
-		if m := tokenRe.FindSubmatch(body); m != nil {
-			p.mu.Lock()
-			delete(p.queues, string(m[1]))
-			p.mu.Unlock()
+	case *types.CancelRetrievePropertiesEx:
+		if !p.cancel(session, req.Token) {
+			invalidToken(w)
+			return true
 		}
 		var out bytes.Buffer
 		out.WriteString(envelopeStart)
@@ -97,34 +94,57 @@ func (p *pager) serve(inner http.Handler, w http.ResponseWriter, r *http.Request
 	return false
 }
 
-func (p *pager) store(size int, objects [][]byte) string {
+func (p *pager) store(session string, size int, objects [][]byte) string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// Results of sessions that ended can never be continued: drop them.
+	for token, q := range p.queues {
+		if !sessionLive(q.session) {
+			delete(p.queues, token)
+		}
+	}
 	p.next++
-	token := "page-" + strconv.Itoa(p.next)
-	p.queues[token] = &pageQueue{size: size, objects: objects}
+	token := strconv.Itoa(p.next)
+	p.queues[token] = &pageQueue{session: session, size: size, objects: objects}
 	return token
 }
 
-// take returns the next page and whether more remain after it.
-func (p *pager) take(token string) ([][]byte, bool, bool) {
+// take returns the next page and whether more remain after it; ok is false for a
+// token that is unknown, finished or another session's.
+func (p *pager) take(session, token string) (page [][]byte, more bool, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	q, ok := p.queues[token]
-	if !ok {
+	q, found := p.queues[token]
+	if !found || q.session != session {
 		return nil, false, false
 	}
 	n := q.size
 	if n > len(q.objects) {
 		n = len(q.objects)
 	}
-	page := q.objects[:n]
+	page = q.objects[:n]
 	q.objects = q.objects[n:]
 	if len(q.objects) == 0 {
 		delete(p.queues, token)
 		return page, false, true
 	}
 	return page, true, true
+}
+
+// cancel drops the session's token; a finished one is no error, another
+// session's is.
+func (p *pager) cancel(session, token string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q, found := p.queues[token]
+	if !found {
+		return true
+	}
+	if q.session != session {
+		return false
+	}
+	delete(p.queues, token)
+	return true
 }
 
 // topLevelObjects cuts the <objects> elements out of a RetrieveResult, as raw XML.

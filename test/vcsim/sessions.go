@@ -119,3 +119,13 @@ func (in *injector) expireSessions() int {
 func notAuthenticated(this types.ManagedObjectReference) *types.NotAuthenticated {
 	return &types.NotAuthenticated{NoPermission: types.NoPermission{Object: this, PrivilegeId: "System.View"}}
 }
+
+// needsSession names the methods the simulator would serve without a session but
+// vCenter answers with NotAuthenticated (the paging ones are the harness's own).
+func needsSession(method string) bool {
+	switch method {
+	case "RetrieveProperties", "RetrievePropertiesEx", "ContinueRetrievePropertiesEx", "CancelRetrievePropertiesEx":
+		return true
+	}
+	return false
+}

@@ -1,23 +1,20 @@
-// A vim25 session: login, the session cookie, re-login when the session expires,
-// retries with back-off on connection failures (never blindly for calls that change
-// state), TLS policy, the version check, a round-trip counter and a logging hook that
-// never sees a password or a cookie.
+// SOAP calls to vCenter, on top of the HTTP channel (http.ts) and the session
+// (session.ts): retries with back-off on connection failures (never blindly for
+// calls that change state: see methods.ts), the version check, a round-trip counter
+// and a logging hook that never sees a password or a cookie.
 import { setTimeout as sleep } from "node:timers/promises";
-import { request, type Agent } from "undici";
 import { z } from "zod";
-import {
-  ConnectionError,
-  HttpError,
-  NotAuthenticatedFault,
-  OutcomeUnknownError,
-  UnsupportedVersionError,
-  VSphereError,
-  VimFault,
-} from "./errors.js";
+import { ConnectionError, HttpError, NotAuthenticatedFault, OutcomeUnknownError, ProtocolError, UnsupportedVersionError, VSphereError } from "./errors.js";
+import { HttpChannel, backoffMs, type LogEvent } from "./http.js";
+import { ServiceContentSchema, methodInfo } from "./methods.js";
+import { Session, type UserSession } from "./session.js";
 import { buildEnvelope, parseEnvelope, type MethodArgs } from "./soap/envelope.js";
 import { MoRef, type VimValue } from "./soap/xml.js";
-import { dataObject, moRef, str } from "./schema.js";
-import { classifyFailure, createDispatcher, explainTlsFailure, type TlsOptions } from "./transport.js";
+import { classifyFailure, classifyStatus, type TlsOptions } from "./transport.js";
+
+export type { LogEvent } from "./http.js";
+export type { UserSession } from "./session.js";
+export { METHODS, REPLAY_SAFE_METHODS, methodInfo, type MethodInfo } from "./methods.js";
 
 /** The oldest vCenter the driver accepts (the seed: "vCenter version 5.5.0 and later"). */
 export const MINIMUM_VCENTER_VERSION = "5.5.0";
@@ -51,15 +48,6 @@ export interface ClientOptions extends TlsOptions {
   onLog?: ((event: LogEvent) => void) | undefined;
 }
 
-export interface LogEvent {
-  level: "debug" | "info" | "warn";
-  event: "call" | "retry" | "login" | "relogin" | "logout" | "outcome-check";
-  message: string;
-  method?: string;
-  attempt?: number;
-  ms?: number;
-}
-
 /** Per-call options. */
 export interface CallOptions {
   /**
@@ -71,82 +59,24 @@ export interface CallOptions {
   checkApplied?: () => Promise<{ applied: true; value?: VimValue | undefined } | { applied: false }>;
 }
 
-/**
- * Methods that may be replayed after a broken connection: they only read, or
- * repeating them leaves the same state (a duplicate view or session is harmless
- * and dies with the session). Every other method is checked before a replay.
- */
-export const REPLAY_SAFE_METHODS: ReadonlySet<string> = new Set([
-  "RetrieveServiceContent",
-  "Login",
-  "Logout",
-  "CurrentTime",
-  "SessionIsActive",
-  "RetrieveProperties",
-  "RetrievePropertiesEx",
-  "ContinueRetrievePropertiesEx",
-  "CancelRetrievePropertiesEx",
-  "WaitForUpdatesEx",
-  "CheckForUpdates",
-  "CreateContainerView",
-  "CreateListView",
-  "CreatePropertyCollector",
-  "CreateFilter",
-  "DestroyView",
-  "DestroyPropertyCollector",
-  "DestroyPropertyFilter",
-  "FindByUuid",
-  "FindAllByUuid",
-  "FindByInventoryPath",
-  "FindByIp",
-  "FindByDnsName",
-  "FindChild",
-  "SearchDatastore_Task",
-  "SearchDatastoreSubFolders_Task",
-  "QueryConfigOption",
-  "QueryConfigOptionDescriptor",
-  "QueryConfigTarget",
-  "QueryTargetCapabilities",
-  "QueryVirtualDiskUuid",
-  "QueryAvailablePerfMetric",
-  "HttpNfcLeaseProgress",
-  "RefreshDatastore",
-]);
+export type ServiceContent = z.infer<typeof ServiceContentSchema>;
 
-const ServiceContent = dataObject({
-  about: dataObject({
-    name: str,
-    fullName: str,
-    vendor: str,
-    version: str,
-    build: str,
-    apiType: str,
-    apiVersion: str,
-    instanceUuid: str.optional(),
-  }),
-  rootFolder: moRef,
-  propertyCollector: moRef,
-  viewManager: moRef.optional(),
-  sessionManager: moRef.optional(),
-  searchIndex: moRef.optional(),
-  fileManager: moRef.optional(),
-  virtualDiskManager: moRef.optional(),
-  ovfManager: moRef.optional(),
-  customFieldsManager: moRef.optional(),
-  taskManager: moRef.optional(),
-});
-export type ServiceContent = z.infer<typeof ServiceContent>;
-
-const UserSession = dataObject({ key: str, userName: str, fullName: str.optional() });
-export type UserSession = z.infer<typeof UserSession>;
+/** What a call returned, and whether it came from checkApplied after a broken connection. */
+export interface CallOutcome {
+  value: VimValue | undefined;
+  /** The answer was lost and `value` is what checkApplied found (e.g. the created object). */
+  recovered: boolean;
+}
 
 /** Counters for tests and benchmarks. */
 export interface ClientStats {
-  /** HTTP requests sent, retries included. */
+  /** SOAP requests sent, retries included. */
   roundTrips: number;
   byMethod: Record<string, number>;
   retries: number;
   relogins: number;
+  /** TLS (or TCP) connections the client opened. */
+  readonly connections: number;
 }
 
 const SERVICE_INSTANCE = new MoRef("ServiceInstance", "ServiceInstance");
@@ -162,33 +92,29 @@ export function versionAtLeast(version: string, minimum: string): boolean {
   return true;
 }
 
+/** A session's own calls: no re-login around them. */
+const SESSION_METHODS = new Set(["Login", "Logout", "RetrieveServiceContent"]);
+
 /**
  * A logged-in vim25 client. Create it with `VimClient.connect()`, share it between
  * concurrent callers (they share one session and one re-login), `close()` it.
  */
 export class VimClient {
   readonly endpoint: string;
-  readonly stats: ClientStats = { roundTrips: 0, byMethod: {}, retries: 0, relogins: 0 };
+  readonly stats: ClientStats;
   readonly options: Readonly<
     Required<Pick<ClientOptions, "apiRetryCount" | "retryBaseDelayMs" | "retryMaxDelayMs" | "taskPollIntervalMs" | "maximumObjects" | "requestTimeoutMs">>
   >;
+  /** The HTTP channel: authenticated streaming transfers on this session (`http.request`). */
+  readonly http: HttpChannel;
 
   #serviceContent: ServiceContent | undefined;
-  #session: UserSession | undefined;
-  #cookie: string | undefined;
-  #generation = 0;
-  #relogin: Promise<void> | undefined;
-  #keepAlive: NodeJS.Timeout | undefined;
+  readonly #session: Session;
   #closed = false;
-  readonly #dispatcher: Agent;
   readonly #opts: ClientOptions;
 
   private constructor(opts: ClientOptions) {
     this.#opts = opts;
-    const protocol = opts.protocol ?? "https";
-    const port = opts.port ?? 443;
-    const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
-    this.endpoint = `${protocol}://${host}:${port}/sdk`;
     this.options = {
       apiRetryCount: opts.apiRetryCount ?? 10,
       retryBaseDelayMs: opts.retryBaseDelayMs ?? 250,
@@ -197,14 +123,36 @@ export class VimClient {
       maximumObjects: opts.maximumObjects ?? 100,
       requestTimeoutMs: opts.requestTimeoutMs ?? 300_000,
     };
-    this.#dispatcher = createDispatcher(opts);
+    this.http = new HttpChannel({ ...opts, protocol: opts.protocol ?? "https", port: opts.port ?? 443, ...this.options });
+    this.endpoint = `${this.http.origin}/sdk`;
+    this.#session = new Session(
+      (method, self, args, once) => this.send(method, self, args, {}, once).then((o) => o.value),
+      this.http,
+      { endpoint: this.endpoint, username: opts.username, password: opts.password, log: (e) => this.log(e) },
+    );
+    const session = this.#session;
+    const http = this.http;
+    this.stats = {
+      roundTrips: 0,
+      byMethod: {},
+      retries: 0,
+      get relogins() {
+        return session.relogins;
+      },
+      get connections() {
+        return http.connections;
+      },
+    };
   }
 
-  /** Reads the service content, checks the version, and logs in. */
+  /**
+   * Reads the service content, checks the version, and logs in. A host that cannot
+   * be right (a port or scheme in it) fails at once with InvalidEndpointError.
+   */
   static async connect(opts: ClientOptions): Promise<VimClient> {
     const client = new VimClient(opts);
     try {
-      const sc = ServiceContent.parse(await client.invoke("RetrieveServiceContent", SERVICE_INSTANCE));
+      const sc = ServiceContentSchema.parse(await client.invoke("RetrieveServiceContent", SERVICE_INSTANCE));
       client.#serviceContent = sc;
       const minimum = opts.minimumVersion ?? MINIMUM_VCENTER_VERSION;
       if (!versionAtLeast(sc.about.version, minimum)) {
@@ -213,16 +161,11 @@ export class VimClient {
       if (sc.about.apiType !== "VirtualCenter") {
         throw new UnsupportedVersionError(client.endpoint, `${sc.about.fullName} (${sc.about.apiType}, not vCenter)`, `${minimum} (vCenter)`);
       }
-      await client.login();
-      const every = opts.sessionKeepAliveMs ?? 0;
-      if (every > 0) {
-        client.#keepAlive = setInterval(() => {
-          client.invoke("CurrentTime", SERVICE_INSTANCE).catch(() => {});
-        }, every).unref();
-      }
+      await client.#session.login(sc.sessionManager);
+      client.#session.keepAlive(opts.sessionKeepAliveMs ?? 0, () => client.invoke("CurrentTime", SERVICE_INSTANCE));
       return client;
     } catch (err) {
-      await client.#dispatcher.close().catch(() => {});
+      await client.http.close().catch(() => {});
       throw err;
     }
   }
@@ -234,7 +177,7 @@ export class VimClient {
 
   /** The logged-in session (user name and key; the key is not the cookie). */
   get session(): UserSession | undefined {
-    return this.#session;
+    return this.#session.user;
   }
 
   /** The API version the server speaks (the SOAPAction header names it). */
@@ -251,34 +194,11 @@ export class VimClient {
   /** Removes the password and the session cookie from text bound for logs. */
   redact(text: string): string {
     let out = text;
-    for (const secret of [this.#opts.password, this.#cookie, this.#cookie?.split("=")[1]]) {
+    const cookie = this.http.cookie;
+    for (const secret of [this.#opts.password, cookie, cookie?.split("=")[1]]) {
       if (secret && secret.length >= 3) out = out.split(secret).join("***");
     }
     return out;
-  }
-
-  private async login(): Promise<void> {
-    const sm = this.serviceContent.sessionManager;
-    if (!sm) throw new VimFault("NotSupported", `${this.endpoint} has no session manager`);
-    this.#cookie = undefined;
-    const started = Date.now();
-    const session = await this.invoke("Login", sm, { userName: this.#opts.username, password: this.#opts.password });
-    this.#session = UserSession.parse(session);
-    this.#generation++;
-    this.log({ level: "info", event: "login", message: `logged in to ${this.endpoint} as ${this.#session.userName}`, ms: Date.now() - started });
-  }
-
-  /** One re-login for all callers that saw the session of `generation` expire. */
-  private relogin(generation: number): Promise<void> {
-    if (generation !== this.#generation) return Promise.resolve(); // someone already did
-    if (!this.#relogin) {
-      this.stats.relogins++;
-      this.log({ level: "warn", event: "relogin", message: `session on ${this.endpoint} expired; logging in again` });
-      this.#relogin = this.login().finally(() => {
-        this.#relogin = undefined;
-      });
-    }
-    return this.#relogin;
   }
 
   /**
@@ -286,16 +206,23 @@ export class VimClient {
    * read it with a zod schema). Throws VimFault subclasses for server faults.
    */
   async invoke(method: string, self: MoRef, args: MethodArgs = {}, opts: CallOptions = {}): Promise<VimValue | undefined> {
+    return (await this.call(method, self, args, opts)).value;
+  }
+
+  /**
+   * As `invoke`, and says whether the value came from `checkApplied` after the
+   * answer was lost (for a `*_Task` method that value is the object made, not a task).
+   */
+  async call(method: string, self: MoRef, args: MethodArgs = {}, opts: CallOptions = {}): Promise<CallOutcome> {
     if (this.#closed) throw new Error(`client for ${this.endpoint} is closed`);
     for (let reauth = 0; ; reauth++) {
-      const generation = this.#generation;
+      const generation = this.#session.generation;
       try {
         return await this.send(method, self, args, opts);
       } catch (err) {
-        const sessionCall = method === "Login" || method === "Logout" || method === "RetrieveServiceContent";
-        if (err instanceof NotAuthenticatedFault && !sessionCall && this.#session && reauth === 0) {
+        if (err instanceof NotAuthenticatedFault && !SESSION_METHODS.has(method) && this.#session.user && reauth === 0) {
           // The server refused before doing anything, so the replay is safe.
-          await this.relogin(generation);
+          await this.#session.relogin(generation, this.#serviceContent?.sessionManager);
           continue;
         }
         throw err;
@@ -303,14 +230,11 @@ export class VimClient {
     }
   }
 
-  private backoff(attempt: number): number {
-    const cap = Math.min(this.options.retryMaxDelayMs, this.options.retryBaseDelayMs * 2 ** (attempt - 1));
-    return cap / 2 + Math.random() * (cap / 2);
-  }
-
-  private async send(method: string, self: MoRef, args: MethodArgs, opts: CallOptions): Promise<VimValue | undefined> {
+  /** One call with retries; `once` makes it a single attempt with its own deadline. */
+  private async send(method: string, self: MoRef, args: MethodArgs, opts: CallOptions, once?: { timeoutMs: number }): Promise<CallOutcome> {
     const envelope = buildEnvelope(method, self, args);
-    const maxAttempts = 1 + this.options.apiRetryCount;
+    const info = methodInfo(method);
+    const maxAttempts = once ? 1 : 1 + this.options.apiRetryCount;
     for (let attempt = 1; ; attempt++) {
       const started = Date.now();
       let failure: unknown;
@@ -318,49 +242,45 @@ export class VimClient {
       try {
         this.stats.roundTrips++;
         this.stats.byMethod[method] = (this.stats.byMethod[method] ?? 0) + 1;
-        const res = await request(this.endpoint, {
-          method: "POST",
-          dispatcher: this.#dispatcher,
-          headers: {
-            "content-type": "text/xml; charset=utf-8",
-            soapaction: `urn:vim25/${this.apiVersion}`,
-            ...(this.#cookie ? { cookie: this.#cookie } : {}),
-          },
-          body: envelope,
-          headersTimeout: this.options.requestTimeoutMs,
-          bodyTimeout: this.options.requestTimeoutMs,
-        });
-        const text = await res.body.text();
-        if (!this.#cookie || method === "Login") this.takeCookie(res.headers["set-cookie"]);
-        if (res.statusCode === 503 || res.statusCode === 429) {
-          // Refused before processing (vCenter's proxy while vpxd is busy or down).
-          failure = new HttpError(this.endpoint, method, res.statusCode, text.trim());
-          notApplied = true;
+        const res = await this.http.exchange(
+          "/sdk",
+          envelope,
+          { "content-type": "text/xml; charset=utf-8", soapaction: `urn:vim25/${this.apiVersion}` },
+          once?.timeoutMs,
+        );
+        if (!this.http.cookie || method === "Login") this.http.takeCookie(res.headers["set-cookie"]);
+        const status = classifyStatus(res.status);
+        if (status) {
+          // 503/429: refused before processing; 502/504: it may have reached vCenter.
+          failure = new HttpError(this.endpoint, method, res.status, res.text.trim());
+          notApplied = status === "notSent";
         } else {
-          if (!text.trimStart().startsWith("<")) throw new HttpError(this.endpoint, method, res.statusCode, text.trim());
-          const outcome = parseEnvelope(text, method);
+          if (!res.text.trimStart().startsWith("<")) throw new HttpError(this.endpoint, method, res.status, res.text.trim());
+          const outcome = parseEnvelope(res.text, method);
           this.log({ level: "debug", event: "call", method, attempt, ms: Date.now() - started, message: `${method} ${outcome.ok ? "ok" : outcome.fault.code}` });
           if (!outcome.ok) throw outcome.fault.attachContext(method);
-          return outcome.value;
+          if (info.result && !info.result.safeParse(outcome.value).success) {
+            throw new ProtocolError(`${method} to ${this.endpoint}: the answer is not the expected ${info.returnsTask ? "task" : "value"}`);
+          }
+          return { value: outcome.value, recovered: false };
         }
       } catch (err) {
         if (err instanceof VSphereError) throw err;
-        const kind = classifyFailure(err);
-        if (kind === "tls") throw await explainTlsFailure(err, this.#opts.host, this.#opts.port ?? 443, this.#opts);
-        if (kind === "fatal") throw new ConnectionError(this.endpoint, method, attempt, err);
+        const known = await this.http.explain(err, method, attempt);
+        if (known) throw known;
         failure = err;
-        notApplied = kind === "notSent";
+        notApplied = classifyFailure(err) === "notSent";
       }
 
-      if (!notApplied && !REPLAY_SAFE_METHODS.has(method)) {
+      if (!notApplied && !info.replaySafe) {
         if (!opts.checkApplied) throw new OutcomeUnknownError(this.endpoint, method, failure);
-        this.log({ level: "warn", event: "outcome-check", method, attempt, message: `${method}: connection broke after sending; checking whether it took effect` });
+        this.log({ level: "warn", event: "outcome-check", method, attempt, message: `${method}: the answer was lost; checking whether it took effect` });
         const check = await opts.checkApplied();
-        if (check.applied) return check.value;
+        if (check.applied) return { value: check.value, recovered: true };
       }
       if (attempt >= maxAttempts) throw new ConnectionError(this.endpoint, method, attempt, failure);
       this.stats.retries++;
-      const delay = this.backoff(attempt);
+      const delay = backoffMs(attempt, this.options.retryBaseDelayMs, this.options.retryMaxDelayMs);
       this.log({
         level: "warn",
         event: "retry",
@@ -372,29 +292,15 @@ export class VimClient {
     }
   }
 
-  private takeCookie(header: string | string[] | undefined): void {
-    for (const c of header === undefined ? [] : Array.isArray(header) ? header : [header]) {
-      const pair = c.split(";")[0]?.trim();
-      if (pair?.startsWith("vmware_soap_session=")) this.#cookie = pair;
-    }
-  }
-
-  /** Logs out (best effort) and closes the connections. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    if (this.#keepAlive) clearInterval(this.#keepAlive);
-    const sm = this.#serviceContent?.sessionManager;
-    if (this.#session && sm) {
-      try {
-        await this.send("Logout", sm, {}, {});
-        this.log({ level: "info", event: "logout", message: `logged out of ${this.endpoint}` });
-      } catch {
-        // The session may be gone already; it expires on its own.
-      }
-    }
+  /**
+   * Logs out (best effort: one attempt within `timeoutMs`, default 10 s) and closes
+   * the connections. Resolves with whether vCenter confirmed the logout.
+   */
+  async close(opts: { timeoutMs?: number } = {}): Promise<boolean> {
+    if (this.#closed) return false;
     this.#closed = true;
-    this.#session = undefined;
-    this.#cookie = undefined;
-    await this.#dispatcher.close();
+    const loggedOut = await this.#session.logout(this.#serviceContent?.sessionManager, opts.timeoutMs ?? 10_000);
+    await this.http.close().catch(() => {});
+    return loggedOut;
   }
 }

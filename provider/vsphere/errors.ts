@@ -231,3 +231,32 @@ export function describeCause(cause: unknown): string {
   }
   return String(cause);
 }
+
+/**
+ * The endpoint cannot be right whatever happens on the network (a port or a scheme
+ * in the host name, spaces, an unparsable URL): reported at once, never retried.
+ */
+export class InvalidEndpointError extends VSphereError {
+  readonly code = "InvalidEndpoint";
+  constructor(
+    readonly host: string,
+    readonly reason: string,
+  ) {
+    super(`vCenter host ${JSON.stringify(host)}: ${reason}`);
+  }
+}
+
+/** The server answered the TLS handshake with something else (plain HTTP, most likely). */
+export class NotTlsError extends VSphereError {
+  readonly code = "NotTls";
+  constructor(
+    readonly host: string,
+    readonly port: number,
+    override readonly cause?: unknown,
+  ) {
+    super(
+      `the server at ${host}:${port} does not speak TLS (is it plain HTTP? ${describeCause(cause)}). ` +
+        `Point the client at vCenter's HTTPS port (443 unless changed), or use protocol "http" for a server without TLS.`,
+    );
+  }
+}

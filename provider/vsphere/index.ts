@@ -9,8 +9,12 @@
  * const cluster = await getCluster(client, dc, "prod");
  * await client.close();
  */
-export { VimClient, MINIMUM_VCENTER_VERSION, REPLAY_SAFE_METHODS, versionAtLeast } from "./client.js";
-export type { CallOptions, ClientOptions, ClientStats, LogEvent, ServiceContent, UserSession } from "./client.js";
+export { VimClient, MINIMUM_VCENTER_VERSION, versionAtLeast } from "./client.js";
+export type { CallOptions, CallOutcome, ClientOptions, ClientStats, LogEvent, ServiceContent, UserSession } from "./client.js";
+export { METHODS, REPLAY_SAFE_METHODS, methodInfo } from "./methods.js";
+export type { MethodInfo } from "./methods.js";
+export { HttpChannel } from "./http.js";
+export type { RequestBody, StreamBody, TransferRequest, TransferResponse } from "./http.js";
 export * from "./errors.js";
 export { PropertyCollector, UpdateWaiter, containerViewObjectSpec } from "./property.js";
 export type { ObjectSpec, PropertyFilterSpec, PropertySpec, RawObjectContent, Retrieved, Selection } from "./property.js";
@@ -37,5 +41,5 @@ export type { DistributedPortGroup, DistributedSwitch, HostNetworking, PortBindi
 export { MoRef } from "./soap/xml.js";
 export type { VimObject, VimValue, TypedPrimitive } from "./soap/xml.js";
 export { buildEnvelope, parseEnvelope } from "./soap/envelope.js";
-export { normalizeThumbprint } from "./transport.js";
+export { certificateBundleUrl, checkHost, normalizeThumbprint } from "./transport.js";
 export type { TlsOptions } from "./transport.js";

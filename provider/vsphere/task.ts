@@ -133,7 +133,11 @@ async function waitWithUpdates(
   }
 }
 
-/** Calls a `*_Task` method and waits for its task. */
+/**
+ * Calls a `*_Task` method and waits for its task. When the answer was lost and
+ * `checkApplied` found the change made, its value (e.g. the VM created) is the
+ * result: there is no task to wait for.
+ */
 export async function runTask(
   client: VimClient,
   method: `${string}_Task`,
@@ -141,6 +145,7 @@ export async function runTask(
   args: MethodArgs = {},
   opts: TaskWaitOptions & CallOptions = {},
 ): Promise<VimValue | undefined> {
-  const task = moRef.parse(await client.invoke(method, self, args, opts));
-  return waitForTask(client, task, opts);
+  const { value, recovered } = await client.call(method, self, args, opts);
+  if (recovered) return value;
+  return waitForTask(client, moRef.parse(value), opts);
 }

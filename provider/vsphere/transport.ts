@@ -1,9 +1,10 @@
 // HTTP(S) to vCenter: the undici dispatcher with the TLS policy (system CAs, a CA
 // file, insecure, or a pinned thumbprint), and what a failed request means for a retry.
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
 import { Agent, buildConnector } from "undici";
-import { TlsError } from "./errors.js";
+import { InvalidEndpointError, NotTlsError, TlsError } from "./errors.js";
 
 export interface TlsOptions {
   /** PEM bundle of the CA(s) that sign the vCenter certificate (replaces the system CAs). */
@@ -110,7 +111,7 @@ export type FailureKind =
   | "notSent"
   /** The connection broke once the request may have been sent. */
   | "maybeSent"
-  /** Certificate trouble: retrying will not help. */
+  /** Certificate trouble, or no TLS at all: retrying will not help. */
   | "tls"
   /** Retrying will not help (unknown host, bad URL). */
   | "fatal";
@@ -128,6 +129,18 @@ const MAYBE_SENT = new Set([
   "UND_ERR_REQ_CONTENT_LENGTH_MISMATCH",
 ]);
 const TLS_CODE = /CERT|SELF_SIGNED|UNABLE_TO_VERIFY|UNABLE_TO_GET_ISSUER|ERR_TLS|ERR_SSL/;
+/** Errors no retry can fix: an unknown host, a URL or argument that cannot be right. */
+const FATAL = new Set(["ENOTFOUND", "ERR_INVALID_URL", "EINVAL", "UND_ERR_INVALID_ARG", "ERR_INVALID_ARG_VALUE", "ERR_INVALID_ARG_TYPE"]);
+
+/** OpenSSL's answer when the peer sent something that is not a TLS record (plain HTTP). */
+function isNotTls(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; depth < 4 && e; depth++, e = (e as { cause?: unknown }).cause) {
+    const code = (e as { code?: unknown }).code;
+    const message = e instanceof Error ? e.message : "";
+    if (code === "ERR_SSL_WRONG_VERSION_NUMBER" || /wrong version number|packet length too long|unknown protocol/i.test(message)) return true;
+  }
+  return false;
+}
 
 function codeOf(err: unknown): string {
   let e: unknown = err;
@@ -140,29 +153,72 @@ function codeOf(err: unknown): string {
 }
 
 export function classifyFailure(err: unknown): FailureKind {
-  if (err instanceof TlsError) return "tls";
+  if (err instanceof TlsError || err instanceof NotTlsError) return "tls";
   const code = codeOf(err);
-  if (TLS_CODE.test(code)) return "tls";
+  if (TLS_CODE.test(code) || isNotTls(err)) return "tls";
   if (NOT_SENT.has(code)) return "notSent";
   if (MAYBE_SENT.has(code)) return "maybeSent";
-  if (code === "ENOTFOUND") return "fatal";
+  if (FATAL.has(code)) return "fatal";
   // Anything else from the socket layer: assume the worst for replay safety.
   return "maybeSent";
 }
 
 /** Turns a TLS handshake failure into an error that says how to fix it. */
-export async function explainTlsFailure(err: unknown, host: string, port: number, tls: TlsOptions): Promise<TlsError> {
-  if (err instanceof TlsError) return err;
+export async function explainTlsFailure(err: unknown, host: string, port: number, tls: TlsOptions): Promise<TlsError | NotTlsError> {
+  if (err instanceof TlsError || err instanceof NotTlsError) return err;
+  if (isNotTls(err)) return new NotTlsError(host, port, err);
   const code = codeOf(err);
   const cert = await probeCertificate(host, port);
   const seen = cert ? ` Its certificate: CN=${cert.subject}, issued by ${cert.issuer}, SHA-1 thumbprint ${cert.sha1}.` : "";
   const how = tls.caFile
     ? `It is not signed by a CA in caFile ${tls.caFile}: point caFile at the bundle that signs vCenter's certificate, or pin the thumbprint.`
-    : `It is not signed by a CA this machine trusts: set caFile to vCenter's CA bundle (https://${host}/certs/download.zip), pin the thumbprint, or set insecure: true (not for production).`;
+    : `It is not signed by a CA this machine trusts: set caFile to vCenter's CA bundle (${certificateBundleUrl(host, port)}), pin the thumbprint, or set insecure: true (not for production).`;
   const what = /ALTNAME/.test(code)
     ? `the certificate of ${host}:${port} is not valid for the name "${host}" (${code}). Connect by a name the certificate lists, or pin the thumbprint.`
     : /EXPIRED|NOT_YET_VALID/.test(code)
       ? `the certificate of ${host}:${port} is outside its validity period (${code}). Renew vCenter's certificate.`
       : `TLS verification of ${host}:${port} failed (${code}). ${how}`;
   return new TlsError("TlsVerificationFailed", what + seen, err);
+}
+
+/** Where vCenter serves its CA bundle; the port is kept unless it is 443. */
+export function certificateBundleUrl(host: string, port: number): string {
+  const h = host.includes(":") && !host.startsWith("[") ? `[${host}]` : host;
+  return `https://${h}${port === 443 ? "" : `:${port}`}/certs/download.zip`;
+}
+
+/** How an HTTP status that is not an answer bears on replaying the request. */
+export function classifyStatus(status: number): "notSent" | "maybeSent" | undefined {
+  // vCenter's reverse proxy says 503 (vpxd busy or down) or 429 before handing the
+  // request on: nothing was done. 502 and 504 come after it was handed on, so the
+  // request may or may not have been acted upon.
+  if (status === 503 || status === 429) return "notSent";
+  if (status === 502 || status === 504) return "maybeSent";
+  return undefined;
+}
+
+const HOST_LABEL = /^[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$/;
+
+/**
+ * Checks that `host` is a host name or an IP address (IPv6 with or without
+ * brackets), and nothing more: a port, a scheme, a path or spaces make it an
+ * InvalidEndpointError, at once.
+ */
+export function checkHost(host: string): string {
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  if (isIP(bare) === 6) return bare;
+  if (isIP(bare) === 4) return bare;
+  const reason = /^[a-z][a-z0-9+.-]*:\/\//i.test(host)
+    ? "a URL; want a host name or IP address only (the client adds https:// and /sdk)"
+    : /^[^:\[\]]+:\d*$/.test(host) || /^\[.*\]:\d*$/.test(host)
+      ? "a host with a port; want a host name or IP address only, and the port set apart"
+      : /\s/.test(host)
+        ? "contains spaces; want a host name or IP address"
+        : host === "" || bare === ""
+          ? "empty; want a host name or IP address"
+          : host.length > 253 || !host.replace(/\.$/, "").split(".").every((l) => HOST_LABEL.test(l))
+            ? "not a host name or IP address"
+            : undefined;
+  if (reason) throw new InvalidEndpointError(host, reason);
+  return host;
 }

@@ -12,14 +12,15 @@ import {
 } from "../../provider/vsphere/errors.js";
 import { arrayOf, bool, dataObject, dateTime, int, long, moRef, str } from "../../provider/vsphere/schema.js";
 import { buildEnvelope, parseEnvelope } from "../../provider/vsphere/soap/envelope.js";
-import { MoRef, serialize, type VimObject } from "../../provider/vsphere/soap/xml.js";
+import { serialize } from "../../provider/vsphere/soap/write.js";
+import { MoRef, type VimObject } from "../../provider/vsphere/soap/xml.js";
 
 const ENV = (body: string) =>
   `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ` +
   `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema"><soapenv:Body>${body}</soapenv:Body></soapenv:Envelope>`;
 
 describe("requests", () => {
-  it("writes _this, then the arguments in the order given, with xsi:type for polymorphic data", () => {
+  it("writes _this, then the arguments, with xsi:type for polymorphic data", () => {
     const xml = buildEnvelope("ReconfigVM_Task", new MoRef("VirtualMachine", "vm-42"), {
       spec: {
         name: "a&b",

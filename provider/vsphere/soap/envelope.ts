@@ -1,14 +1,29 @@
 // SOAP 1.1 envelopes for vim25: one method call in, its returnval or a typed fault out.
 import { ProtocolError, VimFault, vimFault } from "../errors.js";
-import { MoRef, NAMESPACES, parseDocument, serialize, toVim, type VimObject, type VimValue } from "./xml.js";
+import { methodArgs } from "./vim-schema.js";
+import { serialize, writeField } from "./write.js";
+import { MoRef, NAMESPACES, parseDocument, toVim, type VimObject, type VimValue } from "./xml.js";
 
-/** Method arguments in the order of the API reference (vim25 checks element order). */
+/** Method arguments by name; written in the method's schema order, whatever the key order. */
 export type MethodArgs = Record<string, unknown>;
 
-/** Builds the request envelope for `method` on `self`. */
+/**
+ * Builds the request envelope for `method` on `self`. A method the vim25 table
+ * lacks (none today; a newer API's, say) has its arguments written in key order.
+ */
 export function buildEnvelope(method: string, self: MoRef, args: MethodArgs = {}): string {
-  let body = serialize("_this", self);
-  for (const [name, value] of Object.entries(args)) body += serialize(name, value);
+  let body = serialize("_this", self, "ManagedObjectReference");
+  const def = methodArgs(method);
+  if (def) {
+    for (const key of Object.keys(args)) {
+      if (!def.byElem.has(key)) {
+        throw new TypeError(`${method}: no argument "${key}"; valid arguments: ${def.fields.map((f) => f.elem).join(", ") || "none"}`);
+      }
+    }
+    for (const f of def.fields) body += writeField(method, f, args[f.elem]);
+  } else {
+    for (const [name, value] of Object.entries(args)) body += serialize(name, value);
+  }
   return (
     `<?xml version="1.0" encoding="UTF-8"?>` +
     `<soapenv:Envelope xmlns:soapenc="${NAMESPACES.soapenc}" xmlns:soapenv="${NAMESPACES.soapenv}" ` +

@@ -1,9 +1,5 @@
-// vim25 values <-> XML without a WSDL.
-//
-// Requests: plain JS values are written in key insertion order (vim25 data objects
-// are XML sequences, so builders must add keys in the order of the API reference),
-// `$type` becomes xsi:type (polymorphic data: device backings, config specs), MoRef
-// instances become typed references, arrays repeat their element.
+// vim25 values: references, typed primitives, and responses read without a WSDL.
+// Requests are written by write.ts, in schema order.
 //
 // Responses: every element comes back as a string, a MoRef, an array (for
 // xsi:type="ArrayOf...") or a plain object (with `$type` when the server typed it).
@@ -55,46 +51,6 @@ export const NAMESPACES = {
   xsd: "http://www.w3.org/2001/XMLSchema",
   xsi: XSI,
 } as const;
-
-export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : c === ">" ? "&gt;" : c === '"' ? "&quot;" : "&apos;"));
-}
-
-function isTypedPrimitive(v: object): v is TypedPrimitive {
-  return "$value" in v && typeof (v as { $type?: unknown }).$type === "string";
-}
-
-/** Writes one field (repeated for arrays); undefined and null write nothing. */
-export function serialize(tag: string, value: unknown): string {
-  if (value === undefined || value === null) return "";
-  if (Array.isArray(value)) return value.map((v) => serialize(tag, v)).join("");
-  if (value instanceof MoRef) return `<${tag} type="${escapeXml(value.type)}">${escapeXml(value.value)}</${tag}>`;
-  if (value instanceof Date) return `<${tag}>${value.toISOString()}</${tag}>`;
-  switch (typeof value) {
-    case "string":
-      return `<${tag}>${escapeXml(value)}</${tag}>`;
-    case "number":
-      if (!Number.isFinite(value)) throw new TypeError(`${tag}: cannot send ${value}`);
-      return `<${tag}>${String(value)}</${tag}>`;
-    case "bigint":
-    case "boolean":
-      return `<${tag}>${String(value)}</${tag}>`;
-    case "object": {
-      if (isTypedPrimitive(value)) {
-        return `<${tag} xsi:type="${escapeXml(value.$type)}">${escapeXml(String(value.$value))}</${tag}>`;
-      }
-      const obj = value as Record<string, unknown>;
-      const type = typeof obj.$type === "string" ? ` xsi:type="${escapeXml(obj.$type)}"` : "";
-      let inner = "";
-      for (const [k, v] of Object.entries(obj)) {
-        if (k !== "$type") inner += serialize(k, v);
-      }
-      return `<${tag}${type}>${inner}</${tag}>`;
-    }
-    default:
-      throw new TypeError(`${tag}: cannot send a ${typeof value}`);
-  }
-}
 
 const parser = new XMLParser({
   ignoreAttributes: false,

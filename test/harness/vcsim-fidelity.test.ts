@@ -1,5 +1,5 @@
 // Where govmomi's simulator differs from vCenter, the harness behaves as vCenter does.
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { RawSoap, RawSoapFault, asArray, moRefXml, toMoRef, type MoRef, type Parsed } from "../support/raw-soap.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -11,6 +11,7 @@ beforeAll(async () => {
   sc = await new RawSoap(sim.info.url).serviceContent();
 });
 afterAll(() => sim?.stop());
+afterEach(() => sim.control.clearRules());
 
 async function login(): Promise<RawSoap> {
   const soap = new RawSoap(sim.info.url);
@@ -86,5 +87,88 @@ describe("paging tokens", () => {
     expect((await fault(new RawSoap(sim.info.url).call("RetrievePropertiesEx", pc(), "<specSet/>"))).faultName).toBe(
       "NotAuthenticated",
     );
+  });
+});
+
+describe("taskDelay", () => {
+  /** Waits for the task to end by watching info.state (WaitForUpdatesEx), then reads its info. */
+  async function waitForTask(soap: RawSoap, task: MoRef): Promise<Parsed> {
+    const pc = toMoRef(sc.propertyCollector);
+    const filter = await soap.call(
+      "CreateFilter",
+      pc,
+      `<spec><propSet><type>Task</type><pathSet>info.state</pathSet></propSet><objectSet>${moRefXml("obj", task)}</objectSet></spec>` +
+        `<partialUpdates>false</partialUpdates>`,
+    );
+    let version = "";
+    try {
+      for (;;) {
+        const set = await soap.call("WaitForUpdatesEx", pc, `<version>${version}</version><options><maxWaitSeconds>30</maxWaitSeconds></options>`);
+        if (!set) continue;
+        version = String(set.version);
+        for (const fs of asArray(set.filterSet as Parsed | Parsed[]))
+          for (const os of asArray(fs.objectSet as Parsed | Parsed[]))
+            for (const c of asArray(os.changeSet as Parsed | Parsed[])) {
+              const state = typeof c.val === "object" ? String(c.val["#text"]) : String(c.val);
+              if (c.name === "info.state" && (state === "success" || state === "error")) {
+                return (await soap.properties(sc, task, ["info"])).info as Parsed;
+              }
+            }
+      }
+    } finally {
+      await soap.call("DestroyPropertyFilter", toMoRef(filter!));
+    }
+  }
+
+  async function vmNamed(soap: RawSoap, index: number): Promise<{ ref: MoRef; name: string }> {
+    const vms = await soap.retrieveAll(sc, "VirtualMachine", ["name"]);
+    const vm = vms.sort((a, b) => String(a.name).localeCompare(String(b.name)))[index]!;
+    return { ref: vm.obj as MoRef, name: String(vm.name) };
+  }
+
+  it("applies the change when the task ends: while it runs nothing shows, then the method's result does", async () => {
+    const soap = await login();
+    const vm = await vmNamed(soap, 0);
+    await sim.control.addRule({ kind: "taskDelay", method: "Rename_Task", ms: 1500 });
+    const newName = `delayed-${Date.now()}`;
+    const task = toMoRef((await soap.call("Rename_Task", vm.ref, `<newName>${newName}</newName>`))!);
+    expect(task.type).toBe("Task");
+    const running = (await soap.properties(sc, task, ["info"])).info as Parsed;
+    expect(running.state).toBe("running");
+    expect(running.name).toBe("Rename_Task");
+    expect((await soap.properties(sc, vm.ref, ["name"])).name).toBe(vm.name);
+
+    const done = await waitForTask(soap, task);
+    expect(done.state).toBe("success");
+    expect(done.progress).toBe("100");
+    expect((await soap.properties(sc, vm.ref, ["name"])).name).toBe(newName);
+  });
+
+  it("ends the task in the method's own fault when the method fails at the end", async () => {
+    const soap = await login();
+    const [a, b] = [await vmNamed(soap, 0), await vmNamed(soap, 1)];
+    await sim.control.addRule({ kind: "taskDelay", method: "Rename_Task", ms: 300 });
+    // A sibling's name: the simulator's rename refuses it (InvalidArgument on name).
+    const task = toMoRef((await soap.call("Rename_Task", a.ref, `<newName>${b.name}</newName>`))!);
+    const done = await waitForTask(soap, task);
+    expect(done.state).toBe("error");
+    expect(done.error.fault["@_type"]).toBe("InvalidArgument");
+    expect(done.error.fault.invalidProperty).toBe("name");
+    expect((await soap.properties(sc, a.ref, ["name"])).name).toBe(a.name);
+  });
+
+  it("finishes after the session that started it logged out, and leaves no session behind", async () => {
+    await sim.control.expireSessions();
+    const starter = await login();
+    const vm = await vmNamed(starter, 2);
+    await sim.control.addRule({ kind: "taskDelay", method: "Rename_Task", ms: 300 });
+    const newName = `orphaned-${Date.now()}`;
+    const task = toMoRef((await starter.call("Rename_Task", vm.ref, `<newName>${newName}</newName>`))!);
+    await starter.call("Logout", toMoRef(sc.sessionManager));
+    const watcher = await login();
+    const done = await waitForTask(watcher, task);
+    expect(done.state).toBe("success");
+    expect((await watcher.properties(sc, vm.ref, ["name"])).name).toBe(newName);
+    expect(await sim.control.liveSessions()).toBe(1);
   });
 });

@@ -374,17 +374,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if holdTaskMs > 0 && !resetAfter {
-		rec := httptest.NewRecorder()
-		in.inner.ServeHTTP(rec, r)
-		in.noteSetCookies(rec.Header())
-		if ref := returnvalRef(rec.Body.Bytes()); ref.Type == "Task" {
-			holdTask(ref, time.Duration(holdTaskMs)*time.Millisecond)
-		}
-		for k, v := range rec.Header() {
-			w.Header()[k] = v
-		}
-		w.WriteHeader(rec.Code)
-		_, _ = w.Write(rec.Body.Bytes())
+		in.serveDelayedTask(w, r, call, body, time.Duration(holdTaskMs)*time.Millisecond)
 		return
 	}
 
@@ -705,39 +695,4 @@ func returnvalRef(doc []byte) types.ManagedObjectReference {
 			return ref
 		}
 	}
-}
-
-// holdTask makes a finished simulator task look running for d, then restores how
-// it ended, as a vCenter task that takes that long would behave.
-func holdTask(ref types.ManagedObjectReference, d time.Duration) {
-	task, ok := simulator.Map.Get(ref).(*simulator.Task)
-	if !ok {
-		return
-	}
-	final := task.Info
-	simulator.Map.Update(task, []types.PropertyChange{
-		{Name: "info.state", Val: types.TaskInfoStateRunning},
-		{Name: "info.progress", Val: int32(0)},
-		{Name: "info.result", Val: nil},
-		{Name: "info.error", Val: nil},
-		{Name: "info.completeTime", Val: nil},
-	})
-	go func() {
-		time.Sleep(d / 2)
-		simulator.Map.Update(task, []types.PropertyChange{{Name: "info.progress", Val: int32(50)}})
-		time.Sleep(d - d/2)
-		changes := []types.PropertyChange{
-			{Name: "info.state", Val: final.State},
-			{Name: "info.progress", Val: int32(100)},
-			{Name: "info.result", Val: final.Result},
-			{Name: "info.error", Val: nil},
-		}
-		if final.Error != nil {
-			changes[3].Val = *final.Error
-		}
-		if final.CompleteTime != nil {
-			changes = append(changes, types.PropertyChange{Name: "info.completeTime", Val: *final.CompleteTime})
-		}
-		simulator.Map.Update(task, changes)
-	}()
 }

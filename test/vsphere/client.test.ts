@@ -1,4 +1,7 @@
-// The session client: login, re-login, retries, replay safety, TLS, version, counters, logs.
+// The session client: login, re-login, retries, replay safety, TLS, version, counters,
+// logs; the HTTP channel's streaming requests.
+import { createHash } from "node:crypto";
+import diagnostics from "node:diagnostics_channel";
 import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { z } from "zod";
@@ -7,12 +10,17 @@ import {
   ConnectionError,
   DuplicateNameFault,
   FileAlreadyExistsFault,
+  HttpError,
+  InvalidEndpointError,
   InvalidLoginFault,
   ManagedObjectNotFoundFault,
+  NotTlsError,
   OutcomeUnknownError,
   TlsError,
   UnsupportedVersionError,
 } from "../../provider/vsphere/errors.js";
+import { HttpChannel } from "../../provider/vsphere/http.js";
+import { METHODS, REPLAY_SAFE_METHODS, methodInfo } from "../../provider/vsphere/methods.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
@@ -20,6 +28,16 @@ import { simOptions, targetOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 const SI = new MoRef("ServiceInstance", "ServiceInstance");
+
+/** A loopback port nothing listens on. */
+function freePort(): Promise<number> {
+  return new Promise<number>((resolve) => {
+    const srv = createServer().listen(0, "127.0.0.1", () => {
+      const p = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(p));
+    });
+  });
+}
 const target = inject("vcenter");
 
 describe(`session on the suite's vCenter (${target.kind})`, () => {
@@ -121,12 +139,7 @@ describe("against a private simulator", () => {
   });
 
   it("retries a refused connection, then fails clearly", async () => {
-    const port = await new Promise<number>((resolve) => {
-      const srv = createServer().listen(0, "127.0.0.1", () => {
-        const p = (srv.address() as { port: number }).port;
-        srv.close(() => resolve(p));
-      });
-    });
+    const port = await freePort();
     const err = (await VimClient.connect({ host: "127.0.0.1", port, protocol: "http", username: "u", password: "p", apiRetryCount: 2, retryBaseDelayMs: 1 }).catch(
       (e: unknown) => e,
     )) as ConnectionError;
@@ -176,6 +189,157 @@ describe("against a private simulator", () => {
     await client.close();
   });
 
+  it("treats HTTP 502 and 504 as maybe applied: replays only what is replay-safe, checks the rest", async () => {
+    const client = await connect();
+    const root = client.serviceContent.rootFolder;
+    for (const status of [502, 504]) {
+      await sim.control.addRule({ kind: "httpStatus", method: "CurrentTime", status });
+      await expect(client.invoke("CurrentTime", SI)).resolves.toBeTypeOf("string");
+
+      await sim.control.addRule({ kind: "httpStatus", method: "CreateFolder", status });
+      const err = await client.invoke("CreateFolder", root, { name: `gw-${status}-${Date.now()}` }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OutcomeUnknownError);
+      expect((err as Error).message).toContain(`HTTP ${status}`);
+
+      await sim.control.addRule({ kind: "httpStatus", method: "CreateFolder", status });
+      let checked = 0;
+      const ref = await client.invoke(
+        "CreateFolder",
+        root,
+        { name: `gw-checked-${status}-${Date.now()}` },
+        {
+          checkApplied: async () => {
+            checked++;
+            return { applied: false };
+          },
+        },
+      );
+      expect(moRef.parse(ref).type).toBe("Folder");
+      expect(checked).toBe(1);
+    }
+    await client.close();
+  });
+
+  it("has a method table: reads are replay-safe, changes and unknown methods are not", () => {
+    expect(methodInfo("RetrievePropertiesEx")).toMatchObject({ replaySafe: true, returnsTask: false });
+    expect(methodInfo("CreateFolder")).toMatchObject({ replaySafe: false, returnsTask: false });
+    expect(methodInfo("CloneVM_Task")).toMatchObject({ replaySafe: false, returnsTask: true });
+    expect(methodInfo("SomeMethodNobodyListed")).toEqual({ replaySafe: false, returnsTask: false });
+    expect(methodInfo("SomeNew_Task")).toEqual({ replaySafe: false, returnsTask: true });
+    expect([...REPLAY_SAFE_METHODS].every((m) => METHODS[m]?.replaySafe)).toBe(true);
+    expect(REPLAY_SAFE_METHODS.has("CreateFolder")).toBe(false);
+  });
+
+  it("fails at once, naming the host, for a host that cannot be right", async () => {
+    for (const host of ["127.0.0.1:18999", "https://vc.example.com", "vc example.com", "[]", "", "vc.example.com/sdk"]) {
+      const started = Date.now();
+      const err = await VimClient.connect({ host, username: "u", password: "p", retryBaseDelayMs: 1000 }).catch((e: unknown) => e);
+      expect(err, host).toBeInstanceOf(InvalidEndpointError);
+      expect((err as InvalidEndpointError).message).toContain(JSON.stringify(host));
+      expect(Date.now() - started).toBeLessThan(1000); // no retry happened (the first back-off is 500-1000 ms)
+    }
+  });
+
+  it("streams a file to the datastore and back on the session, with progress, over the same connection pool", async () => {
+    const client = await connect();
+    const chunk = 64 * 1024;
+    const chunks = 80; // 5 MiB
+    const total = chunk * chunks;
+    const sentHash = createHash("sha256");
+    let made = 0;
+    async function* generate() {
+      for (let i = 0; i < chunks; i++) {
+        const c = Buffer.alloc(chunk, (i * 7) % 251);
+        c.writeUInt32BE(i, 0);
+        sentHash.update(c);
+        made++;
+        yield c;
+      }
+    }
+    const progress: number[] = [];
+    const path = `/folder/stream-${Date.now()}.bin?dcPath=DC0&dsName=LocalDS_0`;
+    await sim.control.resetStats();
+    const put = await client.http.request({ method: "PUT", path, body: generate(), length: total, onProgress: (sent) => progress.push(sent) });
+    await put.body.dump();
+    expect(put.status).toBeLessThan(300);
+    expect(made).toBe(chunks);
+    expect(progress.at(-1)).toBe(total);
+    expect(progress.length).toBeGreaterThanOrEqual(chunks);
+    expect(progress.every((p, i) => i === 0 || p > progress[i - 1]!)).toBe(true);
+    expect((await sim.control.stats()).uploadBytes).toBe(total);
+
+    const got = await client.http.request({ method: "GET", path });
+    const gotHash = createHash("sha256");
+    let bytes = 0;
+    for await (const c of got.body) {
+      gotHash.update(c as Buffer);
+      bytes += (c as Buffer).length;
+    }
+    expect(bytes).toBe(total);
+    expect(gotHash.digest("hex")).toBe(sentHash.digest("hex"));
+
+    const missing = await client.http.request({ method: "GET", path: `/folder/nope-${Date.now()}.bin?dcPath=DC0&dsName=LocalDS_0` }).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(HttpError);
+    expect((missing as HttpError).status).toBe(404);
+    await client.close();
+  });
+
+  it("never resends a streaming body: a cut upload is OutcomeUnknown, sent once", async () => {
+    const client = await connect();
+    await sim.control.resetStats();
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: 100_000 });
+    async function* body() {
+      for (let i = 0; i < 16; i++) yield Buffer.alloc(64 * 1024, i);
+    }
+    const err = await client.http
+      .request({ method: "PUT", path: `/folder/cut-${Date.now()}.bin?dcPath=DC0&dsName=LocalDS_0`, body: body(), length: 16 * 64 * 1024 })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OutcomeUnknownError);
+    expect((err as Error).message).toMatch(/^PUT \/folder\/cut-/);
+    expect((await sim.control.stats()).uploads).toBe(1);
+    await client.close();
+  });
+
+  it("retries a refused connection only when the body can be made again", async () => {
+    const port = await freePort();
+    const channel = new HttpChannel({ host: "127.0.0.1", port, protocol: "http", requestTimeoutMs: 5000, apiRetryCount: 2, retryBaseDelayMs: 1, retryMaxDelayMs: 2 });
+    let made = 0;
+    const fresh = () => {
+      made++;
+      return (async function* () {
+        yield Buffer.from("abc");
+      })();
+    };
+    const replayable = (await channel.request({ method: "PUT", path: "/folder/x", body: fresh, length: 3 }).catch((e: unknown) => e)) as ConnectionError;
+    expect(replayable).toBeInstanceOf(ConnectionError);
+    expect(replayable.attempts).toBe(3);
+    expect(made).toBe(3);
+    const once = (await channel.request({ method: "PUT", path: "/folder/x", body: fresh(), length: 3 }).catch((e: unknown) => e)) as ConnectionError;
+    expect(once).toBeInstanceOf(ConnectionError);
+    expect(once.attempts).toBe(1);
+    await channel.close();
+  });
+
+  it("logs in over one connection, and keeps sequential calls on it", async () => {
+    const opened: string[] = [];
+    const onConnect = (m: unknown) => {
+      const p = (m as { connectParams: { port: string | number } }).connectParams;
+      if (Number(p.port) === sim.info.port) opened.push(String(p.port));
+    };
+    diagnostics.subscribe("undici:client:connected", onConnect);
+    try {
+      const client = await connect();
+      expect(opened).toHaveLength(1);
+      expect(client.stats.connections).toBe(1);
+      for (let i = 0; i < 5; i++) await client.invoke("CurrentTime", SI);
+      expect(opened).toHaveLength(1);
+      await client.close();
+      expect(opened).toHaveLength(1);
+    } finally {
+      diagnostics.unsubscribe("undici:client:connected", onConnect);
+    }
+  });
+
   it("raises the server's faults as typed errors that name the method", async () => {
     const client = await connect();
     const root = client.serviceContent.rootFolder;
@@ -196,15 +360,25 @@ describe("against a private simulator", () => {
     await client.close();
   });
 
-  it("keeps an idle session alive when asked to", async () => {
+  it("keeps an idle session alive when asked to, and stops when closed", async () => {
     await sim.control.resetStats();
-    const client = await connect({ sessionKeepAliveMs: 40 });
-    await new Promise((r) => setTimeout(r, 300));
+    let pings = 0;
+    let twoPings!: () => void;
+    const pinged = new Promise<void>((resolve) => (twoPings = resolve));
+    const client = await connect({
+      sessionKeepAliveMs: 40,
+      onLog: (e: LogEvent) => {
+        if (e.event === "keep-alive" && ++pings === 2) twoPings();
+      },
+    });
+    await pinged;
     await client.close();
     const after = (await sim.control.stats()).methods.CurrentTime ?? 0;
     expect(after).toBeGreaterThanOrEqual(2);
-    await new Promise((r) => setTimeout(r, 150));
-    expect((await sim.control.stats()).methods.CurrentTime ?? 0).toBe(after); // stopped by close()
+    // Time itself is under test here: no ping may come in the next five intervals.
+    await new Promise((r) => setTimeout(r, 200));
+    expect((await sim.control.stats()).methods.CurrentTime ?? 0).toBe(after);
+    expect(pings).toBeLessThanOrEqual(after);
   });
 
   it("never logs the password or the session cookie", async () => {
@@ -225,6 +399,8 @@ describe("against a private simulator", () => {
     expect(text).not.toContain(secondKey);
     expect(client.redact(`cookie ${secondKey} pw ${sim.info.password}`)).toBe("cookie *** pw ***");
     await client.close();
+    expect(events.at(-1)?.event).toBe("logout");
+    expect(JSON.stringify(events)).not.toContain(secondKey);
   });
 });
 
@@ -277,6 +453,22 @@ describe("TLS", () => {
     expect(err.code).toBe("TlsVerificationFailed");
     expect(err.message).toMatch(/set caFile/);
     expect(err.message).toContain(sim.info.thumbprint!);
+    expect(err.message).toContain(`https://${sim.info.host}:${sim.info.port}/certs/download.zip`);
+  });
+
+  it("says a server that does not speak TLS does not, instead of blaming a certificate, at once", async () => {
+    const plain = await startVcsim({ tls: false, hosts: 1 });
+    try {
+      for (const tls of [{}, { insecure: true }, { thumbprint: sim.info.thumbprint }]) {
+        const err = await VimClient.connect({ ...simOptions(plain), protocol: "https", retryBaseDelayMs: 1000, ...tls }).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(NotTlsError);
+        expect((err as Error).message).toContain(`the server at ${plain.info.host}:${plain.info.port} does not speak TLS (is it plain HTTP?`);
+        expect((err as Error).message).not.toMatch(/trusted|caFile/);
+      }
+      expect((await plain.control.stats()).soapRequests).toBe(0);
+    } finally {
+      await plain.stop();
+    }
   });
 
   it("fails with another server's CA, naming the caFile", async () => {

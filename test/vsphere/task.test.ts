@@ -2,7 +2,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { DuplicateNameFault, FileNotFoundFault, TaskTimeoutError } from "../../provider/vsphere/errors.js";
+import { DuplicateNameFault, FileNotFoundFault, OutcomeUnknownError, TaskTimeoutError } from "../../provider/vsphere/errors.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
 import { runTask, waitForTask, type TaskWaitStrategy } from "../../provider/vsphere/task.js";
@@ -43,6 +43,35 @@ describe("tasks", () => {
     const [vm] = vms;
     await runTask(client, "Rename_Task", vm!, { newName: name });
     expect((await new PropertyCollector(client).get(vm!, z.object({ name: str }))).name).toBe(name);
+  });
+
+  it("returns the object checkApplied found when a *_Task answer was lost, without waiting on it as a task", async () => {
+    const { vmFolder } = await new PropertyCollector(client).get(datacenter, z.object({ vmFolder: moRef }));
+    const clone = (name: string) => ({ folder: vmFolder, name, spec: { location: {}, powerOn: false, template: false } });
+    const find = async (name: string) => {
+      const found = await client.invoke("FindChild", client.serviceContent.searchIndex!, { entity: vmFolder, name });
+      return found === undefined ? undefined : moRef.parse(found);
+    };
+
+    const lost = `clone-lost-${Date.now()}`;
+    await sim.control.addRule({ kind: "reset", method: "CloneVM_Task", phase: "after" });
+    await expect(runTask(client, "CloneVM_Task", vms[0]!, clone(lost))).rejects.toBeInstanceOf(OutcomeUnknownError);
+
+    const name = `clone-recovered-${Date.now()}`;
+    await sim.control.addRule({ kind: "reset", method: "CloneVM_Task", phase: "after" });
+    let result: unknown;
+    const counts = await count(async () => {
+      result = await runTask(client, "CloneVM_Task", vms[0]!, clone(name), {
+        checkApplied: async () => {
+          const vm = await find(name);
+          return vm ? { applied: true, value: vm } : { applied: false };
+        },
+      });
+    });
+    expect(result).toEqual(await find(name));
+    expect(moRef.parse(result).type).toBe("VirtualMachine");
+    // One clone call, one look-up, and no task wait on the VM as if it were a task.
+    expect(counts).toEqual({ CloneVM_Task: 1, FindChild: 1 });
   });
 
   it("turns a failed task into the typed fault, carrying the task", async () => {

@@ -4,6 +4,8 @@
 // bad value is an error that names the key, the value and what is accepted.
 import { z } from "zod";
 import type { ClientOptions } from "./vsphere/client.js";
+import { InvalidEndpointError } from "./vsphere/errors.js";
+import { checkHost } from "./vsphere/transport.js";
 
 /** Where a key's value may come from, in order: stack config, then these variables. */
 export interface KeySpec {
@@ -148,9 +150,22 @@ const regexText = text.refine(
 );
 const uri = text.refine((s) => URL.canParse(s), { message: "a URI such as telnet://10.0.0.5:13370" });
 
+const HOST_WANT = "a host name or IP address; put the port in vmware:hostPort";
+const hostText = z.string().superRefine((s, ctx) => {
+  try {
+    checkHost(s.trim());
+  } catch (err) {
+    if (!(err instanceof InvalidEndpointError)) throw err;
+    const first = err.reason.split(";")[0] ?? "";
+    const note = first.startsWith("a ") ? `this is ${first}` : first === "empty" ? "it is empty" : first.startsWith("contains") ? `it ${first}` : "";
+    ctx.addIssue({ code: "custom", message: note ? `${HOST_WANT} (${note})` : HOST_WANT });
+  }
+});
+const BOOL_WANT = "true or false";
+
 /** The validated settings the driver runs with. */
 export const DriverConfigSchema = z.object({
-  hostIp: text,
+  hostIp: hostText.transform((s) => s.trim()),
   hostPort: intText(1, 65535),
   hostUsername: text,
   hostPassword: z.string().min(1),
@@ -180,6 +195,30 @@ export const DriverConfigSchema = z.object({
 });
 export type DriverConfig = z.infer<typeof DriverConfigSchema>;
 
+/**
+ * What each key that is not free text takes, in words: a wrong type or a value out
+ * of range is reported with this (zod's own wording never reaches the user).
+ */
+const WANT: Partial<Record<ConfigKey, string>> = {
+  hostIp: HOST_WANT,
+  hostPort: "a whole number from 1 to 65535",
+  apiRetryCount: "a whole number from 0 to 100",
+  taskPollInterval: "a number of seconds greater than 0",
+  insecure: BOOL_WANT,
+  useLinkedClone: BOOL_WANT,
+  maximumObjects: "a whole number from 1 to 100000",
+  consoleDelaySeconds: "a whole number of seconds from 0 to 3600",
+  pbmEnabled: BOOL_WANT,
+  reservedHostMemoryMb: "a whole number of MB, 0 or more",
+  removeUnusedBaseImages: BOOL_WANT,
+  removeUnusedOriginalMinimumAgeSeconds: "a whole number of seconds, 0 or more",
+};
+
+/** What a key accepts, for messages (undefined for free text). */
+export function wantOf(key: ConfigKey): string | undefined {
+  return WANT[key];
+}
+
 export class ConfigError extends Error {
   readonly code = "InvalidConfig";
   override get name(): string {
@@ -197,6 +236,22 @@ function describeSource(key: string, source: string): string {
  * then the default. Throws one ConfigError that lists every bad or missing key.
  */
 export function resolveConfig(get: (key: string) => string | undefined, environment: NodeJS.ProcessEnv = process.env): DriverConfig {
+  const { raw, sources } = collect(get, environment);
+  const result = DriverConfigSchema.safeParse(raw);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const key = String(issue.path[0]);
+    const spec = CONFIG_KEYS[key as ConfigKey] as KeySpec | undefined;
+    if (raw[key] === undefined) {
+      return `vmware:${key} is not set (set it with \`pulumi config set ${spec?.secret ? "--secret " : ""}vmware:${key} ...\`${spec ? ` or ${spec.env.join(" / ")}` : ""})`;
+    }
+    const shown = spec?.secret ? "(secret)" : JSON.stringify(raw[key]);
+    return `${describeSource(key, sources[key] ?? "config")} = ${shown}: want ${describeExpected(key as ConfigKey, issue)}`;
+  });
+  throw new ConfigError(`invalid vCenter configuration:\n  - ${[...new Set(problems)].join("\n  - ")}`);
+}
+
+function collect(get: (key: string) => string | undefined, environment: NodeJS.ProcessEnv) {
   const raw: Record<string, unknown> = {};
   const sources: Record<string, string> = {};
   for (const [key, spec] of Object.entries(CONFIG_KEYS) as Array<[ConfigKey, KeySpec]>) {
@@ -215,28 +270,50 @@ export function resolveConfig(get: (key: string) => string | undefined, environm
       sources[key] = "default";
     }
   }
-  const result = DriverConfigSchema.safeParse(raw);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const key = String(issue.path[0]);
-    const spec = CONFIG_KEYS[key as ConfigKey] as KeySpec | undefined;
-    if (raw[key] === undefined) {
-      return `vmware:${key} is not set (set it with \`pulumi config set ${spec?.secret ? "--secret " : ""}vmware:${key} ...\`${spec ? ` or ${spec.env.join(" / ")}` : ""})`;
-    }
-    const shown = spec?.secret ? "(secret)" : JSON.stringify(raw[key]);
-    return `${describeSource(key, sources[key] ?? "config")} = ${shown}: want ${describeExpected(issue)}`;
-  });
-  throw new ConfigError(`invalid vCenter configuration:\n  - ${problems.join("\n  - ")}`);
+  return { raw, sources };
 }
 
-function describeExpected(issue: z.core.$ZodIssue): string {
+/** Where each key's value came from: "vmware:key", "ENV_NAME (fallback for vmware:key)", or its default. */
+export function configSources(get: (key: string) => string | undefined, environment: NodeJS.ProcessEnv = process.env): Record<ConfigKey, string> {
+  const { sources } = collect(get, environment);
+  return Object.fromEntries(
+    (Object.keys(CONFIG_KEYS) as ConfigKey[]).map((key) => [key, sources[key] === "default" ? `the default of vmware:${key}` : describeSource(key, sources[key] ?? "config")]),
+  ) as Record<ConfigKey, string>;
+}
+
+/** vCenter refused the user name or password: says which settings to fix. */
+export class InvalidCredentialsError extends Error {
+  readonly code = "InvalidCredentials";
+  constructor(
+    readonly endpoint: string,
+    readonly username: string,
+    sources: Pick<Record<ConfigKey, string>, "hostUsername" | "hostPassword">,
+    override readonly cause?: unknown,
+  ) {
+    const fromConfig = sources.hostUsername === "vmware:hostUsername" && sources.hostPassword === "vmware:hostPassword";
+    super(
+      `vCenter ${endpoint} refused the login of ${JSON.stringify(username)}: wrong user name or password. ` +
+        `Fix ${sources.hostUsername} or ${sources.hostPassword}` +
+        (fromConfig
+          ? " (`pulumi config set vmware:hostUsername ...`, `pulumi config set --secret vmware:hostPassword ...`)."
+          : ", or set vmware:hostUsername / vmware:hostPassword in the stack configuration (`pulumi config set --secret vmware:hostPassword ...`)."),
+    );
+  }
+  override get name(): string {
+    return "InvalidCredentialsError";
+  }
+}
+
+function describeExpected(key: ConfigKey, issue: z.core.$ZodIssue): string {
+  // A refinement's own message says what is wanted, and why (a bridge name, a regex...).
+  if (issue.code === "custom" || (issue.code === "invalid_format" && issue.message && !issue.message.startsWith("Invalid"))) return issue.message;
+  const want = WANT[key];
+  if (want) return want;
   switch (issue.code) {
     case "too_small":
-      return `${issue.origin === "string" ? "a non-empty value" : `at least ${String(issue.minimum)}`}${issue.inclusive === false ? " (exclusive)" : ""}`;
+      return issue.origin === "string" ? "a non-empty value" : `at least ${String(issue.minimum)}`;
     case "too_big":
       return `at most ${String(issue.maximum)}`;
-    case "invalid_union":
-      return "true or false, or a number, as the key takes";
     default:
       return issue.message.replace(/^Invalid input: /, "").replace(/^Invalid string: must match pattern .*$/, "a valid value");
   }

@@ -1,6 +1,6 @@
 // Stack config `vmware:*` -> DriverConfig: defaults, environment fallback, errors.
 import { describe, expect, it } from "vitest";
-import { CONFIG_KEYS, ConfigError, clientOptions, resolveConfig, type ConfigKey } from "../provider/config.js";
+import { CONFIG_KEYS, ConfigError, clientOptions, configSources, resolveConfig, wantOf, type ConfigKey } from "../provider/config.js";
 
 const REQUIRED = { hostIp: "vc.example.com", hostUsername: "svc@vsphere.local", hostPassword: "pw-Secret-1" };
 const fromMap = (m: Record<string, string>) => (key: string) => m[key];
@@ -109,11 +109,70 @@ describe("configuration", () => {
     expect(err.code).toBe("InvalidConfig");
     expect(err.message).toContain("vmware:hostIp is not set (set it with `pulumi config set vmware:hostIp ...` or VMWARE_HOST_IP / VSPHERE_SERVER)");
     expect(err.message).toContain("pulumi config set --secret vmware:hostPassword");
-    expect(err.message).toContain(`vmware:hostPort = "70000": want at most 65535`);
-    expect(err.message).toMatch(/vmware:apiRetryCount = "many": want/);
+    expect(err.message).toContain(`vmware:hostPort = "70000": want a whole number from 1 to 65535`);
+    expect(err.message).toContain(`vmware:apiRetryCount = "many": want a whole number from 0 to 100`);
     expect(err.message).toContain(`vmware:datastoreRegex = "nas(": want a valid regular expression`);
     expect(err.message).toContain(`vmware:flatNetworkBridge = "has space": want a Linux bridge name`);
-    expect(err.message).toMatch(/vmware:insecure = "perhaps": want true or false/);
+    expect(err.message.split("\n")).toContain(`  - vmware:insecure = "perhaps": want true or false`);
+  });
+
+  function messageOf(values: Record<string, string>): string {
+    try {
+      resolveConfig(fromMap({ ...REQUIRED, ...values }), {});
+    } catch (e) {
+      expect(e).toBeInstanceOf(ConfigError);
+      return (e as Error).message;
+    }
+    throw new Error(`accepted ${JSON.stringify(values)}`);
+  }
+
+  it.each([
+    ["127.0.0.1:18999", "this is a host with a port"],
+    ["vc.example.com:443", "this is a host with a port"],
+    ["https://vc.example.com", "this is a URL"],
+    ["https://vc.example.com:8443/sdk", "this is a URL"],
+    ["vc example.com", "it contains spaces"],
+    ["[]", "it is empty"],
+    ["vc.example.com/sdk", ""],
+  ])("refuses vmware:hostIp = %j at once, saying a host name or IP address is wanted", (hostIp, note) => {
+    const message = messageOf({ hostIp });
+    expect(message).toContain(`vmware:hostIp = ${JSON.stringify(hostIp)}: want a host name or IP address; put the port in vmware:hostPort${note ? ` (${note})` : ""}`);
+  });
+
+  it.each(["10.0.0.5", "vc.example.com", "vc-01", "::1", "[fe80::1]", " vc.example.com "])("accepts vmware:hostIp = %j", (hostIp) => {
+    expect(resolveConfig(fromMap({ ...REQUIRED, hostIp }), {}).hostIp).toBe(hostIp.trim());
+  });
+
+  it("says each number or boolean key's own type and range, never zod's words", () => {
+    const cases: Array<[ConfigKey, string, string]> = [
+      ["hostPort", "abc", "a whole number from 1 to 65535"],
+      ["hostPort", "0", "a whole number from 1 to 65535"],
+      ["hostPort", "44.5", "a whole number from 1 to 65535"],
+      ["apiRetryCount", "-1", "a whole number from 0 to 100"],
+      ["taskPollInterval", "0", "a number of seconds greater than 0"],
+      ["taskPollInterval", "fast", "a number of seconds greater than 0"],
+      ["maximumObjects", "lots", "a whole number from 1 to 100000"],
+      ["consoleDelaySeconds", "9999", "a whole number of seconds from 0 to 3600"],
+      ["reservedHostMemoryMb", "-5", "a whole number of MB, 0 or more"],
+      ["removeUnusedOriginalMinimumAgeSeconds", "1d", "a whole number of seconds, 0 or more"],
+      ["insecure", "2", "true or false"],
+      ["useLinkedClone", "maybe", "true or false"],
+      ["pbmEnabled", "on", "true or false"],
+      ["removeUnusedBaseImages", "nah", "true or false"],
+    ];
+    for (const [key, value, want] of cases) {
+      const message = messageOf({ [key]: value });
+      expect(message.split("\n")).toContain(`  - vmware:${key} = ${JSON.stringify(value)}: want ${want}`);
+      expect(message).not.toMatch(/expected|received|Invalid input|as the key takes/i);
+      expect(wantOf(key)).toBe(want);
+    }
+  });
+
+  it("says where each value came from, for errors that name the setting to fix", () => {
+    const sources = configSources(fromMap({ hostUsername: "u" }), { VSPHERE_PASSWORD: "p" });
+    expect(sources.hostUsername).toBe("vmware:hostUsername");
+    expect(sources.hostPassword).toBe("VSPHERE_PASSWORD (fallback for vmware:hostPassword)");
+    expect(sources.hostPort).toBe("the default of vmware:hostPort");
   });
 
   it("never shows a secret in an error", () => {

@@ -1,6 +1,6 @@
 // The handler module the dynamic-provider process loads: configuration and session.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { configure, handle } from "../../provider/handler.js";
+import { InvalidCredentialsError, closeSessions, configure, handle } from "../../provider/handler.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 let sim: Vcsim;
@@ -37,7 +37,56 @@ describe("handler", () => {
 
   it("reports a bad stack configuration on first use, naming the key", async () => {
     await configure(request({ "vmware:hostIp": sim.info.host, "vmware:hostPort": "99999" }));
-    await expect(handle("PortGroup", "check", {}, { name: "x" })).rejects.toThrow(/vmware:hostPort = "99999": want at most 65535/);
+    await expect(handle("PortGroup", "check", {}, { name: "x" })).rejects.toThrow(/vmware:hostPort = "99999": want a whole number from 1 to 65535/);
+  });
+
+  it("refuses a host with a port in vmware:hostIp at once, without touching the network", async () => {
+    await configure(request({ "vmware:hostIp": `${sim.info.host}:${sim.info.port}`, "vmware:hostUsername": "u", "vmware:hostPassword": "p" }));
+    const started = Date.now();
+    await expect(handle("PortGroup", "check", {}, { name: "x" })).rejects.toThrow(
+      `vmware:hostIp = "${sim.info.host}:${sim.info.port}": want a host name or IP address; put the port in vmware:hostPort`,
+    );
+    expect(Date.now() - started).toBeLessThan(1000);
+  });
+
+  it("says which settings to fix when vCenter refuses the password", async () => {
+    const values = {
+      "vmware:hostIp": sim.info.host,
+      "vmware:hostPort": String(sim.info.port),
+      "vmware:hostUsername": sim.info.username,
+      "vmware:hostPassword": "wrong-Pw-42",
+      "vmware:caFile": sim.info.caFile!,
+      "vmware:clusterName": "DC0_C0",
+    };
+    await configure(request(values));
+    const err = await handle("PortGroup", "check", {}, { name: "pg-x", vlanId: 1 }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidCredentialsError);
+    expect((err as InvalidCredentialsError).code).toBe("InvalidCredentials");
+    expect((err as Error).message).toContain(`vCenter ${sim.info.host}:${sim.info.port} refused the login of "${sim.info.username}"`);
+    expect((err as Error).message).toContain("Fix vmware:hostUsername or vmware:hostPassword");
+    expect((err as Error).message).not.toContain("wrong-Pw-42");
+  });
+
+  it("logs out every session it opened when asked to close them (as on SIGINT)", async () => {
+    await configure(request({
+      "vmware:hostIp": sim.info.host,
+      "vmware:hostPort": String(sim.info.port),
+      "vmware:hostUsername": sim.info.username,
+      "vmware:hostPassword": sim.info.password,
+      "vmware:caFile": sim.info.caFile!,
+      "vmware:clusterName": "DC0_C0",
+      "vmware:maximumObjects": "50",
+    }));
+    await sim.control.resetStats();
+    await handle("PortGroup", "check", {}, { name: "pg-close", vlanId: 1 });
+    expect(await closeSessions()).toBe(true);
+    const stats = await sim.control.stats();
+    expect(stats.methods.Login).toBe(1);
+    expect(stats.methods.Logout).toBe(1);
+    // The next call opens a new session (the provider goes on if the engine keeps it).
+    await handle("PortGroup", "check", {}, { name: "pg-close", vlanId: 1 });
+    expect((await sim.control.stats()).methods.Login).toBe(2);
+    expect(await closeSessions()).toBe(true);
   });
 
   it("refuses an unknown resource kind clearly", async () => {

@@ -1,7 +1,8 @@
 // Engine-protocol harness (test infrastructure): starts
 // `@pulumi/pulumi/cmd/dynamic-provider` — the very process the Pulumi engine runs for
 // dynamic resources — and speaks the ResourceProvider gRPC protocol to it, as the
-// engine does: Configure, Check, Diff, Create, Read, Update, Delete.
+// engine does: Configure, Check, Diff, Create, Read, Update, Delete; and ends it as
+// the engine does (see stop()).
 import { spawn, type ChildProcess } from "node:child_process";
 import { createRequire } from "node:module";
 import { join } from "node:path";
@@ -22,6 +23,19 @@ export interface DiffResult {
   replaces: string[];
   deleteBeforeReplace: boolean;
 }
+
+/** How the provider process ended. */
+export interface ProviderExit {
+  /** "exited": by itself after the SIGINT; "killed": by the SIGKILL after the grace period. */
+  how: "exited" | "killed";
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  /** From the SIGINT to the exit. */
+  ms: number;
+}
+
+/** The engine's grace period between SIGINT and SIGKILL (pulumi/pulumi plugin.go). */
+export const ENGINE_GRACE_MS = 5000;
 
 /** A provider call that failed in the provider process (its message is the provider's). */
 export class ProviderCallError extends Error {
@@ -54,7 +68,13 @@ export class DynamicProviderProcess {
     const rpc = req("@pulumi/pulumi/proto/provider_grpc_pb");
     const struct = req("google-protobuf/google/protobuf/struct_pb");
     // The engine passes its own address; this harness plays the engine but needs no callback.
-    const child = spawn(process.execPath, [entry, "127.0.0.1:0"], { cwd, env, stdio: ["ignore", "pipe", "pipe"] });
+    // Detached: the process leads its own process group, as the engine starts plugins
+    // (Setpgid), so signals go to the group and a terminal's Ctrl-C does not reach it.
+    const child = spawn(process.execPath, [entry, "127.0.0.1:0"], { cwd, env, stdio: ["ignore", "pipe", "pipe"], detached: true });
+    // Should this process die first, take the group down with it.
+    const reap = () => signalGroup(child, "SIGKILL");
+    process.once("exit", reap);
+    child.once("exit", () => process.removeListener("exit", reap));
     let stderr = "";
     child.stderr!.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-20_000);
@@ -150,14 +170,34 @@ export class DynamicProviderProcess {
     await this.call("delete", urn, req);
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Ends the process exactly as the Pulumi engine does (pulumi/pulumi sdk/go/common/
+   * resource/plugin/plugin.go, Plugin.Close and ExecPlugin's kill; cmdutil's
+   * InterruptChildren): close the gRPC connection, SIGINT the process group, wait
+   * up to 5 s for the process to exit, then SIGKILL the group. Says how it ended.
+   */
+  async stop(graceMs = ENGINE_GRACE_MS): Promise<ProviderExit> {
     this.client.close();
-    if (this.child.exitCode !== null) return;
-    await new Promise<void>((resolve) => {
-      this.child.once("exit", () => resolve());
-      this.child.kill("SIGTERM");
-    });
+    const child = this.child;
+    if (child.exitCode !== null || child.signalCode !== null) return { how: "exited", code: child.exitCode, signal: child.signalCode, ms: 0 };
+    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
+    const started = Date.now();
+    signalGroup(child, "SIGINT");
+    // The grace period is the engine's own timer, which this harness reproduces.
+    let timer: NodeJS.Timeout | undefined;
+    const grace = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), graceMs)));
+    const first = await Promise.race([exited, grace]);
+    clearTimeout(timer);
+    if (first) return { how: "exited", ...first, ms: Date.now() - started };
+    signalGroup(child, "SIGKILL");
+    return { how: "killed", ...(await exited), ms: Date.now() - started };
   }
 }
 
-
+function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  try {
+    if (child.pid !== undefined) process.kill(-child.pid, signal);
+  } catch {
+    // The group is gone already.
+  }
+}

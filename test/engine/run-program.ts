@@ -8,12 +8,13 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { stripProvider } from "../../provider/resources/check.js";
-import { DynamicProviderProcess, ProviderCallError } from "./provider-process.js";
+import { DynamicProviderProcess, ProviderCallError, type ProviderExit } from "./provider-process.js";
 import type { HarnessEvent, HarnessJob, HarnessResult, StateFile, StateResource } from "./types.js";
 
 const job = JSON.parse(process.env.HARNESS_JOB ?? "{}") as HarnessJob;
 const events: HarnessEvent[] = [];
 const errors: string[] = [];
+let providerExit: ProviderExit | undefined;
 
 // A failed registration rejects inside the Pulumi runtime; the CLI reports it as an
 // error of the update, and so does this harness, instead of dying on it.
@@ -31,6 +32,9 @@ function saveState(state: StateFile): void {
 }
 
 
+/** The value the engine sends for an input that is not known yet (preview). */
+const UNKNOWN_SENTINEL = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
 function urnOf(type: string, name: string): string {
   return `urn:pulumi:${job.stack}::${job.project}::${type}::${name}`;
 }
@@ -45,7 +49,7 @@ async function main(): Promise<HarnessResult> {
     if (job.op === "destroy") return await destroy(proc, state);
     return await run(proc, state, cwd);
   } finally {
-    await proc.stop();
+    providerExit = await proc.stop();
   }
 }
 
@@ -94,19 +98,19 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
   const next: StateResource[] = [];
   const replacedOlds: StateResource[] = [];
   const failedKeys = new Set<string>();
-  let pending = 0;
 
   await pulumi.runtime.setMocks(
     {
       call: () => ({}),
       newResource: async (args) => {
         if (!args.type.startsWith("pulumi-nodejs:dynamic/")) return { id: `${args.name}-id`, state: args.inputs };
-        pending++;
         try {
           const key = `${args.type}::${args.name}`;
           const urn = urnOf(args.type, args.name);
           const prior = old.get(key);
-          const checked = await proc.check(urn, prior?.inputs ?? {}, args.inputs);
+          // Unknowns (preview) go to the provider as the engine sends them: the sentinel string.
+          const news = Object.fromEntries(Object.entries(args.inputs).map(([k, v]) => [k, pulumi.isUnknown(v) ? UNKNOWN_SENTINEL : v]));
+          const checked = await proc.check(urn, prior?.inputs ?? {}, news);
           if (checked.failures.length) {
             const msg = checked.failures.map((f) => `${f.property}: ${f.reason}`).join("; ");
             events.push({ op: "check-failed", key, failures: checked.failures });
@@ -133,7 +137,14 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
             next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
             return { id: made.id, state: stripProvider(made.outs) };
           }
-          if (diff.changes === "some") {
+          // DIFF_UNKNOWN: the engine compares old and new inputs itself.
+          const changes =
+            diff.changes === "unknown"
+              ? JSON.stringify(stripProvider(prior.inputs)) === JSON.stringify(stripProvider(inputs))
+                ? "none"
+                : "some"
+              : diff.changes;
+          if (changes === "some") {
             events.push({ op: "update", key, ...(preview ? { preview: true } : {}) });
             if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
             const outs = await proc.update(urn, prior.id, prior.outputs, inputs);
@@ -147,8 +158,6 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
           failedKeys.add(`${args.type}::${args.name}`);
           errors.push(err instanceof ProviderCallError ? `${err.op} ${args.name}: ${err.message}` : (err as Error).message);
           throw err;
-        } finally {
-          pending--;
         }
       },
     },
@@ -163,11 +172,10 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
   } catch (err) {
     errors.push(`the program failed: ${(err as Error).message}`);
   }
-  // Wait until every registration has been answered and nothing new arrives.
-  for (let idle = 0; idle < 5; ) {
-    await new Promise((r) => setTimeout(r, 20));
-    idle = pending === 0 ? idle + 1 : 0;
-  }
+  // The runtime's own end of a program: every registration (each holds an RPC
+  // keep-alive from the moment its resource is constructed until the monitor, here
+  // the mocks, answered) is done, including those made inside apply callbacks.
+  await pulumi.runtime.disconnect();
   const outputs: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(programExports)) {
     if (k === "__esModule") continue;
@@ -200,10 +208,12 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
 
 main()
   .then((result) => {
-    process.stdout.write(`HARNESS_RESULT ${JSON.stringify(result)}\n`);
+    process.stdout.write(`HARNESS_RESULT ${JSON.stringify({ ...result, ...(providerExit ? { provider: providerExit } : {}) })}\n`);
     process.exit(result.errors.length ? 1 : 0);
   })
   .catch((err: unknown) => {
-    process.stdout.write(`HARNESS_RESULT ${JSON.stringify({ events, errors: [...errors, (err as Error).stack ?? String(err)], outputs: {} })}\n`);
+    process.stdout.write(
+      `HARNESS_RESULT ${JSON.stringify({ events, errors: [...errors, (err as Error).stack ?? String(err)], outputs: {}, ...(providerExit ? { provider: providerExit } : {}) })}\n`,
+    );
     process.exit(1);
   });

@@ -43,4 +43,6 @@ export interface HarnessResult {
   events: HarnessEvent[];
   errors: string[];
   outputs: Record<string, unknown>;
+  /** How the dynamic-provider process ended when the operation was over (see DynamicProviderProcess.stop). */
+  provider?: { how: "exited" | "killed"; code: number | null; signal: string | null; ms: number };
 }

@@ -13,7 +13,14 @@ import (
 
 // decodeRequest decodes a SOAP request body into its vim25 request struct (e.g.
 // *types.AddPortGroup), as the simulator itself does; nil when it cannot.
-func decodeRequest(body []byte) interface{} {
+func decodeRequest(body []byte) (req interface{}) {
+	// The decoder panics on an xsi:type the field cannot hold; that request is the
+	// schema check's (or the simulator's) to refuse, not a reason to drop the connection.
+	defer func() {
+		if recover() != nil {
+			req = nil
+		}
+	}()
 	m, err := simulator.UnmarshalBody(types.TypeFunc(), body)
 	if err != nil {
 		return nil
@@ -100,7 +107,14 @@ func elementName(sf reflect.StructField) string {
 	if tag == "-" || sf.PkgPath != "" {
 		return ""
 	}
-	name := strings.Split(tag, ",")[0]
+	parts := strings.Split(tag, ",")
+	for _, opt := range parts[1:] {
+		switch opt {
+		case "attr", "chardata", "innerxml", "any", "comment":
+			return "" // not a child element
+		}
+	}
+	name := parts[0]
 	if i := strings.LastIndex(name, " "); i >= 0 {
 		name = name[i+1:] // "urn:vim25 name"
 	}

@@ -184,6 +184,8 @@ type injector struct {
 	pager    *pager
 	// internalKey is the injector's own session (see openInternalSession).
 	internalKey string
+	// schemaStrict refuses requests whose elements are out of schema order (order.go).
+	schemaStrict bool
 }
 
 func newInjector(inner http.Handler) *injector {
@@ -329,6 +331,14 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	in.stats.Methods[call.method]++
 	in.stats.SOAPActions[strings.Trim(r.Header.Get("SOAPAction"), `"`)]++
 	in.mu.Unlock()
+
+	// vCenter deserializes a request before it acts on it, so a misordered one fails first.
+	if in.schemaStrict {
+		if err := checkSchemaOrder(body); err != nil {
+			writeFault(w, &types.InvalidRequest{}, err.Error())
+			return
+		}
+	}
 
 	var terminal *rule
 	resetAfter := false
@@ -494,6 +504,8 @@ const envelopeStart = `<?xml version="1.0" encoding="UTF-8"?>` +
 	`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`
 const envelopeEnd = `</soapenv:Body></soapenv:Envelope>`
 
+var textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
 // writeFault answers with a SOAP fault whose detail carries the vim fault, typed
 // with xsi:type as vCenter does.
 func writeFault(w http.ResponseWriter, fault types.BaseMethodFault, message string) {
@@ -518,7 +530,8 @@ func writeFault(w http.ResponseWriter, fault types.BaseMethodFault, message stri
 	var out bytes.Buffer
 	out.WriteString(envelopeStart)
 	out.WriteString(`<soapenv:Fault><faultcode>ServerFaultCode</faultcode><faultstring>`)
-	_ = xml.EscapeText(&out, []byte(message))
+	// Only what text content must escape: quotes and newlines stay readable, as in vCenter's messages.
+	out.WriteString(textEscaper.Replace(message))
 	out.WriteString(`</faultstring><detail>`)
 	out.Write(detail.Bytes())
 	out.WriteString(`</detail></soapenv:Fault>`)

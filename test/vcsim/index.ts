@@ -28,6 +28,11 @@ export interface VcsimOptions {
   apiVersion?: string;
   username?: string;
   password?: string;
+  /**
+   * "strict": refuse (InvalidRequest) a SOAP request whose data-object elements are out of
+   * XSD sequence order or unknown to their type, as vCenter's deserializer does. Default "off".
+   */
+  schemaOrder?: "strict" | "off";
   /** Fault rules installed before the first request (JSON, as for the control endpoint). */
   faults?: object[];
 }

@@ -45,6 +45,7 @@ type options struct {
 	stdinExit   bool
 	quietServer bool
 	dataDir     string
+	schemaOrder string
 	topo        topology
 }
 
@@ -82,6 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.quietServer, "quiet", false, "silence the simulator's own request log")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "where datastore folders are made (default: /dev/shm when writable: VM files on this disk cost 8x the start-up time)")
 
+	fs.StringVar(&o.schemaOrder, "schema-order", "off", "strict: refuse SOAP requests whose elements are out of XSD sequence order or unknown to their type, as vCenter does; off: accept any order")
 	t := &o.topo
 	fs.IntVar(&t.Datacenters, "datacenters", 1, "number of datacenters (DC0, DC1, ...)")
 	fs.IntVar(&t.Clusters, "clusters", 1, "clusters per datacenter (DC0_C0, ...)")
@@ -99,6 +101,9 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&t.DRS, "drs", true, "DRS enabled (fully automated) on every cluster")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.schemaOrder != "strict" && o.schemaOrder != "off" {
+		return nil, fmt.Errorf("--schema-order %q: want strict or off", o.schemaOrder)
 	}
 	if err := t.validate(); err != nil {
 		return nil, err
@@ -205,6 +210,7 @@ func run(o *options, start time.Time) error {
 
 	injector := newInjector(server.Config.Handler)
 	server.Config.Handler = injector
+	injector.schemaStrict = o.schemaOrder == "strict"
 	if err := injector.openInternalSession(o.username, o.password); err != nil {
 		return err
 	}

@@ -1,7 +1,7 @@
 // PortGroup end to end: program -> serialized dynamic provider -> the real
 // dynamic-provider process -> driver -> the simulator.
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -20,6 +20,7 @@ import { simOptions } from "../support/clients.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { HarnessStack } from "./index.js";
+import { buildPackageCopy } from "./package-copy.js";
 
 const PASSWORD = "pw-Quick-7f3a";
 let sim: Vcsim;
@@ -228,21 +229,34 @@ describe("PortGroup through the dynamic-provider process", () => {
 
 describe("the serialized provider", () => {
   it("is small, holds no secret, names no local path, and is the same after a rebuild", async () => {
-    const s = stack("serialized", { "pgtest:name": "pg-serial" });
-    expect((await s.up()).errors).toEqual([]);
-    const before = String(s.state().resources[0]!.outputs.__provider);
-    expect(before.length).toBeGreaterThan(100);
-    expect(Buffer.byteLength(before)).toBeLessThan(16 * 1024);
-    expect(before).not.toContain(PASSWORD);
-    expect(before).not.toContain(sim.info.host + ":");
-    expect(before).not.toContain(PROJECT_ROOT);
-    expect(before).toContain(`"pulumi-vmware-vcenter/handler"`);
+    // Two fresh builds, each in a folder of its own with a copy of the program (dist/
+    // stays as it is while other test files load it). In the project folder tsx would
+    // map the package to its TypeScript source (tsconfig paths); a copy outside it
+    // uses the build, as a user's program does.
+    const base = stack("serialized", { "pgtest:name": "pg-serial" });
+    const builds = [buildPackageCopy(base.opts.program), buildPackageCopy(base.opts.program)] as const;
+    try {
+      const [first, second] = builds.map((b) => new HarnessStack({ ...base.opts, cwd: b.dir, program: b.program }));
+      for (const b of builds) {
+        expect(createRequire(join(b.dir, "package.json")).resolve("pulumi-vmware-vcenter")).toBe(join(b.dir, "node_modules", "pulumi-vmware-vcenter", "dist", "index.js"));
+      }
+      expect((await first!.up()).errors).toEqual([]);
+      const before = String(first!.state().resources[0]!.outputs.__provider);
+      expect(before.length).toBeGreaterThan(100);
+      expect(Buffer.byteLength(before)).toBeLessThan(16 * 1024);
+      expect(before).not.toContain(PASSWORD);
+      expect(before).not.toContain(sim.info.host + ":");
+      expect(before).not.toContain(PROJECT_ROOT);
+      for (const b of builds) expect(before).not.toContain(b.dir);
+      expect(before).toContain(`"pulumi-vmware-vcenter/handler"`);
 
-    execFileSync(join(PROJECT_ROOT, "node_modules", ".bin", "tsup"), ["--silent"], { cwd: PROJECT_ROOT, stdio: "ignore" });
-    const again = await s.up();
-    expect(again.events.map((e) => e.op)).toEqual(["same"]);
-    expect(String(s.state().resources[0]!.inputs.__provider)).toBe(before);
-    await s.destroy();
+      const again = await second!.up();
+      expect(again.errors).toEqual([]);
+      expect(again.events.map((e) => e.op)).toEqual(["same"]);
+      expect(String(second!.state().resources[0]!.inputs.__provider)).toBe(before);
+      expect((await second!.destroy()).errors).toEqual([]);
+    } finally {
+      for (const b of builds) b.cleanup();
+    }
   });
 });
-

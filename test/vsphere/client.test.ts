@@ -1,7 +1,6 @@
 // The session client: login, re-login, retries, replay safety, TLS, version, counters,
 // logs; the HTTP channel's streaming requests.
 import { createHash } from "node:crypto";
-import diagnostics from "node:diagnostics_channel";
 import { createServer } from "node:net";
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from "vitest";
 import { z } from "zod";
@@ -321,23 +320,14 @@ describe("against a private simulator", () => {
   });
 
   it("logs in over one connection, and keeps sequential calls on it", async () => {
-    const opened: string[] = [];
-    const onConnect = (m: unknown) => {
-      const p = (m as { connectParams: { port: string | number } }).connectParams;
-      if (Number(p.port) === sim.info.port) opened.push(String(p.port));
-    };
-    diagnostics.subscribe("undici:client:connected", onConnect);
-    try {
-      const client = await connect();
-      expect(opened).toHaveLength(1);
-      expect(client.stats.connections).toBe(1);
-      for (let i = 0; i < 5; i++) await client.invoke("CurrentTime", SI);
-      expect(opened).toHaveLength(1);
-      await client.close();
-      expect(opened).toHaveLength(1);
-    } finally {
-      diagnostics.unsubscribe("undici:client:connected", onConnect);
-    }
+    await sim.control.resetStats();
+    const client = await connect();
+    expect((await sim.control.stats()).connections).toBe(1);
+    expect(client.stats.connections).toBe(1);
+    for (let i = 0; i < 5; i++) await client.invoke("CurrentTime", SI);
+    await client.close();
+    expect((await sim.control.stats()).connections).toBe(1);
+    expect(client.stats.connections).toBe(1);
   });
 
   it("raises the server's faults as typed errors that name the method", async () => {

@@ -73,9 +73,12 @@ export class HttpChannel {
   connections = 0;
   #cookie: string | undefined;
   readonly #agent: Agent;
+  /** The host without IPv6 brackets. */
+  readonly #host: string;
 
   constructor(readonly opts: ChannelOptions) {
     const host = checkHost(opts.host);
+    this.#host = host;
     this.origin = `${opts.protocol}://${host.includes(":") ? `[${host}]` : host}:${opts.port}`;
     this.#agent = createDispatcher(opts);
     this.#agent.on("connect", () => {
@@ -126,7 +129,7 @@ export class HttpChannel {
   async explain(err: unknown, method: string, attempt: number): Promise<VSphereError | undefined> {
     if (err instanceof VSphereError) return err;
     const kind = classifyFailure(err);
-    if (kind === "tls") return explainTlsFailure(err, this.opts.host, this.opts.port, this.opts);
+    if (kind === "tls") return explainTlsFailure(err, this.#host, this.opts.port, this.opts);
     if (kind === "fatal") return new ConnectionError(this.origin, method, attempt, err);
     return undefined;
   }

@@ -19,6 +19,7 @@ import {
   UnsupportedVersionError,
 } from "../../provider/vsphere/errors.js";
 import { HttpChannel } from "../../provider/vsphere/http.js";
+import { classifyFailure, classifyStatus } from "../../provider/vsphere/transport.js";
 import { METHODS, REPLAY_SAFE_METHODS, methodInfo } from "../../provider/vsphere/methods.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
@@ -227,6 +228,18 @@ describe("against a private simulator", () => {
     expect(methodInfo("SomeNew_Task")).toEqual({ replaySafe: false, returnsTask: true });
     expect([...REPLAY_SAFE_METHODS].every((m) => METHODS[m]?.replaySafe)).toBe(true);
     expect(REPLAY_SAFE_METHODS.has("CreateFolder")).toBe(false);
+  });
+
+  it("classifies failures by what a retry can do", () => {
+    const err = (code: string, message = code) => Object.assign(new Error(message), { code });
+    for (const code of ["ENOTFOUND", "ERR_INVALID_URL", "EINVAL", "UND_ERR_INVALID_ARG"]) expect(classifyFailure(err(code)), code).toBe("fatal");
+    for (const code of ["ECONNREFUSED", "EHOSTUNREACH", "UND_ERR_CONNECT_TIMEOUT"]) expect(classifyFailure(err(code)), code).toBe("notSent");
+    for (const code of ["ECONNRESET", "EPIPE", "UND_ERR_SOCKET", "UND_ERR_HEADERS_TIMEOUT"]) expect(classifyFailure(err(code)), code).toBe("maybeSent");
+    expect(classifyFailure(err("EPROTO", "write EPROTO 40E8:error:0A00010B:SSL routines:ssl3_get_record:wrong version number"))).toBe("tls");
+    expect(classifyFailure(err("ERR_SSL_WRONG_VERSION_NUMBER"))).toBe("tls");
+    expect(classifyFailure(err("UNABLE_TO_VERIFY_LEAF_SIGNATURE"))).toBe("tls");
+    expect(classifyFailure(new TypeError("wrapped", { cause: err("ENOTFOUND") }))).toBe("fatal");
+    expect([429, 502, 503, 504, 500].map(classifyStatus)).toEqual(["notSent", "maybeSent", "notSent", "maybeSent", undefined]);
   });
 
   it("fails at once, naming the host, for a host that cannot be right", async () => {

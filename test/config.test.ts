@@ -1,6 +1,6 @@
 // Stack config `vmware:*` -> DriverConfig: defaults, environment fallback, errors.
 import { describe, expect, it } from "vitest";
-import { CONFIG_KEYS, ConfigError, clientOptions, configSources, resolveConfig, wantOf, type ConfigKey } from "../provider/config.js";
+import { CONFIG_KEYS, ConfigError, InvalidCredentialsError, clientOptions, configSources, resolveConfig, wantOf, type ConfigKey } from "../provider/config.js";
 
 const REQUIRED = { hostIp: "vc.example.com", hostUsername: "svc@vsphere.local", hostPassword: "pw-Secret-1" };
 const fromMap = (m: Record<string, string>) => (key: string) => m[key];
@@ -173,6 +173,12 @@ describe("configuration", () => {
     expect(sources.hostUsername).toBe("vmware:hostUsername");
     expect(sources.hostPassword).toBe("VSPHERE_PASSWORD (fallback for vmware:hostPassword)");
     expect(sources.hostPort).toBe("the default of vmware:hostPort");
+
+    const fromEnv = new InvalidCredentialsError("vc.example.com:443", "svc", configSources(fromMap({}), { VSPHERE_USER: "svc", VMWARE_HOST_PASSWORD: "x" }));
+    expect(fromEnv.code).toBe("InvalidCredentials");
+    expect(fromEnv.message).toContain(`vCenter vc.example.com:443 refused the login of "svc": wrong user name or password`);
+    expect(fromEnv.message).toContain("Fix VSPHERE_USER (fallback for vmware:hostUsername) or VMWARE_HOST_PASSWORD (fallback for vmware:hostPassword)");
+    expect(fromEnv.message).toContain("or set vmware:hostUsername / vmware:hostPassword in the stack configuration");
   });
 
   it("never shows a secret in an error", () => {

@@ -217,6 +217,9 @@ func main() {
 // a anyType, x base64Binary, m ManagedObjectReference.
 // VIM_METHODS: method -> its arguments after _this, in order, written like fields.
 `, version, strings.Join(digest, ", "))
+	// Requests must not claim a newer API than the table knows (SOAPAction
+	// urn:vim25/<version>): vCenter would then send, and expect, fields it lacks.
+	fmt.Fprintf(&b, "\n/** The vSphere API version these tables describe. */\nexport const VIM_VERSION = %q;\n\n", version)
 	b.WriteString("export const VIM_TYPES: Readonly<Record<string, string>> = {\n")
 	for _, name := range sortedKeys(types) {
 		t := types[name]

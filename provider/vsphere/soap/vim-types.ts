@@ -9,6 +9,10 @@
 // b boolean, i int, l long, h short, y byte, f float, d double, t dateTime,
 // a anyType, x base64Binary, m ManagedObjectReference.
 // VIM_METHODS: method -> its arguments after _this, in order, written like fields.
+
+/** The vSphere API version these tables describe. */
+export const VIM_VERSION = "7.0";
+
 export const VIM_TYPES: Readonly<Record<string, string>> = {
   AboutInfo: "name fullName vendor version build localeVersion localeBuild osType productLineId apiType apiVersion instanceUuid licenseProductName licenseProductVersion",
   AccountCreatedEvent: "<HostEvent spec:HostAccountSpec group:b",

@@ -18,7 +18,7 @@ async function client(): Promise<RawSoap> {
 const serviceInstance: MoRef = { type: "ServiceInstance", value: "ServiceInstance" };
 
 beforeAll(async () => {
-  sim = await startVcsim({ clusters: 1, hosts: 1, vms: 1 });
+  sim = await startVcsim({ clusters: 1, hosts: 1, vms: 3 });
   sc = await new RawSoap(sim.info.url).serviceContent();
 });
 afterAll(() => sim?.stop());
@@ -241,32 +241,45 @@ describe("fault injection", () => {
     );
   });
 
-  it("brings Network.vm up to date for any read of it, by path or with all=true", async () => {
+  it("brings Network.vm up to date for any read of it: by traversal, with all=true, or by path", async () => {
     const soap = await client();
-    const [vm] = await soap.retrieveAll(sc, "VirtualMachine", ["name"]);
+    const vms = (await soap.retrieveAll(sc, "VirtualMachine", ["name"])).map((v) => v.obj as MoRef);
+    expect(vms.length).toBeGreaterThanOrEqual(3);
     const net = (await soap.retrieveAll(sc, "Network", ["name"])).find((n) => n.name === "VM Network")!;
-    const vmRef = vm!.obj as MoRef;
     const netRef = net.obj as MoRef;
     // The simulator records a new NIC's network on the VM only; vCenter lists the VM on the network too.
-    await soap.call(
-      "ReconfigVM_Task",
-      vmRef,
-      `<spec><deviceChange><operation>add</operation><device xsi:type="VirtualE1000"><key>-1</key>` +
-        `<backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName>` +
-        `<network type="Network">${netRef.value}</network></backing></device></deviceChange></spec>`,
-    );
-    const networkVms = async (propSet: string): Promise<string[]> => {
-      const result = await soap.call(
+    const addNic = (vm: MoRef) =>
+      soap.call(
+        "ReconfigVM_Task",
+        vm,
+        `<spec><deviceChange><operation>add</operation><device xsi:type="VirtualE1000"><key>-1</key>` +
+          `<backing xsi:type="VirtualEthernetCardNetworkBackingInfo"><deviceName>VM Network</deviceName>` +
+          `<network type="Network">${netRef.value}</network></backing></device></deviceChange></spec>`,
+      );
+    const retrieve = (propSet: string, selectSet = "") =>
+      soap.call(
         "RetrievePropertiesEx",
         toMoRef(sc.propertyCollector),
-        `<specSet><propSet><type>Network</type>${propSet}</propSet><objectSet><obj type="Network">${netRef.value}</obj></objectSet></specSet><options/>`,
+        `<specSet><propSet>${propSet}</propSet><objectSet><obj type="Network">${netRef.value}</obj>` +
+          `<skip>${selectSet ? "true" : "false"}</skip>${selectSet}</objectSet></specSet><options/>`,
       );
+    const vmProperty = (result: Parsed | undefined): string[] => {
       const props = [result!.objects.propSet].flat() as Parsed[];
       const refs = props.find((p) => p.name === "vm")?.val.ManagedObjectReference as Parsed | Parsed[] | undefined;
       return [refs ?? []].flat().map((r) => String(r["#text"]));
     };
-    expect(await networkVms("<all>true</all>")).toContain(vmRef.value);
-    expect(await networkVms("<pathSet>name</pathSet><pathSet>vm</pathSet>")).toContain(vmRef.value);
+
+    // Each read comes right after a change, so each must bring the list up to date itself.
+    await addNic(vms[0]!);
+    const traversed = await retrieve(
+      "<type>VirtualMachine</type><pathSet>name</pathSet>",
+      `<selectSet xsi:type="TraversalSpec"><name>vms</name><type>Network</type><path>vm</path><skip>false</skip></selectSet>`,
+    );
+    expect([traversed?.objects ?? []].flat().map((o: Parsed) => String(o.obj["#text"]))).toContain(vms[0]!.value);
+    await addNic(vms[1]!);
+    expect(vmProperty(await retrieve("<type>Network</type><all>true</all>"))).toContain(vms[1]!.value);
+    await addNic(vms[2]!);
+    expect(vmProperty(await retrieve("<type>Network</type><pathSet>name</pathSet><pathSet>vm</pathSet>"))).toContain(vms[2]!.value);
   });
 
   it("takes rules at start (--fault) and lists them with their counters", async () => {

@@ -173,9 +173,10 @@ func validateArgs(args map[string]string) error {
 	return nil
 }
 
-// readsNetworkVms reports whether a RetrieveProperties(Ex) request asks for the vm
-// property of networks (by name, or with all=true), which the harness must bring
-// up to date first (see network.go).
+// readsNetworkVms reports whether a RetrieveProperties(Ex) request reads the vm
+// property of networks: asks for it (by name, or with all=true) or traverses it
+// (a TraversalSpec with path vm from a network type). The harness must bring it up
+// to date first (see network.go).
 func readsNetworkVms(req interface{}) bool {
 	var specs []types.PropertyFilterSpec
 	switch r := req.(type) {
@@ -188,9 +189,7 @@ func readsNetworkVms(req interface{}) bool {
 	}
 	for _, spec := range specs {
 		for _, ps := range spec.PropSet {
-			switch ps.Type {
-			case "Network", "DistributedVirtualPortgroup", "OpaqueNetwork":
-			default:
+			if !isNetworkType(ps.Type) {
 				continue
 			}
 			if ps.All != nil && *ps.All {
@@ -201,6 +200,38 @@ func readsNetworkVms(req interface{}) bool {
 					return true
 				}
 			}
+		}
+		for _, os := range spec.ObjectSet {
+			if traversesNetworkVms(os.SelectSet, 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isNetworkType(t string) bool {
+	switch t {
+	case "Network", "DistributedVirtualPortgroup", "OpaqueNetwork":
+		return true
+	}
+	return false
+}
+
+func traversesNetworkVms(set []types.BaseSelectionSpec, depth int) bool {
+	if depth > 32 {
+		return false
+	}
+	for _, s := range set {
+		ts, ok := s.(*types.TraversalSpec)
+		if !ok {
+			continue
+		}
+		if isNetworkType(ts.Type) && ts.Path == "vm" {
+			return true
+		}
+		if traversesNetworkVms(ts.SelectSet, depth+1) {
+			return true
 		}
 	}
 	return false

@@ -15,7 +15,9 @@ import (
 // a standard port group of one name on several hosts is one Network object
 // (the simulator refuses the second host with DuplicateName), UpdatePortGroup
 // exists, RemovePortGroup keeps the Network while another host still has the port
-// group, and a host's networkInfo lists its physical NICs and which vSwitch uses
+// group and removes it with the last one, HostSystem.config.network follows the
+// changes as networkInfo does, UpdatePortGroup stores the spec's policy as sent,
+// and a host's networkInfo lists its physical NICs and which vSwitch uses
 // them (vmnic0 on vSwitch0, vmnic1 on vSwitch1), as Nova's vlan_interface needs.
 
 var networkMu sync.Mutex
@@ -53,6 +55,17 @@ func seedHostNetworking() {
 			NumPorts: 128,
 			Pnic:     []string{pnics[1].Key},
 		})
+		// vCenter reports a host's networking twice: HostNetworkSystem.networkInfo
+		// and HostSystem.config.network. One shared HostNetworkInfo keeps them the
+		// same through AddPortGroup / UpdatePortGroup / RemovePortGroup (the host's
+		// vNICs and netstacks are kept).
+		if host.Config != nil && host.Config.Network != nil {
+			shared := host.Config.Network
+			shared.Vswitch = ns.NetworkInfo.Vswitch
+			shared.Portgroup = ns.NetworkInfo.Portgroup
+			shared.Pnic = ns.NetworkInfo.Pnic
+			ns.NetworkInfo = shared
+		}
 	}
 }
 
@@ -152,6 +165,9 @@ func hostContext(host *mo.HostSystem) (*simulator.Folder, mo.Entity) {
 func networkByName(folder *simulator.Folder, name string) mo.Reference {
 	for _, ref := range folder.ChildEntity {
 		obj := simulator.Map.Get(ref)
+		if n, ok := obj.(*mo.Network); ok && n.Name == name {
+			return obj
+		}
 		if e, ok := obj.(mo.Entity); ok && e.Entity().Name == name {
 			return obj
 		}
@@ -190,7 +206,10 @@ func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec)
 	switch existing := networkByName(folder, spec.Name).(type) {
 	case nil:
 		network := &mo.Network{}
+		// mo.Network has a name field of its own besides ManagedEntity's: set both,
+		// so the next host's AddPortGroup finds this Network by name.
 		network.Name = spec.Name
+		network.Entity().Name = spec.Name
 		network.Summary = &types.NetworkSummary{Name: spec.Name, Accessible: true}
 		simulator.Map.PutEntity(folder, simulator.Map.NewEntity(network))
 		network.Summary.GetNetworkSummary().Network = &network.Self
@@ -245,7 +264,10 @@ func updatePortGroup(ns *simulator.HostNetworkSystem, name string, spec types.Ho
 		}
 		to.Portgroup = append(to.Portgroup, name)
 	}
+	// ESXi replaces the whole spec: a policy left out of the request resets the
+	// port group's security, teaming and shaping overrides.
 	ns.NetworkInfo.Portgroup[i].Spec = spec
+	ns.NetworkInfo.Portgroup[i].ComputedPolicy = spec.Policy
 	ns.NetworkInfo.Portgroup[i].Vswitch = to.Key
 	return nil
 }

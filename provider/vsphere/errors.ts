@@ -219,9 +219,26 @@ export class TaskTimeoutError extends VSphereError {
   }
 }
 
-/** A look-up found nothing (a cluster, datastore, network or VM by name). */
+/** What a look-up was for: callers map it to the input that named it. */
+export type NotFoundKind = "datacenter" | "cluster" | "host" | "vswitch" | "switch" | "portgroup" | "network" | "datastore" | "vm" | "object";
+
+/**
+ * A look-up found nothing (a cluster, datastore, network or VM by name), or found
+ * several where one was wanted (`ambiguous`). `kind` says what was looked for and
+ * `wanted` the name asked for, so callers blame the right input without reading the
+ * message.
+ */
 export class NotFoundError extends VSphereError {
   readonly code = "NotFound";
+  constructor(
+    message: string,
+    readonly kind: NotFoundKind = "object",
+    /** The name that was looked for, when there was one. */
+    readonly wanted?: string,
+    readonly ambiguous = false,
+  ) {
+    super(message);
+  }
 }
 
 export function describeCause(cause: unknown): string {

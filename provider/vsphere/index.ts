@@ -22,6 +22,8 @@ export { runTask, waitForTask } from "./task.js";
 export type { TaskWaitOptions, TaskWaitStrategy } from "./task.js";
 export { findCluster, findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
 export type { Cluster, Datacenter, Datastore, Host, Network, VmQuery, VmSummary } from "./inventory.js";
+export { InventoryCache, inventoryCache, loadInventory } from "./inventory-cache.js";
+export type { ClusterNode, DistributedPortGroupNode, InventorySnapshot, LoadOptions, SwitchNode } from "./inventory-cache.js";
 export * as schema from "./schema.js";
 export {
   addStandardPortGroup,
@@ -32,12 +34,14 @@ export {
   getDistributedSwitch,
   getHostNetworking,
   networkVms,
+  reconfigureDistributedPortGroup,
   removeStandardPortGroup,
   setDistributedPortGroupVlan,
+  standardNetworkOf,
   updateStandardPortGroup,
   vswitchForNic,
 } from "./network.js";
-export type { DistributedPortGroup, DistributedSwitch, HostNetworking, PortBinding, StandardPortGroupSpec } from "./network.js";
+export type { DistributedPortGroup, DistributedSwitch, HostNetworking, HostPortGroup, HostTarget, PortBinding, StandardPortGroupSpec } from "./network.js";
 export { MoRef } from "./soap/xml.js";
 export type { VimObject, VimValue, TypedPrimitive } from "./soap/xml.js";
 export { buildEnvelope, parseEnvelope } from "./soap/envelope.js";

@@ -30,6 +30,9 @@ export async function getDatacenter(client: VimClient, name?: string): Promise<D
     const names = all.map((d) => d.props.name).join(", ") || "none";
     throw new NotFoundError(
       name === undefined ? `several datacenters (${names}): name the one to use` : `datacenter "${name}" not found (there are: ${names})`,
+      "datacenter",
+      name,
+      name === undefined && all.length > 1,
     );
   }
   return { ref: pick.obj, ...pick.props };
@@ -84,7 +87,7 @@ export async function getCluster(client: VimClient, datacenter: Datacenter, name
   const hit = all.find((c) => c.props.name === name);
   if (!hit) {
     const names = all.map((c) => c.props.name).join(", ") || "none";
-    throw new NotFoundError(`cluster "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`);
+    throw new NotFoundError(`cluster "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`, "cluster", name);
   }
   return toCluster(hit, datacenter);
 }
@@ -108,9 +111,14 @@ export async function findCluster(client: VimClient, name: string, datacenterNam
   }
   if (found.length === 1) return found[0]!;
   if (found.length > 1) {
-    throw new NotFoundError(`cluster "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): name the datacenter`);
+    throw new NotFoundError(
+      `cluster "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): name the datacenter`,
+      "datacenter",
+      undefined,
+      true,
+    );
   }
-  throw new NotFoundError(`cluster "${name}" not found (there are: ${names.join(", ") || "none"})`);
+  throw new NotFoundError(`cluster "${name}" not found (there are: ${names.join(", ") || "none"})`, "cluster", name);
 }
 
 /** A host's name and run state. */
@@ -271,7 +279,7 @@ export async function findVm(client: VimClient, query: VmQuery, datacenter?: Dat
   }
   if ("instanceUuid" in query) {
     const searchIndex = client.serviceContent.searchIndex;
-    if (!searchIndex) throw new NotFoundError(`${client.endpoint} has no SearchIndex`);
+    if (!searchIndex) throw new NotFoundError(`${client.endpoint} has no SearchIndex`, "object");
     const found = await client.invoke("FindByUuid", searchIndex, {
       datacenter: datacenter?.ref,
       uuid: query.instanceUuid,
@@ -284,7 +292,12 @@ export async function findVm(client: VimClient, query: VmQuery, datacenter?: Dat
   const container = datacenter?.vmFolder ?? client.serviceContent.rootFolder;
   const matches = (await listVms(client, container)).filter((v) => v.name === query.name);
   if (matches.length > 1) {
-    throw new NotFoundError(`${matches.length} VMs are named "${query.name}" (${matches.map((m) => m.ref.value).join(", ")}): look it up by instance uuid`);
+    throw new NotFoundError(
+      `${matches.length} VMs are named "${query.name}" (${matches.map((m) => m.ref.value).join(", ")}): look it up by instance uuid`,
+      "vm",
+      query.name,
+      true,
+    );
   }
   return matches[0];
 }

@@ -1,52 +1,32 @@
 // Standard port groups (on every host of a cluster, through each host's
 // HostNetworkSystem) and distributed port groups (on a distributed switch), the
-// way Nova's network_util does it.
+// way Nova's network_util does it. Each function costs the fewest round trips the
+// API allows; writes invalidate what the per-client inventory cache holds.
 import { z } from "zod";
 import type { VimClient } from "./client.js";
-import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
+import { ManagedObjectNotFoundFault, NotFoundError, VimFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
+import {
+  PORTGROUP_PROPS,
+  inventoryCache,
+  readHosts,
+  toPortgroupNode,
+  traversal,
+  type DistributedPortGroupNode,
+  type HostNetworking,
+} from "./inventory-cache.js";
 import { PropertyCollector } from "./property.js";
-import { arrayOf, bool, dataObject, int, moRef, str } from "./schema.js";
+import { arrayOf, moRef, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
-import { runTask } from "./task.js";
+import { waitForTask } from "./task.js";
 
-/** One host's standard networking. */
-export interface HostNetworking {
-  host: MoRef;
-  hostName: string;
-  networkSystem: MoRef;
-  vswitches: Array<{ name: string; pnicDevices: string[] }>;
-  portgroups: Array<{ name: string; vlanId: number; vswitchName: string }>;
-}
+export type { HostNetworking, HostPortGroup } from "./inventory-cache.js";
 
-const HostProps = z.object({ name: str, "configManager.networkSystem": moRef });
-const NetworkSystemProps = z.object({
-  "networkInfo.vswitch": arrayOf(dataObject({ name: str, pnic: arrayOf(str) })),
-  "networkInfo.portgroup": arrayOf(dataObject({ spec: dataObject({ name: str, vlanId: int, vswitchName: str }) })),
-  "networkInfo.pnic": arrayOf(dataObject({ key: str, device: str })),
-});
-
-/** vSwitches, their physical NICs and port groups of each host. */
+/** vSwitches, their physical NICs and port groups of each host (one round trip). */
 export async function getHostNetworking(client: VimClient, hosts: MoRef[]): Promise<HostNetworking[]> {
-  const pc = new PropertyCollector(client);
-  const hostProps = await pc.getMany(hosts, HostProps);
-  const systems = await pc.getMany(
-    hostProps.map((h) => h.props["configManager.networkSystem"]),
-    NetworkSystemProps,
-  );
-  const bySystem = new Map(systems.map((s) => [s.obj.toString(), s.props]));
-  return hostProps.map((h) => {
-    const ns = h.props["configManager.networkSystem"];
-    const info = bySystem.get(ns.toString());
-    const deviceOf = new Map((info?.["networkInfo.pnic"] ?? []).map((p) => [p.key, p.device]));
-    return {
-      host: h.obj,
-      hostName: h.props.name,
-      networkSystem: ns,
-      vswitches: (info?.["networkInfo.vswitch"] ?? []).map((v) => ({ name: v.name, pnicDevices: v.pnic.map((k) => deviceOf.get(k) ?? k) })),
-      portgroups: (info?.["networkInfo.portgroup"] ?? []).map((p) => ({ name: p.spec.name, vlanId: p.spec.vlanId, vswitchName: p.spec.vswitchName })),
-    };
-  });
+  const read = await readHosts(client, hosts, false);
+  await inventoryCache(client).remember(read);
+  return [...read];
 }
 
 /**
@@ -62,23 +42,57 @@ export interface StandardPortGroupSpec {
   name: string;
   vlanId: number;
   vswitchName: string;
+  /**
+   * The port group's own HostNetworkPolicy (security, teaming, shaping overrides).
+   * ESXi replaces the whole spec: an update must send back the policy it read,
+   * or the overrides are reset. Default: none (inherit the vSwitch's).
+   */
+  policy?: Record<string, unknown> | undefined;
 }
 
-const portgroupSpec = (s: StandardPortGroupSpec) => ({ name: s.name, vlanId: s.vlanId, vswitchName: s.vswitchName, policy: {} });
+/** Where a standard port group is written: a host's network system (and the host, for the cache). */
+export type HostTarget = MoRef | { host: MoRef; networkSystem: MoRef };
+
+// HostPortGroupSpec, vim25 field order: name, vlanId, vswitchName, policy (required).
+const portgroupSpec = (s: StandardPortGroupSpec) => ({ name: s.name, vlanId: s.vlanId, vswitchName: s.vswitchName, policy: s.policy ?? {} });
+
+function written(client: VimClient, target: HostTarget): MoRef {
+  if ("networkSystem" in target) {
+    inventoryCache(client).invalidateHosts([target.host]);
+    return target.networkSystem;
+  }
+  inventoryCache(client).invalidateAll(); // which host is not known
+  return target;
+}
 
 /** Adds a standard port group to one host (HostNetworkSystem.AddPortGroup). */
-export async function addStandardPortGroup(client: VimClient, networkSystem: MoRef, spec: StandardPortGroupSpec): Promise<void> {
-  await client.invoke("AddPortGroup", networkSystem, { portgrp: portgroupSpec(spec) });
+export async function addStandardPortGroup(client: VimClient, target: HostTarget, spec: StandardPortGroupSpec): Promise<void> {
+  try {
+    await client.invoke("AddPortGroup", "networkSystem" in target ? target.networkSystem : target, { portgrp: portgroupSpec(spec) });
+  } finally {
+    written(client, target);
+  }
 }
 
-/** Changes a host's standard port group in place (VLAN, vSwitch). */
-export async function updateStandardPortGroup(client: VimClient, networkSystem: MoRef, spec: StandardPortGroupSpec): Promise<void> {
-  await client.invoke("UpdatePortGroup", networkSystem, { pgName: spec.name, portgrp: portgroupSpec(spec) });
+/**
+ * Changes a host's standard port group in place. Pass the policy read from the
+ * host (HostNetworking.portgroups[].policy) to keep its overrides.
+ */
+export async function updateStandardPortGroup(client: VimClient, target: HostTarget, spec: StandardPortGroupSpec): Promise<void> {
+  try {
+    await client.invoke("UpdatePortGroup", "networkSystem" in target ? target.networkSystem : target, { pgName: spec.name, portgrp: portgroupSpec(spec) });
+  } finally {
+    written(client, target);
+  }
 }
 
 /** Removes a standard port group from one host; ESXi refuses while powered-on VMs use it. */
-export async function removeStandardPortGroup(client: VimClient, networkSystem: MoRef, name: string): Promise<void> {
-  await client.invoke("RemovePortGroup", networkSystem, { pgName: name });
+export async function removeStandardPortGroup(client: VimClient, target: HostTarget, name: string): Promise<void> {
+  try {
+    await client.invoke("RemovePortGroup", "networkSystem" in target ? target.networkSystem : target, { pgName: name });
+  } finally {
+    written(client, target);
+  }
 }
 
 const NetworkByName = z.object({ name: str });
@@ -89,12 +103,46 @@ export async function findNetwork(client: VimClient, datacenter: Datacenter, nam
   return all.find((n) => n.props.name === name && n.obj.type === "Network")?.obj;
 }
 
-/** VMs with a NIC on a network (standard or distributed). */
+/**
+ * The Network object of a standard port group, seen from the hosts that have it
+ * (HostSystem.network), with the hosts' networking: one round trip. vCenter can
+ * list the Network a moment after the host change, so `waitMs` reads again, with
+ * growing pauses, until it shows or the time is up.
+ */
+export async function standardNetworkOf(
+  client: VimClient,
+  hosts: MoRef[],
+  name: string,
+  waitMs = 0,
+): Promise<{ network: MoRef | undefined; hosts: HostNetworking[] }> {
+  const deadline = Date.now() + waitMs;
+  for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
+    const read = await readHosts(client, hosts, true);
+    await inventoryCache(client).remember(read);
+    const names = read.networkNames ?? new Map();
+    const network = [...names.values()].find((n) => n.name === name && n.ref.type === "Network")?.ref;
+    const expected = read.some((h) => h.portgroups.some((p) => p.name === name));
+    if (network || !expected || Date.now() + pause > deadline) return { network, hosts: [...read] };
+    await new Promise((r) => setTimeout(r, pause));
+  }
+}
+
+/** VMs with a NIC on a network (standard or distributed): one round trip. */
 export async function networkVms(client: VimClient, network: MoRef): Promise<Array<{ ref: MoRef; name: string }>> {
   try {
-    const { vm } = await new PropertyCollector(client).get(network, z.object({ vm: arrayOf(moRef) }));
-    const names = await new PropertyCollector(client).getMany(vm, z.object({ name: str }));
-    return names.map((n) => ({ ref: n.obj, name: n.props.name }));
+    const contents = await new PropertyCollector(client).retrieve([
+      {
+        propSet: [
+          { type: network.type, pathSet: ["name"] },
+          { type: "VirtualMachine", pathSet: ["name"] },
+        ],
+        objectSet: [{ obj: network, skip: false, selectSet: [traversal("networkVms", "Network", "vm")] }],
+      },
+    ]);
+    if (!contents.some((c) => c.obj.equals(network))) return [];
+    return contents
+      .filter((c) => c.obj.type === "VirtualMachine")
+      .map((c) => ({ ref: c.obj, name: NetworkByName.parse(c.props).name }));
   } catch (err) {
     if (err instanceof ManagedObjectNotFoundFault) return [];
     throw err;
@@ -117,7 +165,7 @@ export async function getDistributedSwitch(client: VimClient, datacenter: Datace
   const hit = all.find((s) => s.props.name === name);
   if (!hit) {
     const names = all.map((s) => s.props.name).join(", ") || "none";
-    throw new NotFoundError(`distributed switch "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`);
+    throw new NotFoundError(`distributed switch "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`, "switch", name);
   }
   return { ref: hit.obj, name: hit.props.name, uuid: hit.props.uuid, portgroups: hit.props.portgroup };
 }
@@ -125,89 +173,134 @@ export async function getDistributedSwitch(client: VimClient, datacenter: Datace
 /** Port binding: ephemeral (the seed's advice for nova-network), static (earlyBinding). */
 export type PortBinding = "ephemeral" | "static";
 
+/** vim25's DistributedVirtualPortgroupPortgroupType for a binding, and back. */
+export const bindingType = (b: PortBinding): string => (b === "static" ? "earlyBinding" : "ephemeral");
+export const bindingOf = (type: string): string => (type === "earlyBinding" ? "static" : type === "ephemeral" ? "ephemeral" : type);
+
 /** A distributed port group as read back (vlanId undefined for trunk or private VLANs). */
 export interface DistributedPortGroup {
   ref: MoRef;
   name: string;
   key: string;
   vlanId: number | undefined;
+  /** vim25's type: "ephemeral", "earlyBinding" (static) or "lateBinding". */
   binding: string;
   configVersion: string | undefined;
   switchRef: MoRef;
 }
 
-const PortgroupProps = z.object({
-  name: str,
-  key: str,
-  "config.type": str.optional(),
-  "config.configVersion": str.optional(),
-  "config.distributedVirtualSwitch": moRef,
-  "config.defaultPortConfig": dataObject({
-    vlan: dataObject({ $type: str.optional(), vlanId: z.unknown().optional(), inherited: bool.optional() }).optional(),
-  }).optional(),
+const fromNode = (n: DistributedPortGroupNode): DistributedPortGroup => ({
+  ref: n.ref,
+  name: n.name,
+  key: n.key,
+  vlanId: n.vlanId,
+  binding: n.binding,
+  configVersion: n.configVersion,
+  switchRef: n.switchRef,
 });
 
-/** Reads a distributed port group; undefined when it does not exist (any more). */
+/** Reads a distributed port group; undefined when it does not exist (any more). One round trip. */
 export async function getDistributedPortGroup(client: VimClient, ref: MoRef): Promise<DistributedPortGroup | undefined> {
-  let p: z.infer<typeof PortgroupProps>;
-  try {
-    p = await new PropertyCollector(client).get(ref, PortgroupProps);
-  } catch (err) {
-    if (err instanceof ManagedObjectNotFoundFault) return undefined;
-    throw err;
-  }
-  const vlan = p["config.defaultPortConfig"]?.vlan;
-  const vlanId = vlan && vlan.$type !== "VmwareDistributedVirtualSwitchTrunkVlanSpec" && typeof vlan.vlanId === "string" ? Number(vlan.vlanId) : undefined;
-  return {
-    ref,
-    name: p.name,
-    key: p.key,
-    vlanId: vlanId ?? (vlan ? undefined : 0),
-    binding: p["config.type"] ?? "",
-    configVersion: p["config.configVersion"],
-    switchRef: p["config.distributedVirtualSwitch"],
-  };
+  const contents = await new PropertyCollector(client).retrieve([
+    { propSet: [{ type: "DistributedVirtualPortgroup", pathSet: PORTGROUP_PROPS }], objectSet: [{ obj: ref }], reportMissingObjectsInResults: true },
+  ]);
+  const c = contents.find((o) => o.obj.equals(ref) && o.missing.length === 0);
+  return c ? fromNode(toPortgroupNode(c)) : undefined;
 }
 
+// VMwareDVSPortSetting with only the VLAN set: other settings stay as they are.
 const vlanSetting = (vlanId: number) => ({
   $type: "VMwareDVSPortSetting",
   vlan: { $type: "VmwareDistributedVirtualSwitchVlanIdSpec", inherited: false, vlanId },
 });
 
-/** Adds a port group to a distributed switch and returns it. */
+const TaskState = z.object({ "info.state": str });
+
+/**
+ * Adds a port group to a distributed switch and returns it: the task, then one
+ * read of its state together with the switch's port groups.
+ */
 export async function createDistributedPortGroup(
   client: VimClient,
-  dvs: DistributedSwitch,
+  dvs: { ref: MoRef; name: string },
   spec: { name: string; vlanId: number; binding: PortBinding },
 ): Promise<DistributedPortGroup> {
-  await runTask(client, "AddDVPortgroup_Task", dvs.ref, {
-    spec: [
+  inventoryCache(client).invalidateSwitches();
+  // DVPortgroupConfigSpec, vim25 field order.
+  const task = moRef.parse(
+    await client.invoke("AddDVPortgroup_Task", dvs.ref, {
+      spec: [
+        {
+          name: spec.name,
+          numPorts: spec.binding === "static" ? 8 : undefined,
+          defaultPortConfig: vlanSetting(spec.vlanId),
+          type: bindingType(spec.binding),
+          autoExpand: spec.binding === "static" ? true : undefined,
+        },
+      ],
+    }),
+  );
+  const read = () =>
+    new PropertyCollector(client).retrieve([
+      { propSet: [{ type: "Task", pathSet: ["info.state"] }], objectSet: [{ obj: task }] },
       {
-        name: spec.name,
-        numPorts: spec.binding === "static" ? 8 : undefined,
-        defaultPortConfig: vlanSetting(spec.vlanId),
-        type: spec.binding === "static" ? "earlyBinding" : "ephemeral",
-        autoExpand: spec.binding === "static" ? true : undefined,
+        propSet: [{ type: "DistributedVirtualPortgroup", pathSet: PORTGROUP_PROPS }],
+        objectSet: [{ obj: dvs.ref, skip: true, selectSet: [traversal("dvsPortgroups", "DistributedVirtualSwitch", "portgroup")] }],
       },
-    ],
+    ]);
+  let contents = await read();
+  const state = contents.find((c) => c.obj.equals(task));
+  if (!state || TaskState.parse(state.props)["info.state"] !== "success") {
+    await waitForTask(client, task); // throws the task's fault
+    contents = await read();
+  }
+  const hit = contents.filter((c) => c.obj.type === "DistributedVirtualPortgroup").map(toPortgroupNode).find((p) => p.name === spec.name);
+  if (!hit) throw new NotFoundError(`distributed port group "${spec.name}" was added to ${dvs.name} but cannot be found`, "portgroup", spec.name);
+  return fromNode(hit);
+}
+
+/**
+ * Changes a distributed port group's VLAN and/or binding in place
+ * (ReconfigureDVPortgroup_Task; vCenter changes the binding type in place). A
+ * stale configVersion (ConcurrentAccess) is read again and retried once.
+ */
+export async function reconfigureDistributedPortGroup(
+  client: VimClient,
+  pg: DistributedPortGroup,
+  change: { vlanId?: number | undefined; binding?: PortBinding | undefined },
+): Promise<void> {
+  inventoryCache(client).invalidateSwitches();
+  const spec = (p: DistributedPortGroup) => ({
+    configVersion: p.configVersion,
+    name: p.name,
+    numPorts: change.binding === "static" && bindingType(change.binding) !== p.binding ? 8 : undefined,
+    // Sent even when only the binding changes: what a spec leaves out is not always kept (the simulator resets it).
+    defaultPortConfig: (change.vlanId ?? p.vlanId) === undefined ? undefined : vlanSetting((change.vlanId ?? p.vlanId)!),
+    type: change.binding ? bindingType(change.binding) : p.binding || undefined,
+    autoExpand: change.binding === "static" && bindingType(change.binding) !== p.binding ? true : undefined,
   });
-  // AddDVPortgroup_Task returns nothing: find the new port group by name.
-  const { portgroup } = await new PropertyCollector(client).get(dvs.ref, z.object({ portgroup: arrayOf(moRef) }));
-  const named = await new PropertyCollector(client).getMany(portgroup, z.object({ name: str }));
-  const ref = named.find((n) => n.props.name === spec.name)?.obj;
-  const pg = ref && (await getDistributedPortGroup(client, ref));
-  if (!pg) throw new NotFoundError(`distributed port group "${spec.name}" was added to ${dvs.name} but cannot be found`);
-  return pg;
+  const run = async (p: DistributedPortGroup) => {
+    const task = moRef.parse(await client.invoke("ReconfigureDVPortgroup_Task", p.ref, { spec: spec(p) }));
+    await waitForTask(client, task);
+  };
+  try {
+    await run(pg);
+  } catch (err) {
+    if (!(err instanceof VimFault) || err.code !== "ConcurrentAccess") throw err;
+    const again = await getDistributedPortGroup(client, pg.ref);
+    if (!again) throw err;
+    await run(again);
+  }
 }
 
 /** Sets the VLAN of a distributed port group. */
 export async function setDistributedPortGroupVlan(client: VimClient, pg: DistributedPortGroup, vlanId: number): Promise<void> {
-  await runTask(client, "ReconfigureDVPortgroup_Task", pg.ref, {
-    spec: { configVersion: pg.configVersion, name: pg.name, defaultPortConfig: vlanSetting(vlanId), type: pg.binding || undefined },
-  });
+  await reconfigureDistributedPortGroup(client, pg, { vlanId });
 }
 
 /** Deletes a distributed port group (Destroy_Task). */
 export async function destroyDistributedPortGroup(client: VimClient, ref: MoRef): Promise<void> {
-  await runTask(client, "Destroy_Task", ref);
+  inventoryCache(client).invalidateSwitches();
+  const task = moRef.parse(await client.invoke("Destroy_Task", ref));
+  await waitForTask(client, task);
 }

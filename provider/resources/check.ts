@@ -1,11 +1,49 @@
 // Turning zod issues into Pulumi check failures that name the property, the value
-// and what is accepted.
+// and what is accepted; unknown input names with the closest valid one.
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
 
 export function stripProvider(props: Record<string, unknown>): Record<string, unknown> {
   const { __provider: _ignored, ...rest } = props;
   return rest;
+}
+
+/** Levenshtein distance, case-insensitive (a misspelling is often only the case: "vlanid"). */
+export function editDistance(a: string, b: string): number {
+  const s = a.toLowerCase();
+  const t = b.toLowerCase();
+  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= s.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= t.length; j++) {
+      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (s[i - 1] === t[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[t.length]!;
+}
+
+/** The valid name closest to a misspelt one, if it is close enough to be a likely typo. */
+export function closest(name: string, valid: readonly string[]): string | undefined {
+  let best: { name: string; d: number } | undefined;
+  for (const v of valid) {
+    const d = editDistance(name, v);
+    if (!best || d < best.d) best = { name: v, d };
+  }
+  return best && best.d <= Math.max(2, Math.floor(best.name.length / 3)) ? best.name : undefined;
+}
+
+/** One failure per input name the resource does not have, suggesting the closest valid name. */
+export function unknownInputFailures(values: Record<string, unknown>, valid: readonly string[], resource: string): pulumi.dynamic.CheckFailure[] {
+  return Object.keys(values)
+    .filter((k) => !valid.includes(k))
+    .map((k) => {
+      const guess = closest(k, valid);
+      return {
+        property: k,
+        reason: `${resource} has no input "${k}"${guess ? `; did you mean "${guess}"?` : ""} (inputs: ${valid.join(", ")})`,
+      };
+    });
 }
 
 export function checkFailures(error: z.ZodError, values: Record<string, unknown>, resource: string): pulumi.dynamic.CheckFailure[] {

@@ -3,28 +3,28 @@
 // vlan_interface, ephemeral port binding).
 import * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { DuplicateNameFault, NotFoundError, VimFault } from "../vsphere/errors.js";
-import { findCluster, getDatacenter, type Cluster } from "../vsphere/inventory.js";
+import { DuplicateNameFault, ManagedObjectNotFoundFault, NotFoundError, VimFault, type NotFoundKind } from "../vsphere/errors.js";
+import { inventoryCache, traversal, type ClusterNode, type InventorySnapshot, type SwitchNode } from "../vsphere/inventory-cache.js";
 import {
   addStandardPortGroup,
+  bindingOf,
+  bindingType,
   createDistributedPortGroup,
   destroyDistributedPortGroup,
-  findNetwork,
   getDistributedPortGroup,
-  getDistributedSwitch,
-  getHostNetworking,
   networkVms,
+  reconfigureDistributedPortGroup,
   removeStandardPortGroup,
-  setDistributedPortGroupVlan,
+  standardNetworkOf,
   updateStandardPortGroup,
   vswitchForNic,
   type HostNetworking,
 } from "../vsphere/network.js";
 import { MoRef } from "../vsphere/soap/xml.js";
 import type { VimClient } from "../vsphere/client.js";
-import { checkFailures, stripProvider } from "./check.js";
+import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
-import { isUnknown } from "./handler-types.js";
+import { UNKNOWN, isUnknown } from "./handler-types.js";
 import { dynamicProvider } from "./provider.js";
 
 export interface PortGroupArgs {
@@ -40,18 +40,26 @@ export interface PortGroupArgs {
    * distributed switch's name (required).
    */
   switch?: pulumi.Input<string>;
-  /** Cluster whose hosts get a standard port group. Default: `vmware:clusterName`. */
+  /** standard only: the cluster whose hosts get the port group. Default: `vmware:clusterName`. */
   clusterName?: pulumi.Input<string>;
-  /** Datacenter, when the cluster name is not unique or for a distributed switch. */
+  /**
+   * The datacenter: for a standard port group when the cluster name is in several;
+   * for a distributed one when the switch name is in several. Default: wherever
+   * the one cluster or switch of that name is.
+   */
   datacenter?: pulumi.Input<string>;
-  /** distributed only: "ephemeral" (default, as the seed advises) or "static". */
+  /** distributed only: "ephemeral" (default, as the seed advises) or "static". Changed in place. */
   portBinding?: pulumi.Input<"ephemeral" | "static">;
   /** Delete even while VMs use it (vCenter may still refuse for powered-on VMs). */
   forceDelete?: pulumi.Input<boolean>;
 }
 
+const INPUT_KEYS = ["name", "vlanId", "kind", "switch", "clusterName", "datacenter", "portBinding", "forceDelete"] as const;
+/** Output-only properties: the resource passes them as undefined so they become outputs. */
+const OUTPUT_KEYS = ["hosts", "missingHosts", "hostSwitches", "hostVlans", "networkId", "switchUuid", "portgroupKey"];
+
 /** Validated inputs. */
-const InputsSchema = z.object({
+const InputsSchema = z.strictObject({
   name: z
     .string()
     .trim()
@@ -69,39 +77,57 @@ const InputsSchema = z.object({
 });
 type Inputs = z.infer<typeof InputsSchema>;
 
-/** Inputs after check: defaults from config filled in. */
+/** Inputs after check (defaults from config filled in; all known by create/update). */
 interface Resolved extends Inputs {
   name: string;
 }
 
 /** What the state holds (outputs). */
 export interface PortGroupState extends Resolved {
-  clusterName: string;
+  /** standard: the cluster; distributed: absent (a distributed port group belongs to no cluster). */
+  clusterName?: string;
+  /** The datacenter it is in. */
   datacenter: string;
   /** standard: host name -> vSwitch; distributed: {} */
   hostSwitches: Record<string, string>;
+  /** standard: host name -> the VLAN that host has (hosts can disagree after changes outside); distributed: {} */
+  hostVlans: Record<string, number>;
   /** Hosts that have it (standard). */
   hosts: string[];
   /** Cluster hosts that lack it: drift found by refresh (standard). */
   missingHosts: string[];
-  /** The vCenter object: Network:network-9 or DistributedVirtualPortgroup:dvportgroup-12. */
-  networkId: string;
+  /** The vCenter object: Network:network-9 or DistributedVirtualPortgroup:dvportgroup-12 (absent until vCenter lists it). */
+  networkId?: string;
   switchUuid?: string;
   portgroupKey?: string;
 }
 
-/** A port group for the cluster's VMs. */
+/**
+ * A port group for the cluster's VMs.
+ *
+ * Resource ids (what `import` takes):
+ * - standard: `standard:<cluster managed object id>:<port group name>`, e.g.
+ *   `standard:domain-c7:br100` (the cluster's id is the value of its reference,
+ *   as `ClusterComputeResource:domain-c7`);
+ * - distributed: the port group's reference, e.g.
+ *   `DistributedVirtualPortgroup:dvportgroup-12`.
+ *
+ * To adopt a port group that exists already, give the id in the `import`
+ * resource option: `new PortGroup("net", { name: "br100" }, { import: "standard:domain-c7:br100" })`.
+ */
 export class PortGroup extends pulumi.dynamic.Resource {
   declare readonly name: pulumi.Output<string>;
   declare readonly vlanId: pulumi.Output<number>;
   declare readonly kind: pulumi.Output<"standard" | "distributed">;
   declare readonly switch: pulumi.Output<string | undefined>;
-  declare readonly clusterName: pulumi.Output<string>;
+  declare readonly clusterName: pulumi.Output<string | undefined>;
   declare readonly datacenter: pulumi.Output<string>;
+  declare readonly portBinding: pulumi.Output<"ephemeral" | "static" | undefined>;
   declare readonly hosts: pulumi.Output<string[]>;
   declare readonly missingHosts: pulumi.Output<string[]>;
   declare readonly hostSwitches: pulumi.Output<Record<string, string>>;
-  declare readonly networkId: pulumi.Output<string>;
+  declare readonly hostVlans: pulumi.Output<Record<string, number>>;
+  declare readonly networkId: pulumi.Output<string | undefined>;
   declare readonly switchUuid: pulumi.Output<string | undefined>;
   declare readonly portgroupKey: pulumi.Output<string | undefined>;
 
@@ -109,15 +135,7 @@ export class PortGroup extends pulumi.dynamic.Resource {
     super(
       portGroupProvider,
       name,
-      {
-        hosts: undefined,
-        missingHosts: undefined,
-        hostSwitches: undefined,
-        networkId: undefined,
-        switchUuid: undefined,
-        portgroupKey: undefined,
-        ...args,
-      },
+      { ...Object.fromEntries(OUTPUT_KEYS.map((k) => [k, undefined])), ...args },
       opts,
       "vmware",
       "PortGroup",
@@ -127,17 +145,66 @@ export class PortGroup extends pulumi.dynamic.Resource {
 
 const portGroupProvider = dynamicProvider("PortGroup");
 
-/** Inputs that force a new port group when they change. */
-const REPLACE_ON = ["name", "kind", "switch", "clusterName", "datacenter", "portBinding"] as const;
+/** The input a failed look-up is blamed on. */
+const PROPERTY_OF: Partial<Record<NotFoundKind, string>> = {
+  cluster: "clusterName",
+  datacenter: "datacenter",
+  switch: "switch",
+  vswitch: "switch",
+  host: "clusterName",
+};
 
-function resolveInputs(ctx: HandlerContext, inputs: Inputs): Resolved & { clusterName: string | undefined } {
-  const cfg = ctx.config();
-  return {
-    ...inputs,
-    name: inputs.name ?? cfg.flatNetworkBridge,
-    clusterName: inputs.clusterName ?? cfg.clusterName,
-    ...(inputs.kind === "distributed" ? { portBinding: inputs.portBinding ?? "ephemeral" } : {}),
-  };
+const STANDARD_ID = /^standard:([^:]+):(.+)$/s;
+
+function standardId(cluster: ClusterNode, name: string): string {
+  return `standard:${cluster.ref.value}:${name}`;
+}
+
+function importHint(id: string): string {
+  return `choose another name, or adopt the existing one into this stack with the resource option { import: ${JSON.stringify(id)} } (id format: see PortGroup)`;
+}
+
+/** The cluster of that name (in the datacenter, when named); errors say what there is. */
+function pickCluster(snap: InventorySnapshot, name: string, datacenter: string | undefined): ClusterNode {
+  if (datacenter !== undefined && !snap.datacenters.some((d) => d.name === datacenter)) {
+    throw new NotFoundError(`datacenter "${datacenter}" not found (there are: ${snap.datacenters.map((d) => d.name).join(", ") || "none"})`, "datacenter", datacenter);
+  }
+  const candidates = snap.clusters.filter((c) => datacenter === undefined || c.datacenter.name === datacenter);
+  const found = candidates.filter((c) => c.name === name);
+  if (found.length > 1) {
+    throw new NotFoundError(`cluster "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): set datacenter`, "datacenter", undefined, true);
+  }
+  if (!found[0]) {
+    const names = candidates.map((c) => `${c.name} (${c.datacenter.name})`).join(", ") || "none";
+    throw new NotFoundError(`cluster "${name}" not found${datacenter ? ` in datacenter ${datacenter}` : ""} (there are: ${names})`, "cluster", name);
+  }
+  return found[0];
+}
+
+/** The distributed switch of that name, in any datacenter unless one is named. */
+function pickSwitch(snap: InventorySnapshot, name: string, datacenter: string | undefined): SwitchNode {
+  if (datacenter !== undefined && !snap.datacenters.some((d) => d.name === datacenter)) {
+    throw new NotFoundError(`datacenter "${datacenter}" not found (there are: ${snap.datacenters.map((d) => d.name).join(", ") || "none"})`, "datacenter", datacenter);
+  }
+  const candidates = snap.switches.filter((s) => datacenter === undefined || s.datacenter.name === datacenter);
+  const found = candidates.filter((s) => s.name === name);
+  if (found.length > 1) {
+    throw new NotFoundError(
+      `distributed switch "${name}" exists in several datacenters (${found.map((s) => s.datacenter.name).join(", ")}): set datacenter`,
+      "datacenter",
+      undefined,
+      true,
+    );
+  }
+  if (!found[0]) {
+    const names = candidates.map((s) => (datacenter ? s.name : `${s.name} (${s.datacenter.name})`)).join(", ") || "none";
+    throw new NotFoundError(`distributed switch "${name}" not found${datacenter ? ` in datacenter ${datacenter}` : ""} (there are: ${names})`, "switch", name);
+  }
+  return found[0];
+}
+
+function hostsOf(snap: InventorySnapshot, cluster: ClusterNode): HostNetworking[] {
+  return cluster.hosts.flatMap((h) => snap.hosts.get(h.toString()) ?? []);
 }
 
 /** Per host, the vSwitch a standard port group goes on, or why there is none. */
@@ -158,237 +225,466 @@ function planSwitches(hosts: HostNetworking[], wanted: string | undefined, vlanI
 }
 
 /** Where a standard port group is, across the cluster's hosts, as the state records it. */
-function presence(hosts: HostNetworking[], name: string): Pick<PortGroupState, "hosts" | "missingHosts" | "hostSwitches"> {
-  const withIt = hosts.flatMap((h) => h.portgroups.filter((p) => p.name === name).map((p) => ({ host: h.hostName, vswitch: p.vswitchName })));
+function presence(hosts: HostNetworking[], name: string): Pick<PortGroupState, "hosts" | "missingHosts" | "hostSwitches" | "hostVlans"> {
+  const withIt = hosts.flatMap((h) => h.portgroups.filter((p) => p.name === name).map((p) => ({ host: h.hostName, pg: p })));
+  withIt.sort((a, b) => a.host.localeCompare(b.host));
   return {
-    hosts: withIt.map((w) => w.host).sort(),
+    hosts: withIt.map((w) => w.host),
     missingHosts: hosts.filter((h) => !withIt.some((w) => w.host === h.hostName)).map((h) => h.hostName).sort(),
-    hostSwitches: Object.fromEntries(withIt.map((w) => [w.host, w.vswitch])),
+    hostSwitches: Object.fromEntries(withIt.map((w) => [w.host, w.pg.vswitchName])),
+    hostVlans: Object.fromEntries(withIt.map((w) => [w.host, w.pg.vlanId])),
   };
 }
 
-async function clusterOf(client: VimClient, s: { clusterName?: string | undefined; datacenter?: string | undefined }): Promise<Cluster> {
-  if (!s.clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config");
-  return findCluster(client, s.clusterName, s.datacenter);
+/**
+ * The one VLAN to report when hosts disagree: the previous one if some host still
+ * has it, else the most common (hostVlans tells each host's).
+ */
+function summaryVlan(hostVlans: Record<string, number>, previous: number | undefined): number {
+  const vlans = Object.values(hostVlans);
+  if (previous !== undefined && vlans.includes(previous)) return previous;
+  const counts = new Map<number, number>();
+  for (const v of vlans) counts.set(v, (counts.get(v) ?? 0) + 1);
+  const ranked = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0] - b[0]);
+  return ranked[0]?.[0] ?? previous ?? 0;
 }
 
-function standardId(cluster: Cluster, name: string): string {
-  return `standard:${cluster.ref.value}:${name}`;
+/** Whether a check is for a port group this resource does not hold yet (create or replacement). */
+function isNew(olds: Record<string, unknown>, n: Record<string, unknown>): boolean {
+  if (Object.keys(stripProvider(olds)).length === 0) return true;
+  const keys = n.kind === "distributed" ? ["name", "kind", "switch", "datacenter"] : ["name", "kind", "switch", "clusterName", "datacenter"];
+  return keys.some((k) => (olds[k] ?? (k === "kind" ? "standard" : undefined)) !== (n[k] ?? undefined));
+}
+
+function failureOf(err: unknown): pulumi.dynamic.CheckFailure | undefined {
+  if (!(err instanceof NotFoundError)) return undefined;
+  return { property: PROPERTY_OF[err.kind] ?? "name", reason: err.message };
+}
+
+async function checkStandard(ctx: HandlerContext, olds: Record<string, unknown>, r: Record<string, unknown>): Promise<pulumi.dynamic.CheckFailure[]> {
+  if (isUnknown(r.clusterName) || isUnknown(r.datacenter) || isUnknown(r.switch)) return [];
+  const client = await ctx.client();
+  const snap = await inventoryCache(client).topology();
+  const cluster = pickCluster(snap, r.clusterName as string, r.datacenter as string | undefined);
+  const hosts = hostsOf(snap, cluster);
+  const { problems } = planSwitches(hosts, r.switch as string | undefined, ctx.config().vlanInterface);
+  if (problems.length) return [{ property: "switch", reason: problems.join("; ") }];
+  if (isUnknown(r.name) || !isNew(olds, r)) return [];
+  const name = r.name as string;
+  const taken = hosts.filter((h) => h.portgroups.some((p) => p.name === name)).map((h) => h.hostName);
+  if (taken.length === 0) return [];
+  return [
+    {
+      property: "name",
+      reason: `port group "${name}" already exists on ${taken.join(", ")} (cluster ${cluster.name}), so creating it would fail: ${importHint(standardId(cluster, name))}`,
+    },
+  ];
+}
+
+async function checkDistributed(ctx: HandlerContext, olds: Record<string, unknown>, r: Record<string, unknown>): Promise<pulumi.dynamic.CheckFailure[]> {
+  if (isUnknown(r.switch) || isUnknown(r.datacenter)) return [];
+  const client = await ctx.client();
+  const sw = pickSwitch(await inventoryCache(client).switches(), r.switch as string, r.datacenter as string | undefined);
+  if (isUnknown(r.name) || !isNew(olds, r)) return [];
+  const existing = sw.portgroups.find((p) => p.name === r.name);
+  if (!existing) return [];
+  return [
+    {
+      property: "name",
+      reason: `distributed port group "${existing.name}" already exists on ${sw.name} (datacenter ${sw.datacenter.name}), so creating it would fail: ${importHint(existing.ref.toString())}`,
+    },
+  ];
+}
+
+/** A host write failed in a way that proves what was read stale. */
+function provesStale(err: unknown): boolean {
+  return err instanceof VimFault && (err.code === "AlreadyExists" || err.code === "NotFound" || err.code === "DuplicateName");
+}
+
+async function convergeStandard(
+  ctx: HandlerContext,
+  client: VimClient,
+  hosts: HostNetworking[],
+  name: string,
+  vlanId: number,
+  wantedSwitch: string | undefined,
+): Promise<void> {
+  const missing = hosts.filter((h) => !h.portgroups.some((p) => p.name === name));
+  const { plan, problems } = planSwitches(missing, wantedSwitch, ctx.config().vlanInterface);
+  if (problems.length) throw new NotFoundError(problems.join("; "), "vswitch", wantedSwitch);
+  await Promise.all(
+    hosts.map(async (h) => {
+      const pg = h.portgroups.find((p) => p.name === name);
+      const target = { host: h.host, networkSystem: h.networkSystem };
+      if (!pg) await addStandardPortGroup(client, target, { name, vlanId, vswitchName: plan.get(h.host.toString())! });
+      // Only the VLAN changes: the vSwitch and the policy (security, teaming overrides) go back as read.
+      else if (pg.vlanId !== vlanId) await updateStandardPortGroup(client, target, { name, vlanId, vswitchName: pg.vswitchName, policy: pg.policy });
+    }),
+  );
 }
 
 export const portGroupHandler: ResourceHandler = {
-  async check(ctx, _olds, news) {
+  async check(ctx, olds, news) {
     const props = stripProvider(news);
-    const known = Object.fromEntries(Object.entries(props).filter(([, v]) => !isUnknown(v)));
+    for (const k of OUTPUT_KEYS) if (props[k] === undefined || props[k] === null) delete props[k];
+    const misspelt = unknownInputFailures(props, INPUT_KEYS, "PortGroup");
+    if (misspelt.length) return { inputs: props, failures: misspelt };
+    // Unknowns (outputs of resources not created yet, at preview) stay unknown: no
+    // default is filled over them, and nothing that depends on them is checked.
+    const unknown = Object.keys(props).filter((k) => isUnknown(props[k]));
+    const known = Object.fromEntries(Object.entries(props).filter(([k]) => !unknown.includes(k)));
     const parsed = InputsSchema.safeParse(known);
     if (!parsed.success) return { inputs: props, failures: checkFailures(parsed.error, known, "PortGroup") };
-    const inputs = parsed.data;
+    const inputs: Record<string, unknown> = { ...parsed.data };
+    for (const k of unknown) inputs[k] = UNKNOWN;
+
+    const cfg = ctx.config();
+    if (inputs.name === undefined) inputs.name = cfg.flatNetworkBridge;
+    if (isUnknown(inputs.kind)) return { inputs };
     const failures: pulumi.dynamic.CheckFailure[] = [];
-    if (inputs.kind === "distributed" && !inputs.switch && !isUnknown(props.switch)) {
-      failures.push({ property: "switch", reason: "a distributed port group needs switch: the name of its distributed switch" });
-    }
-    if (inputs.kind === "standard" && inputs.portBinding) {
-      failures.push({ property: "portBinding", reason: `portBinding "${inputs.portBinding}" applies to distributed port groups only; remove it or set kind: "distributed"` });
-    }
-    if (failures.length > 0) return { inputs: props, failures };
-    const resolved = resolveInputs(ctx, inputs);
-    if (!resolved.clusterName && inputs.kind === "standard" && !isUnknown(props.clusterName)) {
-      return { inputs: props, failures: [{ property: "clusterName", reason: "no cluster: set clusterName, or the vmware:clusterName config" }] };
-    }
-    // Check against vCenter what can be checked now: the cluster, the switch.
-    if (Object.values(props).some(isUnknown)) return { inputs: { ...props, ...resolved } };
-    const client = await ctx.client();
-    try {
-      if (inputs.kind === "standard") {
-        const cluster = await clusterOf(client, resolved);
-        const { problems } = planSwitches(await getHostNetworking(client, cluster.hosts), inputs.switch, ctx.config().vlanInterface);
-        if (problems.length) return { inputs: props, failures: [{ property: "switch", reason: problems.join("; ") }] };
-      } else {
-        const dc = resolved.clusterName ? (await clusterOf(client, resolved)).datacenter : await getDatacenter(client, inputs.datacenter);
-        await getDistributedSwitch(client, dc, inputs.switch!);
+    if (inputs.kind === "distributed") {
+      if (inputs.switch === undefined) failures.push({ property: "switch", reason: "a distributed port group needs switch: the name of its distributed switch" });
+      if (inputs.clusterName !== undefined) {
+        failures.push({ property: "clusterName", reason: "clusterName applies to standard port groups only: a distributed port group belongs to its switch; remove it" });
       }
-    } catch (err) {
-      if (!(err instanceof NotFoundError)) throw err;
-      const property = /switch/.test(err.message) ? "switch" : /datacenter/.test(err.message) ? "datacenter" : "clusterName";
-      return { inputs: props, failures: [{ property, reason: err.message }] };
+      if (inputs.portBinding === undefined) inputs.portBinding = "ephemeral";
+    } else {
+      if (inputs.portBinding !== undefined) {
+        failures.push({ property: "portBinding", reason: `portBinding ${JSON.stringify(inputs.portBinding)} applies to distributed port groups only; remove it or set kind: "distributed"` });
+      }
+      if (inputs.clusterName === undefined) inputs.clusterName = cfg.clusterName;
+      if (inputs.clusterName === undefined) failures.push({ property: "clusterName", reason: "no cluster: set clusterName, or the vmware:clusterName config" });
     }
-    return { inputs: { ...props, ...resolved } };
+    if (failures.length) return { inputs, failures };
+    // Check against vCenter what can be checked now (one round trip, kept for create).
+    try {
+      const more = inputs.kind === "distributed" ? await checkDistributed(ctx, olds, inputs) : await checkStandard(ctx, olds, inputs);
+      return more.length ? { inputs, failures: more } : { inputs };
+    } catch (err) {
+      const failure = failureOf(err);
+      if (!failure) throw err;
+      return { inputs, failures: [failure] };
+    }
   },
 
   async diff(_ctx, _id, olds, news) {
-    const o = olds as unknown as PortGroupState;
-    const n = stripProvider(news) as unknown as Resolved;
-    // "" and absent mean the same; a datacenter left out means "the cluster's".
+    const o = stripProvider(olds) as unknown as PortGroupState;
+    const n = stripProvider(news);
     const norm = (v: unknown) => (v === "" || v === null ? undefined : v);
-    const replaces = REPLACE_ON.filter((k) => norm(n[k]) !== norm(o[k]) && !(k === "datacenter" && norm(n[k]) === undefined));
-    const drift = (o.missingHosts?.length ?? 0) > 0;
-    const changes = replaces.length > 0 || n.vlanId !== o.vlanId || (n.forceDelete ?? false) !== (o.forceDelete ?? false) || drift;
-    return { changes, replaces: [...replaces], deleteBeforeReplace: replaces.length > 0 };
+    const kind = o.kind ?? "standard";
+    // What forces a new port group; a distributed one is not tied to a cluster, and
+    // a datacenter left out means "wherever it is".
+    const replaceOn = kind === "distributed" ? ["name", "kind", "switch", "datacenter"] : ["name", "kind", "switch", "clusterName", "datacenter"];
+    const unknowns = replaceOn.concat(["vlanId", "portBinding", "forceDelete"]).filter((k) => isUnknown(n[k]));
+    const replaces = replaceOn.filter((k) => {
+      if (isUnknown(n[k])) return false;
+      if (k === "datacenter" && norm(n[k]) === undefined) return false;
+      if (k === "kind") return (n.kind ?? "standard") !== kind;
+      return norm(n[k]) !== norm((o as unknown as Record<string, unknown>)[k]);
+    });
+    let update = (norm(n.forceDelete) ?? false) !== (o.forceDelete ?? false);
+    if (!isUnknown(n.vlanId)) {
+      const want = (n.vlanId as number | undefined) ?? 0;
+      if (kind === "standard") {
+        // Every host must have it with this VLAN: drift on any host is a change.
+        const hostVlans = o.hostVlans ?? Object.fromEntries((o.hosts ?? []).map((h) => [h, o.vlanId]));
+        update ||= want !== o.vlanId || Object.values(hostVlans).some((v) => v !== want) || (o.missingHosts?.length ?? 0) > 0;
+      } else {
+        update ||= want !== o.vlanId;
+      }
+    }
+    if (kind === "distributed" && !isUnknown(n.portBinding)) update ||= (n.portBinding ?? "ephemeral") !== (o.portBinding ?? "ephemeral");
+    if (replaces.length) return { changes: true, replaces, deleteBeforeReplace: true };
+    // Unknown inputs may or may not change anything: say so, and list no replacement.
+    if (unknowns.length && !update) return { replaces: [] };
+    return { changes: update, replaces: [] };
   },
 
   async create(ctx, inputs) {
     const r = stripProvider(inputs) as unknown as Resolved;
     const client = await ctx.client();
+    const cache = inventoryCache(client);
     if (r.kind === "distributed") {
-      const cluster = r.clusterName ? await clusterOf(client, r) : undefined;
-      const dc = cluster?.datacenter ?? (await getDatacenter(client, r.datacenter));
-      const dvs = await getDistributedSwitch(client, dc, r.switch!);
-      const pg = await createDistributedPortGroup(client, dvs, { name: r.name, vlanId: r.vlanId, binding: r.portBinding ?? "ephemeral" });
+      const binding = r.portBinding ?? "ephemeral";
+      const sw = pickSwitch(await cache.switches(), r.switch!, r.datacenter);
+      let pg;
+      try {
+        pg = await createDistributedPortGroup(client, sw, { name: r.name, vlanId: r.vlanId, binding });
+      } catch (err) {
+        if (!(err instanceof DuplicateNameFault)) throw err;
+        const existing = err.object;
+        throw new DuplicateNameFault(
+          "DuplicateName",
+          `distributed port group "${r.name}" already exists on ${sw.name}: ${importHint(existing?.toString() ?? "DistributedVirtualPortgroup:<id>")}`,
+          err.detail,
+        );
+      }
       const outs: PortGroupState = {
-        ...r,
-        portBinding: r.portBinding ?? "ephemeral",
-        clusterName: r.clusterName ?? "",
-        datacenter: dc.name,
+        name: r.name,
+        vlanId: r.vlanId,
+        kind: "distributed",
+        switch: sw.name,
+        datacenter: sw.datacenter.name,
+        portBinding: binding,
+        forceDelete: r.forceDelete,
         hostSwitches: {},
+        hostVlans: {},
         hosts: [],
         missingHosts: [],
         networkId: pg.ref.toString(),
-        switchUuid: dvs.uuid,
+        switchUuid: sw.uuid,
         portgroupKey: pg.key,
       };
       return { id: pg.ref.toString(), outs };
     }
 
-    const cluster = await clusterOf(client, r);
-    const hosts = await getHostNetworking(client, cluster.hosts);
+    let snap = await cache.topology();
+    let cluster = pickCluster(snap, r.clusterName!, r.datacenter);
+    let hosts = hostsOf(snap, cluster);
+    if (hosts.some((h) => h.portgroups.some((p) => p.name === r.name))) {
+      // Decide on what vCenter says now, not on what was read at check.
+      snap = await cache.topology({ fresh: true });
+      cluster = pickCluster(snap, r.clusterName!, r.datacenter);
+      hosts = hostsOf(snap, cluster);
+    }
     const taken = hosts.filter((h) => h.portgroups.some((p) => p.name === r.name));
     if (taken.length) {
       throw new DuplicateNameFault(
         "DuplicateName",
-        `port group "${r.name}" already exists on ${taken.map((h) => h.hostName).join(", ")}; import it or choose another name`,
+        `port group "${r.name}" already exists on ${taken.map((h) => h.hostName).join(", ")}: ${importHint(standardId(cluster, r.name))}`,
         { name: r.name },
       );
     }
     const { plan, problems } = planSwitches(hosts, r.switch, ctx.config().vlanInterface);
-    if (problems.length) throw new NotFoundError(problems.join("; "));
+    if (problems.length) throw new NotFoundError(problems.join("; "), "vswitch", r.switch);
 
     // Add on every host at once; if any fails, take it off the hosts that got it.
     const results = await Promise.allSettled(
-      hosts.map((h) => addStandardPortGroup(client, h.networkSystem, { name: r.name, vlanId: r.vlanId, vswitchName: plan.get(h.host.toString())! })),
+      hosts.map((h) =>
+        addStandardPortGroup(client, { host: h.host, networkSystem: h.networkSystem }, { name: r.name, vlanId: r.vlanId, vswitchName: plan.get(h.host.toString())! }),
+      ),
     );
     const failed = results.flatMap((res, i) => (res.status === "rejected" ? [{ host: hosts[i]!, reason: res.reason as unknown }] : []));
     if (failed.length) {
       await Promise.allSettled(
-        hosts.filter((_, i) => results[i]!.status === "fulfilled").map((h) => removeStandardPortGroup(client, h.networkSystem, r.name)),
+        hosts
+          .filter((_, i) => results[i]!.status === "fulfilled")
+          .map((h) => removeStandardPortGroup(client, { host: h.host, networkSystem: h.networkSystem }, r.name)),
       );
       const first = failed[0]!;
+      const stale = failed.some((f) => provesStale(f.reason));
       throw new Error(
         `port group "${r.name}" could not be added on ${failed.map((f) => f.host.hostName).join(", ")} (${(first.reason as Error)?.message ?? String(first.reason)}); ` +
-          `it was removed again from the hosts that got it`,
+          `it was removed again from the hosts that got it${stale ? `; it exists there already: ${importHint(standardId(cluster, r.name))}` : ""}`,
       );
     }
-    const network = await findNetwork(client, cluster.datacenter, r.name);
+    // One read: the hosts as they are now, and the Network object vCenter made (it
+    // can list it a moment later: wait for it a little, never store an empty id).
+    const { network, hosts: after } = await standardNetworkOf(client, cluster.hosts, r.name, 5000);
+    const where = presence(after, r.name);
     const outs: PortGroupState = {
-      ...r,
+      name: r.name,
+      vlanId: r.vlanId,
+      kind: "standard",
+      ...(r.switch ? { switch: r.switch } : {}),
       clusterName: cluster.name,
       datacenter: cluster.datacenter.name,
-      hostSwitches: Object.fromEntries(hosts.map((h) => [h.hostName, plan.get(h.host.toString())!])),
-      hosts: hosts.map((h) => h.hostName).sort(),
-      missingHosts: [],
-      networkId: network?.toString() ?? "",
+      forceDelete: r.forceDelete,
+      ...where,
+      ...(network ? { networkId: network.toString() } : {}),
     };
     return { id: standardId(cluster, r.name), outs };
   },
 
   async read(ctx, id, props) {
-    const s = stripProvider(props) as unknown as PortGroupState;
+    // `props` is the state, or nothing but the provider when importing by id.
+    const s = stripProvider(props) as unknown as Partial<PortGroupState>;
+    const importing = s.kind === undefined;
     const client = await ctx.client();
-    if (s.kind === "distributed") {
-      const pg = await getDistributedPortGroup(client, MoRef.parse(s.networkId || id));
-      if (!pg) return { id: "", props: {} };
-      return { id, props: { ...s, name: pg.name, vlanId: pg.vlanId ?? s.vlanId, portgroupKey: pg.key } };
+    const cache = inventoryCache(client);
+    const std = STANDARD_ID.exec(id);
+    if (std) {
+      const [, clusterId, name] = std as unknown as [string, string, string];
+      const snap = await cache.topology({ fresh: true, networks: true });
+      const cluster = snap.clusters.find((c) => c.ref.value === clusterId);
+      if (!cluster) return { id: "", props: {} };
+      const hosts = hostsOf(snap, cluster);
+      const where = presence(hosts, name);
+      if (where.hosts.length === 0) return { id: "", props: {} };
+      const network = hosts
+        .flatMap((h) => h.networks ?? [])
+        .map((ref) => snap.networks.get(ref.toString()))
+        .find((n) => n?.name === name && n.ref.type === "Network");
+      const outs: PortGroupState = {
+        name,
+        vlanId: summaryVlan(where.hostVlans, s.vlanId),
+        kind: "standard",
+        ...(s.switch ? { switch: s.switch } : {}),
+        clusterName: cluster.name,
+        datacenter: cluster.datacenter.name,
+        forceDelete: s.forceDelete ?? false,
+        ...where,
+        ...(network ? { networkId: network.ref.toString() } : s.networkId ? { networkId: s.networkId } : {}),
+      };
+      const inputs = { name, vlanId: outs.vlanId, kind: "standard", clusterName: cluster.name, forceDelete: outs.forceDelete };
+      return { id, props: outs as unknown as Record<string, unknown>, ...(importing ? { inputs } : {}) };
     }
-    let cluster: Cluster;
+
+    let ref: MoRef;
     try {
-      cluster = await clusterOf(client, s);
-    } catch (err) {
-      if (err instanceof NotFoundError) return { id: "", props: {} };
-      throw err;
+      ref = MoRef.parse(s.networkId || id);
+    } catch {
+      throw new Error(`PortGroup id ${JSON.stringify(id)} is neither standard:<cluster id>:<name> nor a distributed port group reference (DistributedVirtualPortgroup:dvportgroup-12)`);
     }
-    const hosts = await getHostNetworking(client, cluster.hosts);
-    const present = hosts.flatMap((h) => {
-      const pg = h.portgroups.find((p) => p.name === s.name);
-      return pg ? [{ h, pg }] : [];
-    });
-    if (present.length === 0) return { id: "", props: {} };
-    const drifted = present.find((p) => p.pg.vlanId !== s.vlanId);
-    const network = await findNetwork(client, cluster.datacenter, s.name);
+    const snap = await cache.switches({ fresh: true });
+    const sw = snap.switches.find((w) => w.portgroups.some((p) => p.ref.equals(ref)));
+    const pg = sw?.portgroups.find((p) => p.ref.equals(ref));
+    if (!sw || !pg) return { id: "", props: {} };
+    const binding = bindingOf(pg.binding) as "ephemeral" | "static";
     const outs: PortGroupState = {
-      ...s,
-      vlanId: drifted ? drifted.pg.vlanId : s.vlanId,
-      ...presence(hosts, s.name),
-      networkId: network?.toString() ?? s.networkId,
+      name: pg.name,
+      vlanId: pg.vlanId ?? s.vlanId ?? 0,
+      kind: "distributed",
+      switch: sw.name,
+      datacenter: sw.datacenter.name,
+      portBinding: binding,
+      forceDelete: s.forceDelete ?? false,
+      hostSwitches: {},
+      hostVlans: {},
+      hosts: [],
+      missingHosts: [],
+      networkId: ref.toString(),
+      switchUuid: sw.uuid,
+      portgroupKey: pg.key,
     };
-    return { id, props: outs };
+    const inputs = { name: pg.name, vlanId: outs.vlanId, kind: "distributed", switch: sw.name, portBinding: binding, forceDelete: outs.forceDelete };
+    return { id, props: outs as unknown as Record<string, unknown>, ...(importing ? { inputs } : {}) };
   },
 
-  async update(ctx, _id, olds, news) {
-    const o = olds as unknown as PortGroupState;
+  async update(ctx, id, olds, news) {
+    const o = stripProvider(olds) as unknown as PortGroupState;
     const n = stripProvider(news) as unknown as Resolved;
     const client = await ctx.client();
+    const cache = inventoryCache(client);
     if (o.kind === "distributed") {
-      const pg = await getDistributedPortGroup(client, MoRef.parse(o.networkId));
-      if (!pg) throw new NotFoundError(`distributed port group ${o.name} (${o.networkId}) no longer exists; refresh to re-create it`);
-      if (pg.vlanId !== n.vlanId) await setDistributedPortGroupVlan(client, pg, n.vlanId);
-      return { outs: { ...o, vlanId: n.vlanId, forceDelete: n.forceDelete } };
+      const ref = MoRef.parse(o.networkId || id);
+      const cached = (await cache.switches()).switches.flatMap((w) => w.portgroups).find((p) => p.ref.equals(ref));
+      const pg = cached ?? (await getDistributedPortGroup(client, ref));
+      if (!pg) throw new NotFoundError(`distributed port group ${o.name} (${ref.toString()}) no longer exists; refresh to re-create it`, "portgroup", o.name);
+      const binding = n.portBinding ?? "ephemeral";
+      const change = {
+        vlanId: pg.vlanId !== n.vlanId ? n.vlanId : undefined,
+        binding: bindingType(binding) !== pg.binding ? binding : undefined,
+      };
+      if (change.vlanId !== undefined || change.binding !== undefined) await reconfigureDistributedPortGroup(client, pg, change);
+      return { outs: { ...o, vlanId: n.vlanId, portBinding: binding, forceDelete: n.forceDelete } };
     }
-    const cluster = await clusterOf(client, o);
-    const hosts = await getHostNetworking(client, cluster.hosts);
-    const missing = hosts.filter((h) => !h.portgroups.some((p) => p.name === o.name));
-    const { plan, problems } = planSwitches(missing, n.switch, ctx.config().vlanInterface);
-    if (problems.length) throw new NotFoundError(problems.join("; "));
-    await Promise.all(
-      hosts.map(async (h) => {
-        const pg = h.portgroups.find((p) => p.name === o.name);
-        if (!pg) {
-          await addStandardPortGroup(client, h.networkSystem, { name: o.name, vlanId: n.vlanId, vswitchName: plan.get(h.host.toString())! });
-        } else if (pg.vlanId !== n.vlanId) {
-          await updateStandardPortGroup(client, h.networkSystem, { name: o.name, vlanId: n.vlanId, vswitchName: pg.vswitchName });
-        }
-      }),
+
+    const clusterId = STANDARD_ID.exec(id)?.[1];
+    const clusterOf = (snap: InventorySnapshot) =>
+      (clusterId && snap.clusters.find((c) => c.ref.value === clusterId)) || pickCluster(snap, o.clusterName ?? n.clusterName!, o.datacenter);
+    let snap = await cache.topology();
+    let cluster = clusterOf(snap);
+    try {
+      await convergeStandard(ctx, client, hostsOf(snap, cluster), o.name, n.vlanId, n.switch);
+    } catch (err) {
+      if (!provesStale(err)) throw err;
+      // A host changed since it was read: read again and converge once more.
+      snap = await cache.topology({ fresh: true });
+      cluster = clusterOf(snap);
+      await convergeStandard(ctx, client, hostsOf(snap, cluster), o.name, n.vlanId, n.switch);
+    }
+    // Every host now has it with this VLAN; the vSwitch is the one it was on, or the planned one.
+    const hosts = hostsOf(snap, cluster);
+    const { plan } = planSwitches(hosts, n.switch, ctx.config().vlanInterface);
+    const hostSwitches = Object.fromEntries(
+      hosts.map((h) => [h.hostName, h.portgroups.find((p) => p.name === o.name)?.vswitchName ?? plan.get(h.host.toString()) ?? ""]),
     );
-    const after = await getHostNetworking(client, cluster.hosts);
+    const names = hosts.map((h) => h.hostName).sort();
+    let networkId = o.networkId;
+    if (!networkId) networkId = (await standardNetworkOf(client, cluster.hosts, o.name, 5000)).network?.toString();
     const outs: PortGroupState = {
       ...o,
       vlanId: n.vlanId,
       forceDelete: n.forceDelete,
-      ...presence(after, o.name),
+      hosts: names,
+      missingHosts: [],
+      hostSwitches,
+      hostVlans: Object.fromEntries(names.map((h) => [h, n.vlanId])),
+      ...(networkId ? { networkId } : {}),
     };
     return { outs };
   },
 
-  async delete(ctx, _id, props) {
+  async delete(ctx, id, props) {
     const s = stripProvider(props) as unknown as PortGroupState;
     const client = await ctx.client();
-    const network = s.kind === "distributed" ? MoRef.parse(s.networkId) : s.networkId ? MoRef.parse(s.networkId) : undefined;
-    if (network && !s.forceDelete) {
-      const vms = await networkVms(client, network);
-      if (vms.length > 0) {
-        throw new VimFault(
-          "ResourceInUse",
-          `port group "${s.name}" is used by ${vms.length} VM${vms.length === 1 ? "" : "s"} (${vms
-            .slice(0, 5)
-            .map((v) => v.name)
-            .join(", ")}${vms.length > 5 ? ", ..." : ""}): move their NICs to another network first, or set forceDelete: true`,
-        );
-      }
-    }
+    const inUse = (name: string, vms: Array<{ name: string }>) =>
+      new VimFault(
+        "ResourceInUse",
+        `port group "${name}" is used by ${vms.length} VM${vms.length === 1 ? "" : "s"} (${vms
+          .slice(0, 5)
+          .map((v) => v.name)
+          .join(", ")}${vms.length > 5 ? ", ..." : ""}): move their NICs to another network first, or set forceDelete: true`,
+      );
     if (s.kind === "distributed") {
-      if (await getDistributedPortGroup(client, network!)) await destroyDistributedPortGroup(client, network!);
+      const ref = MoRef.parse(s.networkId || id);
+      if (!s.forceDelete) {
+        const vms = await networkVms(client, ref);
+        if (vms.length > 0) throw inUse(s.name, vms);
+      }
+      try {
+        await destroyDistributedPortGroup(client, ref);
+      } catch (err) {
+        if (!(err instanceof ManagedObjectNotFoundFault)) throw err; // gone already
+      }
       return;
     }
-    let cluster: Cluster;
-    try {
-      cluster = await clusterOf(client, s);
-    } catch (err) {
-      if (err instanceof NotFoundError) return; // the cluster is gone, and the port group with it
-      throw err;
+
+    // One read: the cluster's hosts now, and (with a known network) the VMs on it.
+    const network = s.networkId ? MoRef.parse(s.networkId) : undefined;
+    const vmSpec = network
+      ? [
+          {
+            propSet: [{ type: "VirtualMachine", pathSet: ["name"] }],
+            objectSet: [{ obj: network, skip: true, selectSet: [traversal("networkVms", "Network", "vm")] }],
+            reportMissingObjectsInResults: true,
+          },
+        ]
+      : [];
+    const check = !s.forceDelete;
+    const snap = await inventoryCache(client).topology({ fresh: true, networks: check && !network, ...(check && network ? { extra: vmSpec } : {}) });
+    const clusterId = STANDARD_ID.exec(id)?.[1];
+    let cluster: ClusterNode | undefined = clusterId ? snap.clusters.find((c) => c.ref.value === clusterId) : undefined;
+    if (!cluster && s.clusterName) {
+      try {
+        cluster = pickCluster(snap, s.clusterName, s.datacenter);
+      } catch (err) {
+        if (!(err instanceof NotFoundError)) throw err;
+      }
     }
-    const hosts = await getHostNetworking(client, cluster.hosts);
+    if (!cluster) return; // the cluster is gone, and the port group with it
+    const hosts = hostsOf(snap, cluster).filter((h) => h.portgroups.some((p) => p.name === s.name));
+    if (check && hosts.length) {
+      let vms: Array<{ name: string }>;
+      if (network) {
+        vms = snap.extra.filter((c) => c.obj.type === "VirtualMachine").map((c) => ({ name: String(c.props.name) }));
+      } else {
+        // No id stored: find the Network by name among the hosts' networks.
+        const found = hosts
+          .flatMap((h) => h.networks ?? [])
+          .map((ref) => snap.networks.get(ref.toString()))
+          .find((n) => n?.name === s.name && n.ref.type === "Network");
+        vms = found ? await networkVms(client, found.ref) : [];
+      }
+      if (vms.length > 0) throw inUse(s.name, vms);
+    }
     await Promise.all(
-      hosts
-        .filter((h) => h.portgroups.some((p) => p.name === s.name))
-        .map((h) => removeStandardPortGroup(client, h.networkSystem, s.name)),
+      hosts.map((h) =>
+        removeStandardPortGroup(client, { host: h.host, networkSystem: h.networkSystem }, s.name).catch((err: unknown) => {
+          if (!(err instanceof VimFault && err.code === "NotFound")) throw err; // removed meanwhile
+        }),
+      ),
     );
   },
 };

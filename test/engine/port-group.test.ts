@@ -1,6 +1,6 @@
 // PortGroup end to end: program -> serialized dynamic provider -> the real
 // dynamic-provider process -> driver -> the simulator.
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,8 +8,11 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { findCluster, listVms } from "../../provider/vsphere/inventory.js";
 import {
+  findNetwork,
   getDistributedPortGroup,
   getHostNetworking,
+  networkVms,
+  reconfigureDistributedPortGroup,
   removeStandardPortGroup,
   updateStandardPortGroup,
   type HostNetworking,
@@ -93,15 +96,16 @@ describe("PortGroup through the dynamic-provider process", () => {
     await updateStandardPortGroup(client, h0!.net.networkSystem, { name: "pg-life", vlanId: 300, vswitchName: "vSwitch0" });
     await removeStandardPortGroup(client, h2!.net.networkSystem, "pg-life");
     const refreshed = await s.refresh();
+    // Each host as it is: the state does not pretend H0's VLAN is every host's.
     expect(refreshed.events).toEqual([
       {
         op: "drift",
         key: "pulumi-nodejs:dynamic/vmware:PortGroup::standard",
         changed: {
-          vlanId: { from: 200, to: 300 },
           hosts: { from: ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"], to: ["DC0_C0_H0", "DC0_C0_H1"] },
           missingHosts: { from: [], to: ["DC0_C0_H2"] },
           hostSwitches: { from: { DC0_C0_H0: "vSwitch0", DC0_C0_H1: "vSwitch0", DC0_C0_H2: "vSwitch0" }, to: { DC0_C0_H0: "vSwitch0", DC0_C0_H1: "vSwitch0" } },
+          hostVlans: { from: { DC0_C0_H0: 200, DC0_C0_H1: 200, DC0_C0_H2: 200 }, to: { DC0_C0_H0: 300, DC0_C0_H1: 200 } },
         },
       },
     ]);
@@ -113,13 +117,63 @@ describe("PortGroup through the dynamic-provider process", () => {
       ["DC0_C0_H2", 200],
     ]);
 
+    const network = MoRef.parse(String(s.state().resources[0]!.outputs.networkId));
     const gone = await s.destroy();
     expect(gone.events.map((e) => e.op)).toEqual(["delete"]);
     expect(await hostsWith("pg-life")).toEqual([]);
     expect(s.state().resources).toEqual([]);
+    // With its last host, the port group's Network object goes too.
+    expect(await findNetwork(client, (await findCluster(client, "DC0_C0")).datacenter, "pg-life")).toBeUndefined();
+    expect(await networkVms(client, network)).toEqual([]);
   });
 
-  it("manages a distributed port group with ephemeral binding, and replaces on a rename", async () => {
+  it("converges every host when hosts disagree: one host's VLAN changed outside, then up with that VLAN", async () => {
+    const s = stack("mixed", { "pgtest:name": "pg-mixed", "pgtest:vlanId": "200" });
+    expect((await s.up()).errors).toEqual([]);
+    const [h0] = await hostsWith("pg-mixed");
+    await updateStandardPortGroup(client, h0!.net.networkSystem, { name: "pg-mixed", vlanId: 300, vswitchName: "vSwitch0" });
+
+    const refreshed = await s.refresh();
+    expect(refreshed.events[0]?.changed).toEqual({
+      hostVlans: { from: { DC0_C0_H0: 200, DC0_C0_H1: 200, DC0_C0_H2: 200 }, to: { DC0_C0_H0: 300, DC0_C0_H1: 200, DC0_C0_H2: 200 } },
+    });
+    // The input now says 300: two hosts still differ, so this is an update, not "same".
+    const up = await s.up({ ...s.opts.config, "pgtest:vlanId": "300" });
+    expect(up.errors).toEqual([]);
+    expect(up.events.map((e) => e.op)).toEqual(["update"]);
+    expect((await hostsWith("pg-mixed")).map((h) => [h.host, h.vlanId])).toEqual([
+      ["DC0_C0_H0", 300],
+      ["DC0_C0_H1", 300],
+      ["DC0_C0_H2", 300],
+    ]);
+    expect(up.outputs.standardHostVlans).toEqual({ DC0_C0_H0: 300, DC0_C0_H1: 300, DC0_C0_H2: 300 });
+    expect((await s.up({ ...s.opts.config, "pgtest:vlanId": "300" })).events.map((e) => e.op)).toEqual(["same"]);
+    await s.destroy();
+  });
+
+  it("changes only the VLAN: a host's security and teaming overrides survive a VLAN update", async () => {
+    const s = stack("policy", { "pgtest:name": "pg-policy", "pgtest:vlanId": "100" });
+    expect((await s.up()).errors).toEqual([]);
+    const [, h1] = await hostsWith("pg-policy");
+    const policy = {
+      security: { allowPromiscuous: true, macChanges: false, forgedTransmits: false },
+      nicTeaming: { policy: "failover_explicit", notifySwitches: false },
+    };
+    await updateStandardPortGroup(client, h1!.net.networkSystem, { name: "pg-policy", vlanId: 100, vswitchName: "vSwitch0", policy });
+
+    const up = await s.up({ ...s.opts.config, "pgtest:vlanId": "101" });
+    expect(up.events.map((e) => e.op)).toEqual(["update"]);
+    const after = await hostsWith("pg-policy");
+    expect(after.map((h) => h.vlanId)).toEqual([101, 101, 101]);
+    const kept = after[1]!.net.portgroups.find((p) => p.name === "pg-policy")!.policy;
+    expect(kept).toMatchObject({
+      security: { allowPromiscuous: "true", macChanges: "false", forgedTransmits: "false" },
+      nicTeaming: { policy: "failover_explicit", notifySwitches: "false" },
+    });
+    await s.destroy();
+  });
+
+  it("manages a distributed port group with ephemeral binding, and replaces both kinds on a rename", async () => {
     const s = stack("dv", { "pgtest:name": "pg-for-dv", "pgtest:distributed": "true", "pgtest:dvVlanId": "210" });
     const up = await s.up();
     expect(up.errors).toEqual([]);
@@ -131,15 +185,41 @@ describe("PortGroup through the dynamic-provider process", () => {
     expect(vlan.events.find((e) => e.key.endsWith("::distributed"))?.op).toBe("update");
     expect((await getDistributedPortGroup(client, ref))?.vlanId).toBe(211);
 
-    const renamed = await s.up({ ...s.opts.config, "pgtest:dvVlanId": "211", "pgtest:name": "pg-for-dv-2" });
-    const replace = renamed.events.find((e) => e.key.endsWith("::standard"));
-    expect(replace).toMatchObject({ op: "replace", replaces: ["name"] });
+    const renamed = await s.up({ ...s.opts.config, "pgtest:dvVlanId": "211", "pgtest:name": "pg-for-dv-2", "pgtest:dvName": "pg-distributed-2" });
+    expect(renamed.errors).toEqual([]);
+    expect(renamed.events.find((e) => e.key.endsWith("::standard"))).toMatchObject({ op: "replace", replaces: ["name"] });
+    expect(renamed.events.find((e) => e.key.endsWith("::distributed"))).toMatchObject({ op: "replace", replaces: ["name"] });
     expect(await hostsWith("pg-for-dv")).toEqual([]);
     expect(await hostsWith("pg-for-dv-2")).toHaveLength(3);
+    // The distributed one is a new port group: the old one is gone, the new one has the new name and the VLAN.
+    const renamedRef = MoRef.parse(String(renamed.outputs.distributedNetwork));
+    expect(renamedRef.equals(ref)).toBe(false);
+    expect(await getDistributedPortGroup(client, ref)).toBeUndefined();
+    expect(await getDistributedPortGroup(client, renamedRef)).toMatchObject({ name: "pg-distributed-2", vlanId: 211, binding: "ephemeral" });
 
     await s.destroy();
-    expect(await getDistributedPortGroup(client, ref)).toBeUndefined();
+    expect(await getDistributedPortGroup(client, renamedRef)).toBeUndefined();
     expect(await hostsWith("pg-for-dv-2")).toEqual([]);
+  });
+
+  it("sees a distributed port group's binding changed outside on refresh, and changes it back in place", async () => {
+    const s = stack("dv-binding", { "pgtest:name": "pg-dvb-std", "pgtest:distributed": "true", "pgtest:dvName": "pg-dvb", "pgtest:dvVlanId": "220" });
+    const up = await s.up();
+    expect(up.errors).toEqual([]);
+    const ref = MoRef.parse(String(up.outputs.distributedNetwork));
+    await reconfigureDistributedPortGroup(client, (await getDistributedPortGroup(client, ref))!, { binding: "static" });
+
+    const refreshed = await s.refresh();
+    expect(refreshed.events.find((e) => e.key.endsWith("::distributed"))?.changed).toEqual({ portBinding: { from: "ephemeral", to: "static" } });
+    const repaired = await s.up();
+    expect(repaired.events.find((e) => e.key.endsWith("::distributed"))?.op).toBe("update");
+    expect(await getDistributedPortGroup(client, ref)).toMatchObject({ name: "pg-dvb", vlanId: 220, binding: "ephemeral" });
+
+    // Asked for "static": changed in place, the same port group.
+    const toStatic = await s.up({ ...s.opts.config, "pgtest:dvBinding": "static" });
+    expect(toStatic.events.find((e) => e.key.endsWith("::distributed"))?.op).toBe("update");
+    expect(await getDistributedPortGroup(client, ref)).toMatchObject({ vlanId: 220, binding: "earlyBinding" });
+    await s.destroy();
   });
 
   it("puts standard port groups on the vSwitch of vmware:vlanInterface, as Nova's VlanManager", async () => {
@@ -163,7 +243,8 @@ describe("PortGroup through the dynamic-provider process", () => {
       [{ "pgtest:vlanId": "5000" }, "vlanId", /PortGroup\.vlanId = 5000: want 0 to 4094/],
       [{ "pgtest:switch": "vSwitchX" }, "switch", /host DC0_C0_H0 has no vSwitch "vSwitchX" \(it has: vSwitch0, vSwitch1\)/],
       [{ "vmware:clusterName": "nope" }, "clusterName", /cluster "nope" not found \(there are: DC0_C0 \(DC0\)\)/],
-      [{ "pgtest:distributed": "true", "pgtest:dvs": "DVS9" }, "switch", /distributed switch "DVS9" not found in datacenter DC0 \(there are: DVS0\)/],
+      [{ "pgtest:distributed": "true", "pgtest:dvs": "DVS9" }, "switch", /distributed switch "DVS9" not found \(there are: DVS0 \(DC0\)\)/],
+      [{ "pgtest:distributed": "true", "pgtest:dvDatacenter": "DC9" }, "datacenter", /datacenter "DC9" not found \(there are: DC0\)/],
     ];
     for (const [config, property, reason] of cases) {
       const s = stack(`bad-${property}-${Date.now()}`, { "pgtest:name": "pg-bad", ...config });
@@ -205,6 +286,14 @@ describe("PortGroup through the dynamic-provider process", () => {
     expect(refused.errors.join("\n")).toMatch(new RegExp(`port group "pg-in-use" is used by 1 VM \\(${vm!.name}\\): .*forceDelete: true`));
     expect(await hostsWith("pg-in-use")).toHaveLength(3);
     expect(s.state().resources).toHaveLength(1);
+
+    // A state without networkId (vCenter had not listed the Network yet): the check still runs, by name.
+    const state = s.state();
+    delete state.resources[0]!.outputs.networkId;
+    writeFileSync(s.opts.stateFile, JSON.stringify(state));
+    const stillRefused = await s.destroy();
+    expect(stillRefused.errors.join("\n")).toMatch(/port group "pg-in-use" is used by 1 VM/);
+    expect(await hostsWith("pg-in-use")).toHaveLength(3);
 
     const forced = await s.up({ ...s.opts.config, "pgtest:forceDelete": "true" });
     expect(forced.events.map((e) => e.op)).toEqual(["update"]);

@@ -11,10 +11,19 @@ const standard = new PortGroup("standard", {
   ...(cfg.getBoolean("forceDelete") !== undefined ? { forceDelete: cfg.getBoolean("forceDelete") } : {}),
 });
 const distributed = cfg.getBoolean("distributed")
-  ? new PortGroup("distributed", { kind: "distributed", switch: cfg.get("dvs") ?? "DVS0", name: "pg-distributed", vlanId: cfg.getNumber("dvVlanId") ?? 200 })
+  ? new PortGroup("distributed", {
+      kind: "distributed",
+      switch: cfg.get("dvs") ?? "DVS0",
+      name: cfg.get("dvName") ?? "pg-distributed",
+      vlanId: cfg.getNumber("dvVlanId") ?? 200,
+      ...(cfg.get("dvDatacenter") ? { datacenter: cfg.get("dvDatacenter") } : {}),
+      ...(cfg.get("dvBinding") ? { portBinding: cfg.get("dvBinding") as "ephemeral" | "static" } : {}),
+    })
   : undefined;
 
 export const standardHosts = standard.hosts;
 export const standardVlan = standard.vlanId;
 export const standardNetwork = standard.networkId;
+export const standardHostVlans = standard.hostVlans;
 export const distributedNetwork = distributed?.networkId;
+export const distributedDatacenter = distributed?.datacenter;

@@ -1,0 +1,91 @@
+// Round trips per PortGroup operation, counted by the simulator's per-method
+// statistics through the real dynamic-provider process (one process per
+// operation, as with the CLI). Session calls (service content, login, logout)
+// are left out: they are the same for every operation.
+//
+// The least the API allows, on a cluster of 3 hosts:
+// - standard create (check + create): 5 = one property-collector traversal from
+//   the root folder to the cluster's hosts and their networking, AddPortGroup on
+//   each host (3, in parallel), one read of the hosts' networks for the new
+//   Network object;
+// - distributed create (check + create): 3 = one traversal to the switches,
+//   AddDVPortgroup_Task, one read of the task's state with the switch's port groups;
+// - refresh of a standard port group: 1 = one traversal (hosts, their networks);
+// - VLAN update of a standard port group (check + update): 4 = one traversal,
+//   UpdatePortGroup on each host;
+// - delete of a standard port group, with the in-use check: 4 = one read of the
+//   hosts and of the VMs on the network, RemovePortGroup on each host;
+// - delete of a distributed port group, with the in-use check: 3 = one read of
+//   its VMs, Destroy_Task, one read of the task.
+// Each operation must stay within one call of that.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startVcsim, type SimulatorStats, type Vcsim } from "../vcsim/index.js";
+import { HarnessStack, type HarnessResult } from "./index.js";
+
+const PASSWORD = "pw-Rt-5c1d";
+const SESSION_METHODS = new Set(["RetrieveServiceContent", "Login", "Logout", "SessionIsActive", "CurrentTime"]);
+let sim: Vcsim;
+let dir: string;
+const measured: Record<string, { calls: number; least: number; methods: Record<string, number> }> = {};
+
+beforeAll(async () => {
+  sim = await startVcsim({ tls: true, hosts: 3, vms: 1, powerOn: false, password: PASSWORD });
+  dir = mkdtempSync(join(tmpdir(), "round-trips-"));
+});
+afterAll(async () => {
+  // The table the report quotes (bench/ keeps the comparison).
+  console.log(JSON.stringify(measured, null, 1));
+  await sim?.stop();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function stack(name: string, config: Record<string, string>): HarnessStack {
+  return new HarnessStack({
+    program: "test/engine/programs/single.ts",
+    stateFile: join(dir, `${name}.json`),
+    config: {
+      "vmware:hostIp": sim.info.host,
+      "vmware:hostPort": String(sim.info.port),
+      "vmware:hostUsername": sim.info.username,
+      "vmware:hostPassword": PASSWORD,
+      "vmware:caFile": sim.info.caFile!,
+      "vmware:clusterName": "DC0_C0",
+      ...config,
+    },
+    secretKeys: ["vmware:hostPassword"],
+  });
+}
+
+function apiCalls(stats: SimulatorStats): { calls: number; methods: Record<string, number> } {
+  const methods = Object.fromEntries(Object.entries(stats.methods).filter(([m]) => !SESSION_METHODS.has(m)));
+  return { calls: Object.values(methods).reduce((a, b) => a + b, 0), methods };
+}
+
+/** Runs one operation and records its calls against the least the API allows. */
+async function count(label: string, least: number, op: () => Promise<HarnessResult>): Promise<number> {
+  await sim.control.resetStats();
+  const result = await op();
+  expect(result.errors).toEqual([]);
+  const { calls, methods } = apiCalls(await sim.control.stats());
+  measured[label] = { calls, least, methods };
+  return calls;
+}
+
+describe("round trips per PortGroup operation (3 hosts)", () => {
+  it("standard: create, refresh, VLAN update and delete each within one call of the least the API allows", async () => {
+    const s = stack("standard", { "pg:name": "pg-rt", "pg:vlanId": "10" });
+    expect(await count("standard create (check + create)", 5, () => s.up())).toBeLessThanOrEqual(6);
+    expect(await count("standard refresh", 1, () => s.refresh())).toBeLessThanOrEqual(2);
+    expect(await count("standard VLAN update (check + update)", 4, () => s.up({ ...s.opts.config, "pg:vlanId": "11" }))).toBeLessThanOrEqual(5);
+    expect(await count("standard delete (with in-use check)", 4, () => s.destroy())).toBeLessThanOrEqual(5);
+  });
+
+  it("distributed: create and delete each within one call of the least the API allows", async () => {
+    const s = stack("distributed", { "pg:name": "pg-rt-dv", "pg:kind": "distributed", "pg:switch": "DVS0", "pg:vlanId": "12" });
+    expect(await count("distributed create (check + create)", 3, () => s.up())).toBeLessThanOrEqual(4);
+    expect(await count("distributed delete (with in-use check)", 3, () => s.destroy())).toBeLessThanOrEqual(4);
+  });
+});

@@ -6,6 +6,7 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
 import { RawSoap, RawSoapFault, moRefXml, toMoRef, type MoRef, type Parsed } from "../support/raw-soap.js";
+import { GOPATH, PROJECT_ROOT, VCSIM_SOURCE_DIR, goVersion } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 let strict: Vcsim;
@@ -241,5 +242,21 @@ describe("schema order (strict) and an independent client", () => {
     } finally {
       await sim.stop();
     }
+  });
+});
+
+describe("schema order (strict) and govmomi's own encoder", () => {
+  // order_test.go encodes a request for every vim25 method with govmomi's encoder (all
+  // fields set) and checks that the checker accepts it and refuses it with _this moved last.
+  it.skipIf(!goVersion())("accepts every request govmomi writes, refuses them misordered (go test)", { timeout: 180_000 }, async () => {
+    const { stdout } = await promisify(execFile)("go", ["test", "-count=1", "-v", "-run", "Order", "."], {
+      cwd: VCSIM_SOURCE_DIR,
+      env: { ...process.env, GO111MODULE: "off", GOPATH, GOFLAGS: "", GOCACHE: process.env.GOCACHE ?? `${PROJECT_ROOT}/.cache/go-build` },
+    });
+    expect(stdout).toMatch(/--- PASS: TestOrderAcceptsGovmomiEncodingOfEveryMethod/);
+    expect(stdout).toMatch(/--- PASS: TestOrderChecksConcreteTypesOfPolymorphicElements/);
+    const [, accepted, refused] = /(\d+) methods encoded by govmomi accepted, (\d+) misordered ones refused/.exec(stdout) ?? [];
+    expect(Number(accepted)).toBeGreaterThan(500);
+    expect(Number(refused)).toBeGreaterThan(500);
   });
 });

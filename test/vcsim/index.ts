@@ -30,7 +30,8 @@ export interface VcsimOptions {
   password?: string;
   /**
    * "strict": refuse (InvalidRequest) a SOAP request whose data-object elements are out of
-   * XSD sequence order or unknown to their type, as vCenter's deserializer does. Default "off".
+   * XSD sequence order or unknown to their type, as vCenter's deserializer does (the default,
+   * so every test proves the client's order); "off": accept any order, as govmomi's simulator.
    */
   schemaOrder?: "strict" | "off";
   /** Fault rules installed before the first request (JSON, as for the control endpoint). */

@@ -83,7 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.BoolVar(&o.quietServer, "quiet", false, "silence the simulator's own request log")
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "where datastore folders are made (default: /dev/shm when writable: VM files on this disk cost 8x the start-up time)")
 
-	fs.StringVar(&o.schemaOrder, "schema-order", "off", "strict: refuse SOAP requests whose elements are out of XSD sequence order or unknown to their type, as vCenter does; off: accept any order")
+	fs.StringVar(&o.schemaOrder, "schema-order", "strict", "strict (default): refuse SOAP requests whose elements are out of XSD sequence order or unknown to their type, as vCenter does; off: accept any order, as govmomi's simulator does")
 	t := &o.topo
 	fs.IntVar(&t.Datacenters, "datacenters", 1, "number of datacenters (DC0, DC1, ...)")
 	fs.IntVar(&t.Clusters, "clusters", 1, "clusters per datacenter (DC0_C0, ...)")

@@ -9,6 +9,7 @@ import { HttpChannel, backoffMs, type LogEvent } from "./http.js";
 import { ServiceContentSchema, methodInfo } from "./methods.js";
 import { Session, type UserSession } from "./session.js";
 import { buildEnvelope, parseEnvelope, type MethodArgs } from "./soap/envelope.js";
+import { VIM_VERSION } from "./soap/vim-types.js";
 import { MoRef, type VimValue } from "./soap/xml.js";
 import { classifyFailure, classifyStatus, type TlsOptions } from "./transport.js";
 
@@ -180,9 +181,16 @@ export class VimClient {
     return this.#session.user;
   }
 
-  /** The API version the server speaks (the SOAPAction header names it). */
+  /**
+   * The API version requests are spoken in (the SOAPAction header names it): the
+   * server's, but no newer than the vim25 schema this driver was generated from. A
+   * newer vCenter answers an older namespace as that version, so it never sends fields
+   * the schema table does not know, and that are then refused when sent back (a port
+   * group's policy read, then written, say).
+   */
   get apiVersion(): string {
-    return this.#serviceContent?.about.apiVersion ?? "5.5";
+    const server = this.#serviceContent?.about.apiVersion ?? "5.5";
+    return versionAtLeast(server, VIM_VERSION) ? VIM_VERSION : server;
   }
 
   private log(event: LogEvent): void {

@@ -23,6 +23,7 @@ import { classifyFailure, classifyStatus } from "../../provider/vsphere/transpor
 import { METHODS, REPLAY_SAFE_METHODS, methodInfo } from "../../provider/vsphere/methods.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
+import { VIM_VERSION } from "../../provider/vsphere/soap/vim-types.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions, targetOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
@@ -416,6 +417,20 @@ describe("version check", () => {
       expect((err as UnsupportedVersionError).code).toBe("UnsupportedVersion");
       expect((err as Error).message).toMatch(/runs vCenter 5\.1\.0; the driver supports vCenter 5\.5\.0 and later/);
       expect((await sim.control.stats()).methods.Login).toBeUndefined();
+    } finally {
+      await sim.stop();
+    }
+  });
+
+  it("speaks no newer API than its vim25 schema, however new the vCenter", async () => {
+    const sim = await startVcsim({ hosts: 1, apiVersion: "8.0.2" });
+    try {
+      await sim.control.resetStats();
+      const client = await VimClient.connect(simOptions(sim));
+      expect(client.serviceContent.about.apiVersion).toBe("8.0");
+      expect(client.apiVersion).toBe(VIM_VERSION);
+      await client.close();
+      expect(Object.keys((await sim.control.stats()).soapActions).sort()).toEqual(["urn:vim25/5.5", `urn:vim25/${VIM_VERSION}`]);
     } finally {
       await sim.stop();
     }

@@ -141,10 +141,24 @@ export function toHostNetworking(c: RawObjectContent): HostNetworking {
       name: g.spec.name,
       vlanId: g.spec.vlanId,
       vswitchName: g.spec.vswitchName,
-      policy: isObject(g.spec.policy) ? g.spec.policy : undefined,
+      policy: isObject(g.spec.policy) ? compact(g.spec.policy) : undefined,
     })),
     ...(p.network ? { networks: p.network } : {}),
   };
+}
+
+/**
+ * A policy as read, ready to send back: empty elements (`<security/>`, read as "")
+ * are left out, which means the same (nothing overridden) and is what a typed
+ * writer accepts for a data object field.
+ */
+function compact(o: VimObject): VimObject {
+  const out: VimObject = {};
+  for (const [k, v] of Object.entries(o)) {
+    if (v === "" || v === undefined) continue;
+    out[k] = isObject(v) ? compact(v) : v;
+  }
+  return out;
 }
 
 function isObject(v: unknown): v is VimObject {

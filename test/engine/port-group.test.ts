@@ -294,12 +294,34 @@ describe("PortGroup through the dynamic-provider process", () => {
     const stillRefused = await s.destroy();
     expect(stillRefused.errors.join("\n")).toMatch(/port group "pg-in-use" is used by 1 VM/);
     expect(await hostsWith("pg-in-use")).toHaveLength(3);
+    // Refresh looks it up again.
+    expect((await s.refresh()).events[0]?.changed).toEqual({ networkId: { from: undefined, to: network.toString() } });
 
     const forced = await s.up({ ...s.opts.config, "pgtest:forceDelete": "true" });
     expect(forced.events.map((e) => e.op)).toEqual(["update"]);
     const done = await s.destroy();
     expect(done.errors).toEqual([]);
     expect(await hostsWith("pg-in-use")).toEqual([]);
+  });
+
+  it("reads again, instead of trusting what check read, when a host call proves it stale", async () => {
+    const s = stack("stale", { "pgtest:name": "pg-stale", "pgtest:vlanId": "40" });
+    expect((await s.up()).errors).toEqual([]);
+    // The host says the port group is not there (as if removed after check read it).
+    await sim.control.addRule({ kind: "fault", method: "UpdatePortGroup", nth: 1, fault: "NotFound", message: "gone meanwhile" });
+    try {
+      await sim.control.resetStats();
+      const up = await s.up({ ...s.opts.config, "pgtest:vlanId": "41" });
+      expect(up.errors).toEqual([]);
+      expect(up.events.map((e) => e.op)).toEqual(["update"]);
+      const { methods } = await sim.control.stats();
+      expect(methods.RetrievePropertiesEx).toBe(2); // check's read, then a fresh one after the NotFound
+      expect(methods.UpdatePortGroup).toBe(4); // three, and the one that failed again
+      expect((await hostsWith("pg-stale")).map((h) => h.vlanId)).toEqual([41, 41, 41]);
+    } finally {
+      await sim.control.clearRules();
+    }
+    await s.destroy();
   });
 
   it("leaves nothing behind when adding fails on one host", async () => {

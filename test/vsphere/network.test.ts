@@ -109,6 +109,16 @@ describe("simulator host networking", () => {
     expect((await read()).policy?.security ?? "").toEqual("");
     await removeStandardPortGroup(client, h.networkSystem, "sim-policy");
   });
+
+  it("sends back a policy read with empty elements (ESXi's default port groups have them)", async () => {
+    const h = hosts[2]!;
+    const vmNetwork = () => getHostNetworking(client, [h.host]).then((r) => r[0]!.portgroups.find((p) => p.name === "Management Network")!);
+    const pg = await vmNetwork();
+    expect(pg.policy?.nicTeaming).toMatchObject({ policy: "loadbalance_srcid", nicOrder: { activeNic: "vmnic0" } });
+    await updateStandardPortGroup(client, h.networkSystem, { name: pg.name, vlanId: 12, vswitchName: pg.vswitchName, policy: pg.policy });
+    expect(await vmNetwork()).toMatchObject({ vlanId: 12, policy: pg.policy });
+    await updateStandardPortGroup(client, h.networkSystem, { name: pg.name, vlanId: pg.vlanId, vswitchName: pg.vswitchName, policy: pg.policy });
+  });
 });
 
 describe("driver network look-ups", () => {

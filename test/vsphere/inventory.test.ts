@@ -97,6 +97,8 @@ describe("getDatacenter", () => {
     expect(err).toBeInstanceOf(NotFoundError);
     expect((err as NotFoundError).code).toBe("NotFound");
     expect(err.message).toMatch(/datacenter "DC9" not found \(there are: (DC0, DC1|DC1, DC0)\)/);
+    // Typed: callers blame the input by what was not found, not by the message text.
+    expect(err).toMatchObject({ kind: "datacenter", wanted: "DC9", ambiguous: false });
 
     const single = await rejection(getDatacenter(client, "DC1"));
     expect(single).toBeInstanceOf(NotFoundError);
@@ -107,6 +109,7 @@ describe("getDatacenter", () => {
     const err = await rejection(getDatacenter(client2));
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toMatch(/several datacenters \((DC0, DC1|DC1, DC0)\): name the one to use/);
+    expect(err).toMatchObject({ kind: "datacenter", ambiguous: true });
   });
 });
 
@@ -168,6 +171,7 @@ describe("getCluster", () => {
     expect(err).toBeInstanceOf(NotFoundError);
     expect((err as NotFoundError).code).toBe("NotFound");
     expect(err.message).toMatch(/^cluster "prod" not found in datacenter DC0 \(there are: (DC0_C0, DC0_C1|DC0_C1, DC0_C0)\)$/);
+    expect(err).toMatchObject({ kind: "cluster", wanted: "prod", ambiguous: false });
   });
 });
 
@@ -323,6 +327,7 @@ describe("VMs", () => {
       const err = await rejection(findVm(client2, { name: vm0!.name }));
       expect(err).toBeInstanceOf(NotFoundError);
       expect(err.message).toMatch(/^2 VMs are named "DC0_C0_H0_VM0" \(.*\): look it up by instance uuid$/);
+      expect(err).toMatchObject({ kind: "vm", wanted: "DC0_C0_H0_VM0", ambiguous: true });
       expect(err.message).toContain(vm0!.ref.value);
       expect(err.message).toContain(vm1!.ref.value);
 

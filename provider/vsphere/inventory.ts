@@ -4,7 +4,8 @@ import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
 import { PropertyCollector } from "./property.js";
-import { arrayOf, bool, dataObject, long, moRef, str } from "./schema.js";
+import { traversal } from "./inventory-cache.js";
+import { arrayOf, bool, dataObject, long, moRef, pathsOf, str } from "./schema.js";
 import { MoRef } from "./soap/xml.js";
 
 /** A datacenter and its four root folders. */
@@ -24,7 +25,7 @@ const DatacenterProps = z.object({ name: str, vmFolder: moRef, hostFolder: moRef
  * choices when there are several).
  */
 export async function getDatacenter(client: VimClient, name?: string): Promise<Datacenter> {
-  const all = await new PropertyCollector(client).find(client.serviceContent.rootFolder, "Datacenter", DatacenterProps);
+  const all = (await walk(client, false)).datacenters;
   const pick = name === undefined ? (all.length === 1 ? all[0] : undefined) : all.find((d) => d.props.name === name);
   if (!pick) {
     const names = all.map((d) => d.props.name).join(", ") || "none";
@@ -36,6 +37,66 @@ export async function getDatacenter(client: VimClient, name?: string): Promise<D
     );
   }
   return { ref: pick.obj, ...pick.props };
+}
+
+/**
+ * Datacenters, and with `clusters` every cluster with its datacenter, in one
+ * property-collector traversal from the root folder (through nested folders and
+ * each datacenter's host folder; VMs, datastores and networks are not visited).
+ */
+async function walk(
+  client: VimClient,
+  clusters: boolean,
+): Promise<{
+  datacenters: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }>;
+  clusters: Array<{ obj: MoRef; props: z.infer<typeof ClusterProps>; datacenter: Datacenter }>;
+}> {
+  const follow = clusters ? ["folderChildren", "dcHosts"] : ["folderChildren"];
+  const contents = await new PropertyCollector(client).retrieve([
+    {
+      propSet: [
+        { type: "Datacenter", pathSet: pathsOf(DatacenterProps) },
+        ...(clusters ? [{ type: "Folder", pathSet: ["parent"] }, { type: "ClusterComputeResource", pathSet: [...pathsOf(ClusterProps), "parent"] }] : []),
+      ],
+      objectSet: [
+        {
+          obj: client.serviceContent.rootFolder,
+          skip: false,
+          selectSet: [
+            traversal("folderChildren", "Folder", "childEntity", follow),
+            ...(clusters ? [traversal("dcHosts", "Datacenter", "hostFolder", ["folderChildren"])] : []),
+          ],
+        },
+      ],
+    },
+  ]);
+  const parents = new Map<string, MoRef | undefined>();
+  const datacenters = new Map<string, Datacenter>();
+  const dcs: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }> = [];
+  for (const c of contents) {
+    if (c.obj.type === "Datacenter") {
+      const props = DatacenterProps.parse(c.props);
+      dcs.push({ obj: c.obj, props });
+      datacenters.set(c.obj.toString(), { ref: c.obj, ...props });
+    } else if (c.obj.type === "Folder" || c.obj.type === "ClusterComputeResource") {
+      parents.set(c.obj.toString(), c.props.parent instanceof MoRef ? c.props.parent : undefined);
+    }
+  }
+  const datacenterOf = (ref: MoRef): Datacenter | undefined => {
+    for (let r: MoRef | undefined = ref, hops = 0; r && hops < 64; r = parents.get(r.toString()), hops++) {
+      const dc = datacenters.get(r.toString());
+      if (dc) return dc;
+    }
+    return undefined;
+  };
+  return {
+    datacenters: dcs,
+    clusters: contents.flatMap((c) => {
+      if (c.obj.type !== "ClusterComputeResource") return [];
+      const datacenter = datacenterOf(c.obj);
+      return datacenter ? [{ obj: c.obj, props: ClusterProps.parse(c.props), datacenter }] : [];
+    }),
+  };
 }
 
 /** A cluster (ClusterComputeResource): its hosts, root resource pool, datastores, networks and DRS state. */
@@ -83,7 +144,17 @@ function toCluster(hit: { obj: MoRef; props: z.infer<typeof ClusterProps> }, dat
 
 /** The cluster (`cluster_name`) in the datacenter; the error names the clusters there are. */
 export async function getCluster(client: VimClient, datacenter: Datacenter, name: string): Promise<Cluster> {
-  const all = await new PropertyCollector(client).find(datacenter.hostFolder, "ClusterComputeResource", ClusterProps);
+  // One traversal of the datacenter's host folder (nested folders included).
+  const all = (
+    await new PropertyCollector(client).retrieve([
+      {
+        propSet: [{ type: "ClusterComputeResource", pathSet: pathsOf(ClusterProps) }],
+        objectSet: [{ obj: datacenter.hostFolder, skip: false, selectSet: [traversal("folderChildren", "Folder", "childEntity", ["folderChildren"])] }],
+      },
+    ])
+  )
+    .filter((c) => c.obj.type === "ClusterComputeResource")
+    .map((c) => ({ obj: c.obj, props: ClusterProps.parse(c.props) }));
   const hit = all.find((c) => c.props.name === name);
   if (!hit) {
     const names = all.map((c) => c.props.name).join(", ") || "none";
@@ -99,15 +170,11 @@ export async function getCluster(client: VimClient, datacenter: Datacenter, name
  */
 export async function findCluster(client: VimClient, name: string, datacenterName?: string): Promise<Cluster> {
   if (datacenterName !== undefined) return getCluster(client, await getDatacenter(client, datacenterName), name);
-  const pc = new PropertyCollector(client);
   const found: Cluster[] = [];
   const names: string[] = [];
-  for (const d of await pc.find(client.serviceContent.rootFolder, "Datacenter", DatacenterProps)) {
-    const dc: Datacenter = { ref: d.obj, ...d.props };
-    for (const c of await pc.find(dc.hostFolder, "ClusterComputeResource", ClusterProps)) {
-      names.push(`${c.props.name} (${dc.name})`);
-      if (c.props.name === name) found.push(toCluster(c, dc));
-    }
+  for (const c of (await walk(client, true)).clusters) {
+    names.push(`${c.props.name} (${c.datacenter.name})`);
+    if (c.props.name === name) found.push(toCluster(c, c.datacenter));
   }
   if (found.length === 1) return found[0]!;
   if (found.length > 1) {

@@ -5,6 +5,7 @@ import { z } from "zod";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { NotFoundError } from "../../provider/vsphere/errors.js";
 import {
+  findCluster,
   findVm,
   getCluster,
   getDatacenter,
@@ -110,6 +111,21 @@ describe("getDatacenter", () => {
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toMatch(/several datacenters \((DC0, DC1|DC1, DC0)\): name the one to use/);
     expect(err).toMatchObject({ kind: "datacenter", ambiguous: true });
+  });
+});
+
+describe("round trips", () => {
+  it("finds a datacenter, a cluster in it, or a cluster in any datacenter in one property-collector call each", async () => {
+    const calls = async (c: VimClient, fn: () => Promise<unknown>) => {
+      const before = { ...c.stats.byMethod };
+      await fn();
+      return Object.fromEntries(Object.entries(c.stats.byMethod).flatMap(([m, n]) => (n !== (before[m] ?? 0) ? [[m, n - (before[m] ?? 0)]] : [])));
+    };
+    expect(await calls(client2, () => getDatacenter(client2, "DC1"))).toEqual({ RetrievePropertiesEx: 1 });
+    const dc1 = await getDatacenter(client2, "DC1");
+    expect(await calls(client2, () => getCluster(client2, dc1, "DC1_C0"))).toEqual({ RetrievePropertiesEx: 1 });
+    expect(await calls(client2, () => findCluster(client2, "DC1_C0"))).toEqual({ RetrievePropertiesEx: 1 });
+    expect((await findCluster(client2, "DC1_C0")).datacenter.name).toBe("DC1");
   });
 });
 

@@ -166,7 +166,8 @@ const PROPERTY_OF: Partial<Record<NotFoundKind, string>> = {
 /** Whether a check is for a port group this resource does not hold yet (create or replacement). */
 function isNew(olds: Record<string, unknown>, n: Record<string, unknown>): boolean {
   if (Object.keys(stripProvider(olds)).length === 0) return true;
-  const keys = n.kind === "distributed" ? ["name", "kind", "switch", "datacenter"] : ["name", "kind", "switch", "clusterName", "datacenter"];
+  // What says where it lives: a standard one moved to another vSwitch of the same hosts is still this one.
+  const keys = n.kind === "distributed" ? ["name", "kind", "switch", "datacenter"] : ["name", "kind", "clusterName", "datacenter"];
   return keys.some((k) => (olds[k] ?? (k === "kind" ? "standard" : undefined)) !== (n[k] ?? undefined));
 }
 
@@ -267,6 +268,11 @@ export const portGroupHandler: ResourceHandler = {
       if (isUnknown(n[k])) return false;
       if (k === "datacenter" && norm(n[k]) === undefined) return false;
       if (k === "kind") return (n.kind ?? "standard") !== kind;
+      if (k === "switch" && kind === "standard" && n.switch !== undefined && o.switch === undefined) {
+        // Placed by vmware:vlanInterface (or imported): a switch now named is a move only if a host has it elsewhere.
+        const current = Object.values(o.hostSwitches ?? {});
+        return current.length === 0 || current.some((v) => v !== n.switch);
+      }
       return norm(n[k]) !== norm((o as unknown as Record<string, unknown>)[k]);
     });
     let update = (norm(n.forceDelete) ?? false) !== (o.forceDelete ?? false);

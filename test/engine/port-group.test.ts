@@ -226,6 +226,12 @@ describe("PortGroup through the dynamic-provider process", () => {
     const s = stack("vlan-if", { "pgtest:name": "pg-vmnic1", "vmware:vlanInterface": "vmnic1" });
     expect((await s.up()).errors).toEqual([]);
     expect((await hostsWith("pg-vmnic1")).map((h) => h.vswitch)).toEqual(["vSwitch1", "vSwitch1", "vSwitch1"]);
+    // Naming the vSwitch it is on already changes nothing; naming another moves it (a replacement).
+    expect((await s.up({ ...s.opts.config, "pgtest:switch": "vSwitch1" })).events.map((e) => e.op)).toEqual(["same"]);
+    const moved = await s.up({ ...s.opts.config, "pgtest:switch": "vSwitch0" });
+    expect(moved.errors).toEqual([]);
+    expect(moved.events).toMatchObject([{ op: "replace", replaces: ["switch"] }]);
+    expect((await hostsWith("pg-vmnic1")).map((h) => h.vswitch)).toEqual(["vSwitch0", "vSwitch0", "vSwitch0"]);
     await s.destroy();
   });
 

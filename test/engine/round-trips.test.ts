@@ -15,8 +15,14 @@
 //   UpdatePortGroup on each host;
 // - delete of a standard port group, with the in-use check: 4 = one read of the
 //   hosts and of the VMs on the network, RemovePortGroup on each host;
+// - refresh of a distributed port group: 1 = one traversal to the switches and
+//   their port groups (it finds the switch's name and datacenter with it);
+// - VLAN update of a distributed port group (check + update): 3 = one traversal,
+//   ReconfigureDVPortgroup_Task, one read of the task;
 // - delete of a distributed port group, with the in-use check: 3 = one read of
-//   its VMs, Destroy_Task, one read of the task.
+//   its VMs, Destroy_Task, one read of the task;
+// - up with nothing to change: 1 (check reads the cluster or switch once; the
+//   API would allow 0, but check validates the inputs against vCenter).
 // Each operation must stay within one call of that.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -78,6 +84,7 @@ describe("round trips per PortGroup operation (3 hosts)", () => {
   it("standard: create, refresh, VLAN update and delete each within one call of the least the API allows", async () => {
     const s = stack("standard", { "pg:name": "pg-rt", "pg:vlanId": "10" });
     expect(await count("standard create (check + create)", 5, () => s.up())).toBeLessThanOrEqual(6);
+    expect(await count("standard up with nothing to change", 1, () => s.up())).toBeLessThanOrEqual(2);
     expect(await count("standard refresh", 1, () => s.refresh())).toBeLessThanOrEqual(2);
     expect(await count("standard VLAN update (check + update)", 4, () => s.up({ ...s.opts.config, "pg:vlanId": "11" }))).toBeLessThanOrEqual(5);
     expect(await count("standard delete (with in-use check)", 4, () => s.destroy())).toBeLessThanOrEqual(5);
@@ -86,6 +93,9 @@ describe("round trips per PortGroup operation (3 hosts)", () => {
   it("distributed: create and delete each within one call of the least the API allows", async () => {
     const s = stack("distributed", { "pg:name": "pg-rt-dv", "pg:kind": "distributed", "pg:switch": "DVS0", "pg:vlanId": "12" });
     expect(await count("distributed create (check + create)", 3, () => s.up())).toBeLessThanOrEqual(4);
+    expect(await count("distributed up with nothing to change", 1, () => s.up())).toBeLessThanOrEqual(2);
+    expect(await count("distributed refresh", 1, () => s.refresh())).toBeLessThanOrEqual(2);
+    expect(await count("distributed VLAN update (check + update)", 3, () => s.up({ ...s.opts.config, "pg:vlanId": "13" }))).toBeLessThanOrEqual(4);
     expect(await count("distributed delete (with in-use check)", 3, () => s.destroy())).toBeLessThanOrEqual(4);
   });
 });

@@ -322,9 +322,29 @@ const toVm = (v: { obj: MoRef; props: z.infer<typeof VmProps> }): VmSummary => (
   powerState: v.props["runtime.powerState"],
 });
 
-/** Every VM under a folder (or the datacenter's VM folder), paged by maximum_objects. */
+/**
+ * Every VM under a folder (a datacenter's VM folder, or the root folder for all),
+ * paged by maximum_objects: one traversal through nested folders, datacenters'
+ * VM folders and vApps, with no ContainerView to create and destroy.
+ */
 export async function listVms(client: VimClient, container: MoRef): Promise<VmSummary[]> {
-  return (await new PropertyCollector(client).find(container, "VirtualMachine", VmProps)).map(toVm);
+  const contents = await new PropertyCollector(client).retrieve([
+    {
+      propSet: [{ type: "VirtualMachine", pathSet: pathsOf(VmProps) }],
+      objectSet: [
+        {
+          obj: container,
+          skip: true,
+          selectSet: [
+            traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
+            traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
+            traversal("vAppVms", "VirtualApp", "vm"),
+          ],
+        },
+      ],
+    },
+  ]);
+  return contents.filter((c) => c.obj.type === "VirtualMachine").map((c) => toVm({ obj: c.obj, props: VmProps.parse(c.props) }));
 }
 
 /** How to find a VM: by reference, by instance uuid, or by name. */

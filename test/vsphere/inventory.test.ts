@@ -126,6 +126,9 @@ describe("round trips", () => {
     expect(await calls(client2, () => getCluster(client2, dc1, "DC1_C0"))).toEqual({ RetrievePropertiesEx: 1 });
     expect(await calls(client2, () => findCluster(client2, "DC1_C0"))).toEqual({ RetrievePropertiesEx: 1 });
     expect((await findCluster(client2, "DC1_C0")).datacenter.name).toBe("DC1");
+    // VMs: one traversal (no ContainerView to create and destroy), from a VM folder or from the root.
+    expect(await calls(client, () => listVms(client, dc.vmFolder))).toEqual({ RetrievePropertiesEx: 1 });
+    expect((await listVms(client2, client2.serviceContent.rootFolder)).map((v) => v.name).sort()).toEqual(["DC0_C0_H0_VM0", "DC1_C0_H0_VM0"]);
   });
 });
 

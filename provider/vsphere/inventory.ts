@@ -283,14 +283,27 @@ const SwitchProps = z.object({ uuid: str });
 /** Standard port groups, distributed port groups (with their switch) and opaque networks. */
 export async function getNetworks(client: VimClient, refs: MoRef[]): Promise<Network[]> {
   const pc = new PropertyCollector(client);
-  const byType = (t: string) => refs.filter((r) => r.type === t);
-  const out: Network[] = [];
-  for (const n of await pc.getMany(byType("Network"), NetworkProps)) out.push({ kind: "standard", ref: n.obj, name: n.props.name });
-  for (const n of await pc.getMany(byType("OpaqueNetwork"), NetworkProps)) out.push({ kind: "opaque", ref: n.obj, name: n.props.name });
-  const pgs = await pc.getMany(byType("DistributedVirtualPortgroup"), PortgroupProps);
+  const known = refs.filter((r) => r.type === "Network" || r.type === "OpaqueNetwork" || r.type === "DistributedVirtualPortgroup");
+  if (known.length === 0) return [];
+  // One read for every kind (each type's own properties), then one for the switches' uuids.
+  const contents = await pc.retrieve([
+    {
+      propSet: [
+        { type: "Network", pathSet: pathsOf(NetworkProps) },
+        { type: "DistributedVirtualPortgroup", pathSet: pathsOf(PortgroupProps) },
+      ],
+      objectSet: known.map((obj) => ({ obj })),
+      reportMissingObjectsInResults: true,
+    },
+  ]);
+  const found = contents.filter((c) => !c.missing.some((m) => m.fault instanceof ManagedObjectNotFoundFault));
+  const pgs = found.filter((c) => c.obj.type === "DistributedVirtualPortgroup").map((c) => ({ obj: c.obj, props: PortgroupProps.parse(c.props) }));
   const switches = new Map<string, string>();
   const switchRefs = [...new Map(pgs.map((p) => [p.props["config.distributedVirtualSwitch"].toString(), p.props["config.distributedVirtualSwitch"]])).values()];
-  for (const s of await pc.getMany(switchRefs, SwitchProps)) switches.set(s.obj.toString(), s.props.uuid);
+  for (const sw of await pc.getMany(switchRefs, SwitchProps)) switches.set(sw.obj.toString(), sw.props.uuid);
+  const out: Network[] = [];
+  for (const c of found.filter((f) => f.obj.type === "Network")) out.push({ kind: "standard", ref: c.obj, name: NetworkProps.parse(c.props).name });
+  for (const c of found.filter((f) => f.obj.type === "OpaqueNetwork")) out.push({ kind: "opaque", ref: c.obj, name: NetworkProps.parse(c.props).name });
   for (const p of pgs) {
     const sw = p.props["config.distributedVirtualSwitch"];
     out.push({

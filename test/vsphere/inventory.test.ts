@@ -128,6 +128,9 @@ describe("round trips", () => {
     expect((await findCluster(client2, "DC1_C0")).datacenter.name).toBe("DC1");
     // VMs: one traversal (no ContainerView to create and destroy), from a VM folder or from the root.
     expect(await calls(client, () => listVms(client, dc.vmFolder))).toEqual({ RetrievePropertiesEx: 1 });
+    // Networks of every kind in one read, their switches' uuids in a second.
+    expect(cluster.networks.some((n) => n.type === "DistributedVirtualPortgroup") && cluster.networks.some((n) => n.type === "Network")).toBe(true);
+    expect(await calls(client, () => getNetworks(client, cluster.networks))).toEqual({ RetrievePropertiesEx: 2 });
     expect((await listVms(client2, client2.serviceContent.rootFolder)).map((v) => v.name).sort()).toEqual(["DC0_C0_H0_VM0", "DC1_C0_H0_VM0"]);
   });
 });

@@ -24,8 +24,8 @@ export function standardId(cluster: ClusterNode, name: string): string {
   return `standard:${cluster.ref.value}:${name}`;
 }
 
-export function importHint(id: string): string {
-  return `choose another name, or adopt the existing one into this stack with the resource option { import: ${JSON.stringify(id)} } (id format: see PortGroup)`;
+export function adoptHint(id: string): string {
+  return `choose another name, or set adopt: true to take it over (its id is ${JSON.stringify(id)})`;
 }
 
 /** The cluster of that name (in the datacenter, when named); errors say what there is. */

@@ -16,7 +16,9 @@ import {
   reconfigureDistributedPortGroup,
   removeStandardPortGroup,
   standardNetworkOf,
+  type DistributedPortGroup,
 } from "../vsphere/network.js";
+import type { VimClient } from "../vsphere/client.js";
 import { MoRef } from "../vsphere/soap/xml.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
@@ -25,7 +27,7 @@ import {
   STANDARD_ID,
   convergeStandard,
   hostsOf,
-  importHint,
+  adoptHint,
   pickCluster,
   pickSwitch,
   planSwitches,
@@ -61,9 +63,17 @@ export interface PortGroupArgs {
   portBinding?: pulumi.Input<"ephemeral" | "static">;
   /** Delete even while VMs use it (vCenter may still refuse for powered-on VMs). */
   forceDelete?: pulumi.Input<boolean>;
+  /**
+   * Take over a port group of this name that exists already (made outside Pulumi)
+   * instead of failing at check: create brings it to these inputs (every host of
+   * the cluster gets it with this VLAN; a distributed one gets this VLAN and
+   * binding) and keeps everything else it has. This is how an existing port group
+   * comes under Pulumi: the engine's import does not reach dynamic providers.
+   */
+  adopt?: pulumi.Input<boolean>;
 }
 
-const INPUT_KEYS = ["name", "vlanId", "kind", "switch", "clusterName", "datacenter", "portBinding", "forceDelete"] as const;
+const INPUT_KEYS = ["name", "vlanId", "kind", "switch", "clusterName", "datacenter", "portBinding", "forceDelete", "adopt"] as const;
 /** Output-only properties: the resource passes them as undefined so they become outputs. */
 const OUTPUT_KEYS = ["hosts", "missingHosts", "hostSwitches", "hostVlans", "networkId", "switchUuid", "portgroupKey"];
 
@@ -83,6 +93,7 @@ const InputsSchema = z.strictObject({
   datacenter: z.string().trim().min(1).optional(),
   portBinding: z.enum(["ephemeral", "static"]).optional(),
   forceDelete: z.boolean().default(false),
+  adopt: z.boolean().default(false),
 });
 type Inputs = z.infer<typeof InputsSchema>;
 
@@ -92,7 +103,7 @@ interface Resolved extends Inputs {
 }
 
 /** What the state holds (outputs). */
-export interface PortGroupState extends Resolved {
+export interface PortGroupState extends Omit<Resolved, "adopt"> {
   /** standard: the cluster; distributed: absent (a distributed port group belongs to no cluster). */
   clusterName?: string;
   /** The datacenter it is in. */
@@ -114,15 +125,18 @@ export interface PortGroupState extends Resolved {
 /**
  * A port group for the cluster's VMs.
  *
- * Resource ids (what `import` takes):
+ * Resource ids:
  * - standard: `standard:<cluster managed object id>:<port group name>`, e.g.
  *   `standard:domain-c7:br100` (the cluster's id is the value of its reference,
  *   as `ClusterComputeResource:domain-c7`);
  * - distributed: the port group's reference, e.g.
  *   `DistributedVirtualPortgroup:dvportgroup-12`.
  *
- * To adopt a port group that exists already, give the id in the `import`
- * resource option: `new PortGroup("net", { name: "br100" }, { import: "standard:domain-c7:br100" })`.
+ * `read` needs nothing but the id (refresh works from the id alone). Pulumi's
+ * import (`pulumi import`, the `import` resource option) cannot use it yet: the
+ * engine calls a dynamic provider's read without the provider itself
+ * (pulumi/pulumi#3550), so it fails before reaching this code. To bring a port
+ * group that exists already under Pulumi, set `adopt: true`.
  */
 export class PortGroup extends pulumi.dynamic.Resource {
   declare readonly name: pulumi.Output<string>;
@@ -184,14 +198,14 @@ async function checkStandard(ctx: HandlerContext, olds: Record<string, unknown>,
   const hosts = hostsOf(snap, cluster);
   const { problems } = planSwitches(hosts, r.switch as string | undefined, ctx.config().vlanInterface);
   if (problems.length) return [{ property: "switch", reason: problems.join("; ") }];
-  if (isUnknown(r.name) || !isNew(olds, r)) return [];
+  if (isUnknown(r.name) || r.adopt === true || isUnknown(r.adopt) || !isNew(olds, r)) return [];
   const name = r.name as string;
   const taken = hosts.filter((h) => h.portgroups.some((p) => p.name === name)).map((h) => h.hostName);
   if (taken.length === 0) return [];
   return [
     {
       property: "name",
-      reason: `port group "${name}" already exists on ${taken.join(", ")} (cluster ${cluster.name}), so creating it would fail: ${importHint(standardId(cluster, name))}`,
+      reason: `port group "${name}" already exists on ${taken.join(", ")} (cluster ${cluster.name}), so creating it would fail: ${adoptHint(standardId(cluster, name))}`,
     },
   ];
 }
@@ -200,15 +214,35 @@ async function checkDistributed(ctx: HandlerContext, olds: Record<string, unknow
   if (isUnknown(r.switch) || isUnknown(r.datacenter)) return [];
   const client = await ctx.client();
   const sw = pickSwitch(await inventoryCache(client).switches(), r.switch as string, r.datacenter as string | undefined);
-  if (isUnknown(r.name) || !isNew(olds, r)) return [];
+  if (isUnknown(r.name) || r.adopt === true || isUnknown(r.adopt) || !isNew(olds, r)) return [];
   const existing = sw.portgroups.find((p) => p.name === r.name);
   if (!existing) return [];
   return [
     {
       property: "name",
-      reason: `distributed port group "${existing.name}" already exists on ${sw.name} (datacenter ${sw.datacenter.name}), so creating it would fail: ${importHint(existing.ref.toString())}`,
+      reason: `distributed port group "${existing.name}" already exists on ${sw.name} (datacenter ${sw.datacenter.name}), so creating it would fail: ${adoptHint(existing.ref.toString())}`,
     },
   ];
+}
+
+/**
+ * The state of a standard port group just written: one read of the hosts as they
+ * are now and of the Network object vCenter made (it can list it a moment later:
+ * wait for it a little, and never store an empty id).
+ */
+async function standardOutputs(client: VimClient, r: Resolved, cluster: ClusterNode): Promise<PortGroupState> {
+  const { network, hosts: after } = await standardNetworkOf(client, cluster.hosts, r.name, 5000);
+  return {
+    name: r.name,
+    vlanId: r.vlanId,
+    kind: "standard",
+    ...(r.switch ? { switch: r.switch } : {}),
+    clusterName: cluster.name,
+    datacenter: cluster.datacenter.name,
+    forceDelete: r.forceDelete,
+    ...presence(after, r.name),
+    ...(network ? { networkId: network.toString() } : {}),
+  };
 }
 
 export const portGroupHandler: ResourceHandler = {
@@ -300,17 +334,27 @@ export const portGroupHandler: ResourceHandler = {
     if (r.kind === "distributed") {
       const binding = r.portBinding ?? "ephemeral";
       const sw = pickSwitch(await cache.switches(), r.switch!, r.datacenter);
-      let pg;
-      try {
-        pg = await createDistributedPortGroup(client, sw, { name: r.name, vlanId: r.vlanId, binding });
-      } catch (err) {
-        if (!(err instanceof DuplicateNameFault)) throw err;
-        const existing = err.object;
-        throw new DuplicateNameFault(
-          "DuplicateName",
-          `distributed port group "${r.name}" already exists on ${sw.name}: ${importHint(existing?.toString() ?? "DistributedVirtualPortgroup:<id>")}`,
-          err.detail,
-        );
+      let pg: DistributedPortGroup;
+      const existing = r.adopt ? sw.portgroups.find((p) => p.name === r.name) : undefined;
+      if (existing) {
+        // Adopt: bring it to the inputs, keep the rest.
+        pg = existing;
+        const change = {
+          vlanId: pg.vlanId !== r.vlanId ? r.vlanId : undefined,
+          binding: bindingType(binding) !== pg.binding ? binding : undefined,
+        };
+        if (change.vlanId !== undefined || change.binding !== undefined) await reconfigureDistributedPortGroup(client, pg, change);
+      } else {
+        try {
+          pg = await createDistributedPortGroup(client, sw, { name: r.name, vlanId: r.vlanId, binding });
+        } catch (err) {
+          if (!(err instanceof DuplicateNameFault)) throw err;
+          throw new DuplicateNameFault(
+            "DuplicateName",
+            `distributed port group "${r.name}" already exists on ${sw.name}: ${adoptHint(err.object?.toString() ?? "DistributedVirtualPortgroup:<id>")}`,
+            err.detail,
+          );
+        }
       }
       const outs: PortGroupState = {
         name: r.name,
@@ -341,10 +385,15 @@ export const portGroupHandler: ResourceHandler = {
       hosts = hostsOf(snap, cluster);
     }
     const taken = hosts.filter((h) => h.portgroups.some((p) => p.name === r.name));
+    if (taken.length && r.adopt) {
+      // Adopt: every host gets it with this VLAN; what the hosts that have it hold otherwise stays.
+      await convergeStandard(ctx, client, hosts, r.name, r.vlanId, r.switch);
+      return { id: standardId(cluster, r.name), outs: await standardOutputs(client, r, cluster) };
+    }
     if (taken.length) {
       throw new DuplicateNameFault(
         "DuplicateName",
-        `port group "${r.name}" already exists on ${taken.map((h) => h.hostName).join(", ")}: ${importHint(standardId(cluster, r.name))}`,
+        `port group "${r.name}" already exists on ${taken.map((h) => h.hostName).join(", ")}: ${adoptHint(standardId(cluster, r.name))}`,
         { name: r.name },
       );
     }
@@ -368,25 +417,10 @@ export const portGroupHandler: ResourceHandler = {
       const stale = failed.some((f) => provesStale(f.reason));
       throw new Error(
         `port group "${r.name}" could not be added on ${failed.map((f) => f.host.hostName).join(", ")} (${(first.reason as Error)?.message ?? String(first.reason)}); ` +
-          `it was removed again from the hosts that got it${stale ? `; it exists there already: ${importHint(standardId(cluster, r.name))}` : ""}`,
+          `it was removed again from the hosts that got it${stale ? `; it exists there already: ${adoptHint(standardId(cluster, r.name))}` : ""}`,
       );
     }
-    // One read: the hosts as they are now, and the Network object vCenter made (it
-    // can list it a moment later: wait for it a little, never store an empty id).
-    const { network, hosts: after } = await standardNetworkOf(client, cluster.hosts, r.name, 5000);
-    const where = presence(after, r.name);
-    const outs: PortGroupState = {
-      name: r.name,
-      vlanId: r.vlanId,
-      kind: "standard",
-      ...(r.switch ? { switch: r.switch } : {}),
-      clusterName: cluster.name,
-      datacenter: cluster.datacenter.name,
-      forceDelete: r.forceDelete,
-      ...where,
-      ...(network ? { networkId: network.toString() } : {}),
-    };
-    return { id: standardId(cluster, r.name), outs };
+    return { id: standardId(cluster, r.name), outs: await standardOutputs(client, r, cluster) };
   },
 
   async read(ctx, id, props) {

@@ -12,6 +12,7 @@ for (const key of ["name", "kind", "switch", "clusterName", "datacenter", "portB
 }
 if (cfg.get("vlanId") !== undefined) args.vlanId = cfg.getNumber("vlanId");
 if (cfg.get("forceDelete") !== undefined) args.forceDelete = cfg.getBoolean("forceDelete");
+if (cfg.get("adopt") !== undefined) args.adopt = cfg.getBoolean("adopt");
 const extraKey = cfg.get("extraKey");
 const extraValue = cfg.get("extraValue");
 if (extraKey) args[extraKey] = extraValue !== undefined && /^\d+$/.test(extraValue) ? Number(extraValue) : extraValue;

@@ -19,6 +19,7 @@ import {
 } from "../../provider/vsphere/network.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { arrayOf, dataObject, int, moRef, str } from "../../provider/vsphere/schema.js";
+import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -130,6 +131,47 @@ describe("driver network look-ups", () => {
     expect(network).toEqual(await findNetwork(client, cluster.datacenter, "drv-net"));
     expect(read.map((h) => h.portgroups.find((p) => p.name === "drv-net")?.vlanId)).toEqual([9, 9, 9]);
     for (const h of hosts) await removeStandardPortGroup(client, h.networkSystem, "drv-net");
+  });
+
+  it("waits, within a bound, for a Network vCenter lists a moment after the host change", async () => {
+    // A stand-in for vCenter that lists the Network only from the third read on.
+    const host = new MoRef("HostSystem", "host-1");
+    const net = new MoRef("Network", "network-1");
+    let reads = 0;
+    const fake = {
+      serviceContent: { propertyCollector: new MoRef("PropertyCollector", "propertyCollector") },
+      options: { maximumObjects: 100 },
+      async invoke(method: string) {
+        expect(method).toBe("RetrievePropertiesEx");
+        reads++;
+        const listed = reads >= 3;
+        return {
+          objects: [
+            {
+              obj: host,
+              propSet: [
+                { name: "name", val: "h1" },
+                { name: "configManager.networkSystem", val: new MoRef("HostNetworkSystem", "ns-1") },
+                { name: "config.network.portgroup", val: [{ spec: { name: "late", vlanId: "4", vswitchName: "vSwitch0" } }] },
+                { name: "network", val: listed ? [net] : [] },
+              ],
+            },
+            ...(listed ? [{ obj: net, propSet: [{ name: "name", val: "late" }] }] : []),
+          ],
+        };
+      },
+    } as unknown as VimClient;
+
+    expect(await standardNetworkOf(fake, [host], "late", 0)).toMatchObject({ network: undefined });
+    expect(reads).toBe(1);
+    reads = 0;
+    const found = await standardNetworkOf(fake, [host], "late", 10_000);
+    expect(found.network).toEqual(net);
+    expect(reads).toBe(3);
+    // Not on any host: nothing to wait for.
+    reads = 0;
+    expect((await standardNetworkOf(fake, [host], "absent", 10_000)).network).toBeUndefined();
+    expect(reads).toBe(1);
   });
 
   it("reads datacenters, clusters, hosts' networking and switches in one traversal from the root folder", async () => {

@@ -278,7 +278,7 @@ export class InventoryCache {
       // Re-read only the hosts a write touched (one round trip), in place.
       const refs = [...snap.hosts.values()].filter((h) => this.#stale.has(h.host.toString())).map((h) => h.host);
       this.#stale.clear();
-      for (const h of await readHosts(this.client, refs, false)) snap.hosts.set(h.host.toString(), h);
+      for (const h of (await readHosts(this.client, refs, false)).hosts) snap.hosts.set(h.host.toString(), h);
     }
     return snap;
   }
@@ -323,13 +323,13 @@ export class InventoryCache {
   }
 }
 
-/** Hosts' networking, and with `networks` their Network objects' names, in one round trip. */
+/** Hosts' networking, and with `networks` the names of their Network objects, in one round trip. */
 export async function readHosts(
   client: VimClient,
   refs: MoRef[],
   networks: boolean,
-): Promise<HostNetworking[] & { networkNames?: Map<string, { ref: MoRef; name: string }> }> {
-  if (refs.length === 0) return [];
+): Promise<{ hosts: HostNetworking[]; networks: Map<string, { ref: MoRef; name: string }> }> {
+  if (refs.length === 0) return { hosts: [], networks: new Map() };
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [{ type: "HostSystem", pathSet: hostPaths(networks) }, ...(networks ? [{ type: "Network", pathSet: ["name"] }] : [])],
@@ -337,13 +337,14 @@ export async function readHosts(
       reportMissingObjectsInResults: true,
     },
   ]);
-  const out: HostNetworking[] & { networkNames?: Map<string, { ref: MoRef; name: string }> } = contents
-    .filter((c) => c.obj.type === "HostSystem" && c.missing.length === 0)
-    .map(toHostNetworking);
-  out.networkNames = new Map(
-    contents.filter((c) => c.obj.type === "Network" && "name" in c.props).map((c) => [c.obj.toString(), { ref: c.obj, name: NetworkProps.parse(c.props).name }]),
-  );
-  return out;
+  return {
+    hosts: contents.filter((c) => c.obj.type === "HostSystem" && c.missing.length === 0).map(toHostNetworking),
+    networks: new Map(
+      contents
+        .filter((c) => c.obj.type === "Network" && "name" in c.props)
+        .map((c) => [c.obj.toString(), { ref: c.obj, name: NetworkProps.parse(c.props).name }]),
+    ),
+  };
 }
 
 const caches = new WeakMap<VimClient, InventoryCache>();

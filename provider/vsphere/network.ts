@@ -24,9 +24,9 @@ export type { HostNetworking, HostPortGroup } from "./inventory-cache.js";
 
 /** vSwitches, their physical NICs and port groups of each host (one round trip). */
 export async function getHostNetworking(client: VimClient, hosts: MoRef[]): Promise<HostNetworking[]> {
-  const read = await readHosts(client, hosts, false);
+  const { hosts: read } = await readHosts(client, hosts, false);
   await inventoryCache(client).remember(read);
-  return [...read];
+  return read;
 }
 
 /**
@@ -117,12 +117,11 @@ export async function standardNetworkOf(
 ): Promise<{ network: MoRef | undefined; hosts: HostNetworking[] }> {
   const deadline = Date.now() + waitMs;
   for (let pause = 100; ; pause = Math.min(pause * 2, 2000)) {
-    const read = await readHosts(client, hosts, true);
+    const { hosts: read, networks } = await readHosts(client, hosts, true);
     await inventoryCache(client).remember(read);
-    const names = read.networkNames ?? new Map();
-    const network = [...names.values()].find((n) => n.name === name && n.ref.type === "Network")?.ref;
+    const network = [...networks.values()].find((n) => n.name === name && n.ref.type === "Network")?.ref;
     const expected = read.some((h) => h.portgroups.some((p) => p.name === name));
-    if (network || !expected || Date.now() + pause > deadline) return { network, hosts: [...read] };
+    if (network || !expected || Date.now() + pause > deadline) return { network, hosts: read };
     await new Promise((r) => setTimeout(r, pause));
   }
 }

@@ -7,6 +7,7 @@ import { execFile } from "node:child_process";
 import { readFileSync, existsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
+import type { Vcsim } from "../vcsim/index.js";
 import type { HarnessJob, HarnessResult, StateFile } from "./types.js";
 
 export type { HarnessEvent, HarnessResult, StateFile, StateResource } from "./types.js";
@@ -73,4 +74,29 @@ export class HarnessStack {
   state(): StateFile {
     return existsSync(this.opts.stateFile) ? (JSON.parse(readFileSync(this.opts.stateFile, "utf8")) as StateFile) : { resources: [] };
   }
+}
+
+/** The stack configuration of a program against a simulator (its cluster DC0_C0, its CA). */
+export function simulatorConfig(sim: Vcsim, password = sim.info.password): Record<string, string> {
+  return {
+    "vmware:hostIp": sim.info.host,
+    "vmware:hostPort": String(sim.info.port),
+    "vmware:hostUsername": sim.info.username,
+    "vmware:hostPassword": password,
+    ...(sim.info.caFile ? { "vmware:caFile": sim.info.caFile } : {}),
+    "vmware:clusterName": "DC0_C0",
+  };
+}
+
+/** A stack of `program` against a simulator, its state in `<dir>/<name>.json`, the password secret. */
+export function simulatorStack(
+  sim: Vcsim,
+  opts: { dir: string; name: string; program?: string; password?: string; config?: Record<string, string> },
+): HarnessStack {
+  return new HarnessStack({
+    program: opts.program ?? "test/engine/programs/port-groups.ts",
+    stateFile: join(opts.dir, `${opts.name}.json`),
+    config: { ...simulatorConfig(sim, opts.password), ...opts.config },
+    secretKeys: ["vmware:hostPassword"],
+  });
 }

@@ -22,7 +22,7 @@ import {
 import { simOptions } from "../support/clients.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
-import { HarnessStack } from "./index.js";
+import { HarnessStack, simulatorConfig, simulatorStack } from "./index.js";
 import { DynamicProviderProcess } from "./provider-process.js";
 
 const PASSWORD = "pw-Check-41b2";
@@ -42,19 +42,11 @@ afterAll(async () => {
 });
 
 function config(extra: Record<string, string> = {}): Record<string, string> {
-  return {
-    "vmware:hostIp": sim.info.host,
-    "vmware:hostPort": String(sim.info.port),
-    "vmware:hostUsername": sim.info.username,
-    "vmware:hostPassword": PASSWORD,
-    "vmware:caFile": sim.info.caFile!,
-    "vmware:clusterName": "DC0_C0",
-    ...extra,
-  };
+  return { ...simulatorConfig(sim, PASSWORD), ...extra };
 }
 
 function stack(name: string, program: string, extra: Record<string, string>): HarnessStack {
-  return new HarnessStack({ program, stateFile: join(dir, `${name}.json`), config: config(extra), secretKeys: ["vmware:hostPassword"] });
+  return simulatorStack(sim, { dir, name, program, password: PASSWORD, config: extra });
 }
 
 /** Runs `fn` with a dynamic-provider process configured with the stack config. */

@@ -9,7 +9,7 @@ import { getDistributedPortGroup } from "../../provider/vsphere/network.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
-import { HarnessStack } from "./index.js";
+import { HarnessStack, simulatorStack } from "./index.js";
 
 const PASSWORD = "pw-Dcs-77e0";
 let sim: Vcsim;
@@ -28,20 +28,7 @@ afterAll(async () => {
 });
 
 function stack(name: string, extra: Record<string, string>): HarnessStack {
-  return new HarnessStack({
-    program: "test/engine/programs/port-groups.ts",
-    stateFile: join(dir, `${name}.json`),
-    config: {
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": PASSWORD,
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-      ...extra,
-    },
-    secretKeys: ["vmware:hostPassword"],
-  });
+  return simulatorStack(sim, { dir, name, password: PASSWORD, config: extra });
 }
 
 describe("a distributed port group in two datacenters", () => {

@@ -22,7 +22,7 @@ import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
-import { HarnessStack } from "./index.js";
+import { HarnessStack, simulatorConfig, simulatorStack } from "./index.js";
 import { buildPackageCopy } from "./package-copy.js";
 
 const PASSWORD = "pw-Quick-7f3a";
@@ -42,23 +42,11 @@ afterAll(async () => {
 });
 
 function baseConfig(): Record<string, string> {
-  return {
-    "vmware:hostIp": sim.info.host,
-    "vmware:hostPort": String(sim.info.port),
-    "vmware:hostUsername": sim.info.username,
-    "vmware:hostPassword": PASSWORD,
-    "vmware:caFile": sim.info.caFile!,
-    "vmware:clusterName": "DC0_C0",
-  };
+  return simulatorConfig(sim, PASSWORD);
 }
 
 function stack(name: string, config: Record<string, string> = {}): HarnessStack {
-  return new HarnessStack({
-    program: "test/engine/programs/port-groups.ts",
-    stateFile: join(dir, `${name}.json`),
-    config: { ...baseConfig(), ...config },
-    secretKeys: ["vmware:hostPassword"],
-  });
+  return simulatorStack(sim, { dir, name, password: PASSWORD, config });
 }
 
 async function hostsWith(name: string): Promise<Array<{ host: string; vlanId: number; vswitch: string; net: HostNetworking }>> {

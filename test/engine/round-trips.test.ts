@@ -29,7 +29,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startVcsim, type SimulatorStats, type Vcsim } from "../vcsim/index.js";
-import { HarnessStack, type HarnessResult } from "./index.js";
+import { HarnessStack, type HarnessResult , simulatorStack } from "./index.js";
 
 const PASSWORD = "pw-Rt-5c1d";
 const SESSION_METHODS = new Set(["RetrieveServiceContent", "Login", "Logout", "SessionIsActive", "CurrentTime"]);
@@ -49,20 +49,7 @@ afterAll(async () => {
 });
 
 function stack(name: string, config: Record<string, string>): HarnessStack {
-  return new HarnessStack({
-    program: "test/engine/programs/single.ts",
-    stateFile: join(dir, `${name}.json`),
-    config: {
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": PASSWORD,
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-      ...config,
-    },
-    secretKeys: ["vmware:hostPassword"],
-  });
+  return simulatorStack(sim, { dir, name, program: "test/engine/programs/single.ts", password: PASSWORD, config });
 }
 
 function apiCalls(stats: SimulatorStats): { calls: number; methods: Record<string, number> } {

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
-import { HarnessStack, type HarnessResult } from "./index.js";
+import { HarnessStack, type HarnessResult , simulatorStack } from "./index.js";
 import { ENGINE_GRACE_MS } from "./provider-process.js";
 
 const PASSWORD = "pw-Sessions-3c1";
@@ -23,21 +23,7 @@ afterAll(async () => {
 });
 
 function stack(name: string, config: Record<string, string> = {}): HarnessStack {
-  return new HarnessStack({
-    program: "test/engine/programs/port-groups.ts",
-    stateFile: join(dir, `${name}.json`),
-    config: {
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": PASSWORD,
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-      "pgtest:name": `pg-${name}`,
-      ...config,
-    },
-    secretKeys: ["vmware:hostPassword"],
-  });
+  return simulatorStack(sim, { dir, name, password: PASSWORD, config: { "pgtest:name": `pg-${name}`, ...config } });
 }
 
 describe("sessions", () => {

@@ -5,7 +5,6 @@
 //
 //   node scripts/bootstrap.mjs           everything
 //   node scripts/bootstrap.mjs --deps    npm dependencies only
-//   node scripts/bootstrap.mjs --bench   everything, plus what the benchmarks compare with (pyvmomi)
 //   --quiet                              say nothing when nothing is to be done
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
@@ -15,7 +14,6 @@ import { PROJECT_ROOT, ensureVcsim, goVersion, govmomiPresent } from "../test/vc
 const args = new Set(process.argv.slice(2));
 const depsOnly = args.has("--deps");
 const quiet = args.has("--quiet");
-const bench = args.has("--bench");
 const say = (msg) => quiet || process.stderr.write(`bootstrap: ${msg}\n`);
 
 /** Debian packages the suite needs: the simulator's build, and real VMDK tools. */
@@ -24,10 +22,8 @@ const APT_PACKAGES = {
   "golang-github-vmware-govmomi-dev": govmomiPresent,
   "qemu-utils": () => onPath("qemu-img"),
   "libvmdk-utils": () => onPath("vmdkinfo"),
-};
-
-/** Only for `npm run bench`: the reference client the benchmarks measure us against. */
-const BENCH_APT_PACKAGES = {
+  // An independent vim25 client: a harness test proves the simulator's schema-order
+  // check accepts what it sends, and the benchmarks measure us against it.
   "python3-pyvmomi": () => spawnSync("/usr/bin/python3", ["-c", "import pyVmomi"], { stdio: "ignore" }).status === 0,
 };
 
@@ -36,7 +32,7 @@ function onPath(cmd) {
 }
 
 function ensureAptPackages() {
-  const missing = Object.entries({ ...APT_PACKAGES, ...(bench ? BENCH_APT_PACKAGES : {}) })
+  const missing = Object.entries(APT_PACKAGES)
     .filter(([, present]) => !present())
     .map(([name]) => name);
   if (missing.length === 0) return;

@@ -318,6 +318,21 @@ describe("PortGroup through the dynamic-provider process", () => {
     await s.destroy();
   });
 
+  it("stores the Network even when vCenter lists it a moment after the hosts have the port group", async () => {
+    await sim.control.addRule({ kind: "lateNetwork", ms: 1200 });
+    try {
+      const s = stack("late-network", { "pgtest:name": "pg-late" });
+      const up = await s.up();
+      expect(up.errors).toEqual([]);
+      expect(String(up.outputs.standardNetwork)).toMatch(/^Network:network-\d+$/);
+      expect(s.state().resources[0]!.outputs.networkId).toBe(up.outputs.standardNetwork);
+      expect((await s.destroy()).errors).toEqual([]);
+      expect(await hostsWith("pg-late")).toEqual([]);
+    } finally {
+      await sim.control.clearRules();
+    }
+  });
+
   it("leaves nothing behind when adding fails on one host", async () => {
     await sim.control.addRule({ kind: "fault", method: "AddPortGroup", nth: 3, fault: "HostConfigFault", message: "host refused" });
     try {

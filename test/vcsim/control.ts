@@ -10,6 +10,7 @@ export type FaultRule =
   | (RuleBase & { kind: "expireSessions" })
   | (RuleBase & { kind: "taskError"; method: `${string}_Task`; fault: string; message?: string; fields?: Record<string, unknown> })
   | (RuleBase & { kind: "taskDelay"; method: `${string}_Task`; ms: number })
+  | (RuleBase & { kind: "lateNetwork"; ms: number })
   | (Omit<RuleBase, "method" | "args"> & { kind: "cutUpload"; afterBytes: number; path?: string });
 
 interface RuleBase {

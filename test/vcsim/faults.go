@@ -34,6 +34,7 @@ const (
 	kindTaskError      = "taskError"      // answer a *_Task call with a task that ends in the named fault
 	kindCutUpload      = "cutUpload"      // store afterBytes of an upload, then reset the connection
 	kindTaskDelay      = "taskDelay"      // the task of a *_Task call stays running for ms before it ends
+	kindLateNetwork    = "lateNetwork"    // an AddPortGroup that makes a new Network lists it only ms later
 )
 
 const sessionCookie = "vmware_soap_session"
@@ -118,12 +119,22 @@ func (r *rule) validate() error {
 		if !strings.HasSuffix(r.Method, "_Task") {
 			return fmt.Errorf("taskDelay: method must name a *_Task method, got %q", r.Method)
 		}
+	case kindLateNetwork:
+		if r.Ms <= 0 {
+			return fmt.Errorf("lateNetwork: ms must be more than 0")
+		}
+		if r.Method == "" {
+			r.Method = "AddPortGroup"
+		}
+		if r.Method != "AddPortGroup" {
+			return fmt.Errorf("lateNetwork: applies to AddPortGroup, got %q", r.Method)
+		}
 	case kindCutUpload:
 		if r.AfterBytes < 0 {
 			return fmt.Errorf("cutUpload: afterBytes must be 0 or more")
 		}
 	default:
-		return fmt.Errorf("kind %q: want one of delay, fault, reset, httpStatus, expireSessions, taskError, taskDelay, cutUpload", r.Kind)
+		return fmt.Errorf("kind %q: want one of delay, fault, reset, httpStatus, expireSessions, taskError, taskDelay, lateNetwork, cutUpload", r.Kind)
 	}
 	return nil
 }
@@ -343,6 +354,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 	var terminal *rule
 	resetAfter := false
 	holdTaskMs := 0
+	lateNetworkMs := 0
 	for _, f := range in.match(true, call, r.URL.Path) {
 		f := f
 		switch f.Kind {
@@ -356,6 +368,8 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 			in.expireSessions()
 		case kindTaskDelay:
 			holdTaskMs = f.Ms
+		case kindLateNetwork:
+			lateNetworkMs = f.Ms
 		case kindReset:
 			if f.Phase == "after" {
 				resetAfter = true
@@ -405,7 +419,7 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, notAuthenticated(call.this), "The session is not authenticated.")
 		return
 	}
-	if !serveNetwork(w, call, body) && !in.pager.serve(in.inner, w, r, call, callerSession(r)) {
+	if !serveNetwork(w, call, body, time.Duration(lateNetworkMs)*time.Millisecond) && !in.pager.serve(in.inner, w, r, call, callerSession(r)) {
 		in.inner.ServeHTTP(w, r)
 	}
 	in.noteSetCookies(w.Header())

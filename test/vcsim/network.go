@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/vmware/govmomi/simulator"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -21,6 +22,56 @@ import (
 // them (vmnic0 on vSwitch0, vmnic1 on vSwitch1), as Nova's vlan_interface needs.
 
 var networkMu sync.Mutex
+
+// lateNetworks are Network objects made by an AddPortGroup under a lateNetwork rule
+// and not listed yet. vCenter makes a standard port group's Network when it syncs
+// the host's change into its inventory, which can be a moment after AddPortGroup
+// returned: until then no host, cluster, datacenter or folder lists it (though the
+// host's networkInfo already has the port group). Guarded by networkMu.
+var lateNetworks = map[types.ManagedObjectReference]*lateNetwork{}
+
+type lateNetwork struct {
+	folder *simulator.Folder
+	// compute resources whose hosts got the port group while it was unlisted
+	computes []mo.Entity
+}
+
+// listLate lists a late Network everywhere vCenter lists one: the network folder,
+// the datacenter, and each host (and its compute resource) that still has it.
+func listLate(ref types.ManagedObjectReference) {
+	networkMu.Lock()
+	defer networkMu.Unlock()
+	late, ok := lateNetworks[ref]
+	if !ok {
+		return // removed from its last host before it was listed
+	}
+	delete(lateNetworks, ref)
+	network, ok := simulator.Map.Get(ref).(*mo.Network)
+	if !ok {
+		return
+	}
+	simulator.Map.AddReference(late.folder, &late.folder.ChildEntity, ref)
+	if dc := datacenterOf(late.folder); dc != nil {
+		simulator.Map.AddReference(dc, &dc.Network, ref)
+	}
+	for _, h := range network.Host {
+		if host, ok := simulator.Map.Get(h).(*simulator.HostSystem); ok {
+			simulator.Map.AddReference(host, &host.Network, ref)
+		}
+	}
+	for _, compute := range late.computes {
+		addComputeNetwork(compute, ref)
+	}
+}
+
+func addComputeNetwork(compute mo.Entity, ref types.ManagedObjectReference) {
+	switch cr := compute.(type) {
+	case *simulator.ClusterComputeResource:
+		simulator.Map.AddReference(cr, &cr.Network, ref)
+	case *mo.ComputeResource:
+		simulator.Map.AddReference(cr, &cr.Network, ref)
+	}
+}
 
 // seedHostNetworking gives every host's network system the vSwitches and
 // physical NICs of a small ESXi host.
@@ -70,7 +121,8 @@ func seedHostNetworking() {
 }
 
 // serveNetwork handles the host networking methods; false for every other method.
-func serveNetwork(w http.ResponseWriter, call soapCall, body []byte) bool {
+// With late > 0, an AddPortGroup that makes a new Network lists it only that much later.
+func serveNetwork(w http.ResponseWriter, call soapCall, body []byte, late time.Duration) bool {
 	switch call.method {
 	case "AddPortGroup", "UpdatePortGroup", "RemovePortGroup":
 	default:
@@ -91,7 +143,7 @@ func serveNetwork(w http.ResponseWriter, call soapCall, body []byte) bool {
 	var fault types.BaseMethodFault
 	switch req := method.Body.(type) {
 	case *types.AddPortGroup:
-		fault = addPortGroup(ns, req.Portgrp)
+		fault = addPortGroup(ns, req.Portgrp, late)
 	case *types.UpdatePortGroup:
 		fault = updatePortGroup(ns, req.PgName, req.Portgrp)
 	case *types.RemovePortGroup:
@@ -163,6 +215,11 @@ func hostContext(host *mo.HostSystem) (*simulator.Folder, mo.Entity) {
 }
 
 func networkByName(folder *simulator.Folder, name string) mo.Reference {
+	for ref, late := range lateNetworks {
+		if n, ok := simulator.Map.Get(ref).(*mo.Network); ok && late.folder == folder && n.Name == name {
+			return n
+		}
+	}
 	for _, ref := range folder.ChildEntity {
 		obj := simulator.Map.Get(ref)
 		if n, ok := obj.(*mo.Network); ok && n.Name == name {
@@ -190,7 +247,7 @@ func checkSpec(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) (*
 	return vs, nil
 }
 
-func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec) types.BaseMethodFault {
+func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec, late time.Duration) types.BaseMethodFault {
 	vs, fault := checkSpec(ns, spec)
 	if fault != nil {
 		return fault
@@ -213,9 +270,15 @@ func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec)
 		network.Summary = &types.NetworkSummary{Name: spec.Name, Accessible: true}
 		simulator.Map.PutEntity(folder, simulator.Map.NewEntity(network))
 		network.Summary.GetNetworkSummary().Network = &network.Self
-		simulator.Map.AddReference(folder, &folder.ChildEntity, network.Self)
-		if dc := datacenterOf(folder); dc != nil {
-			simulator.Map.AddReference(dc, &dc.Network, network.Self)
+		if late > 0 {
+			lateNetworks[network.Self] = &lateNetwork{folder: folder}
+			ref := network.Self
+			time.AfterFunc(late, func() { listLate(ref) })
+		} else {
+			simulator.Map.AddReference(folder, &folder.ChildEntity, network.Self)
+			if dc := datacenterOf(folder); dc != nil {
+				simulator.Map.AddReference(dc, &dc.Network, network.Self)
+			}
 		}
 		netRef = network.Self
 	case *mo.Network:
@@ -226,14 +289,14 @@ func addPortGroup(ns *simulator.HostNetworkSystem, spec types.HostPortGroupSpec)
 	if network, ok := simulator.Map.Get(netRef).(*mo.Network); ok {
 		simulator.Map.AddReference(network, &network.Host, ns.Host.Self)
 	}
-	if host, ok := simulator.Map.Get(ns.Host.Self).(*simulator.HostSystem); ok {
-		simulator.Map.AddReference(host, &host.Network, netRef)
-	}
-	switch cr := compute.(type) {
-	case *simulator.ClusterComputeResource:
-		simulator.Map.AddReference(cr, &cr.Network, netRef)
-	case *mo.ComputeResource:
-		simulator.Map.AddReference(cr, &cr.Network, netRef)
+	if pending, ok := lateNetworks[netRef]; ok {
+		// Not listed yet: the host and its compute resource list it when it is.
+		pending.computes = append(pending.computes, compute)
+	} else {
+		if host, ok := simulator.Map.Get(ns.Host.Self).(*simulator.HostSystem); ok {
+			simulator.Map.AddReference(host, &host.Network, netRef)
+		}
+		addComputeNetwork(compute, netRef)
 	}
 	vs.Portgroup = append(vs.Portgroup, spec.Name)
 	ns.NetworkInfo.Portgroup = append(ns.NetworkInfo.Portgroup, types.HostPortGroup{
@@ -320,6 +383,7 @@ func removePortGroup(ns *simulator.HostNetworkSystem, name string) types.BaseMet
 			simulator.Map.RemoveReference(dc, &dc.Network, network.Self)
 		}
 		simulator.Map.Remove(network.Self)
+		delete(lateNetworks, network.Self)
 	}
 	return nil
 }

@@ -19,7 +19,6 @@ import {
 } from "../../provider/vsphere/network.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { arrayOf, dataObject, int, moRef, str } from "../../provider/vsphere/schema.js";
-import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -134,44 +133,42 @@ describe("driver network look-ups", () => {
   });
 
   it("waits, within a bound, for a Network vCenter lists a moment after the host change", async () => {
-    // A stand-in for vCenter that lists the Network only from the third read on.
-    const host = new MoRef("HostSystem", "host-1");
-    const net = new MoRef("Network", "network-1");
-    let reads = 0;
-    const fake = {
-      serviceContent: { propertyCollector: new MoRef("PropertyCollector", "propertyCollector") },
-      options: { maximumObjects: 100 },
-      async invoke(method: string) {
-        expect(method).toBe("RetrievePropertiesEx");
-        reads++;
-        const listed = reads >= 3;
-        return {
-          objects: [
-            {
-              obj: host,
-              propSet: [
-                { name: "name", val: "h1" },
-                { name: "configManager.networkSystem", val: new MoRef("HostNetworkSystem", "ns-1") },
-                { name: "config.network.portgroup", val: [{ spec: { name: "late", vlanId: "4", vswitchName: "vSwitch0" } }] },
-                { name: "network", val: listed ? [net] : [] },
-              ],
-            },
-            ...(listed ? [{ obj: net, propSet: [{ name: "name", val: "late" }] }] : []),
-          ],
-        };
-      },
-    } as unknown as VimClient;
+    // The simulator's lateNetwork rule: the Network made by the first AddPortGroup is
+    // listed (on hosts, cluster, datacenter, folder) only 1.5 s later, as vCenter does
+    // when it syncs the host's change into its inventory a moment after.
+    await sim.control.addRule({ kind: "lateNetwork", ms: 1500 });
+    try {
+      for (const h of hosts) await addStandardPortGroup(client, h.networkSystem, { name: "drv-late", vlanId: 4, vswitchName: "vSwitch0" });
+      const unlisted = await standardNetworkOf(client, cluster.hosts, "drv-late", 0);
+      expect(unlisted.network).toBeUndefined();
+      expect(unlisted.hosts.every((h) => h.portgroups.some((p) => p.name === "drv-late"))).toBe(true);
+      expect(await findNetwork(client, cluster.datacenter, "drv-late")).toBeUndefined();
 
-    expect(await standardNetworkOf(fake, [host], "late", 0)).toMatchObject({ network: undefined });
-    expect(reads).toBe(1);
-    reads = 0;
-    const found = await standardNetworkOf(fake, [host], "late", 10_000);
-    expect(found.network).toEqual(net);
-    expect(reads).toBe(3);
-    // Not on any host: nothing to wait for.
-    reads = 0;
-    expect((await standardNetworkOf(fake, [host], "absent", 10_000)).network).toBeUndefined();
-    expect(reads).toBe(1);
+      const before = client.stats.roundTrips;
+      const found = await standardNetworkOf(client, cluster.hosts, "drv-late", 10_000);
+      expect(found.network?.type).toBe("Network");
+      expect(client.stats.roundTrips - before).toBeGreaterThan(1); // it had to read again
+      expect(found.network).toEqual(await findNetwork(client, cluster.datacenter, "drv-late"));
+      // Not on any host: nothing to wait for, one read.
+      const once = client.stats.roundTrips;
+      expect((await standardNetworkOf(client, cluster.hosts, "drv-absent", 10_000)).network).toBeUndefined();
+      expect(client.stats.roundTrips - once).toBe(1);
+    } finally {
+      await sim.control.clearRules();
+      for (const h of hosts) await removeStandardPortGroup(client, h.networkSystem, "drv-late").catch(() => {});
+    }
+  });
+
+  it("the simulator's late Network is one object for every host, and goes with its last host even before it is listed", async () => {
+    await sim.control.addRule({ kind: "lateNetwork", ms: 60_000 });
+    try {
+      for (const h of hosts) await addStandardPortGroup(client, h.networkSystem, { name: "drv-unlisted", vlanId: 5, vswitchName: "vSwitch0" });
+      for (const h of hosts) await removeStandardPortGroup(client, h.networkSystem, "drv-unlisted");
+      const networks = await new PropertyCollector(client).find(client.serviceContent.rootFolder, "Network", z.object({ name: str }));
+      expect(networks.filter((n) => n.props.name === "drv-unlisted")).toEqual([]);
+    } finally {
+      await sim.control.clearRules();
+    }
   });
 
   it("reads datacenters, clusters, hosts' networking and switches in one traversal from the root folder", async () => {

@@ -284,7 +284,7 @@ func parseSOAP(body []byte) soapCall {
 
 func isUpload(r *http.Request) bool {
 	return (r.Method == http.MethodPut || r.Method == http.MethodPost) &&
-		(strings.HasPrefix(r.URL.Path, "/folder/") || strings.HasPrefix(r.URL.Path, "/nfc/"))
+		(strings.HasPrefix(r.URL.Path, folderPrefix) || strings.HasPrefix(r.URL.Path, "/nfc/"))
 }
 
 // match counts the request against every rule and returns those that fire now.
@@ -321,6 +321,7 @@ func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk"):
 		in.serveSOAP(w, r)
+	case strings.HasPrefix(r.URL.Path, folderPrefix) && in.serveFolder(w, r):
 	case isUpload(r):
 		in.serveUpload(w, r)
 	default:

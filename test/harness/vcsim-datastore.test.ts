@@ -1,0 +1,95 @@
+// The simulator's datastore behaviour, corrected to vCenter's where the Image resource
+// depends on it: HTTP file access needs a session and does not make folders.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { Agent, request } from "undici";
+import { RawSoap, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+
+let sim: Vcsim;
+let sc: Parsed;
+let soap: RawSoap;
+let dc: MoRef;
+const dcName = () => sim.info.inventory.datacenters[0]!.name;
+
+async function client(): Promise<RawSoap> {
+  const c = new RawSoap(sim.info.url, new Agent({ keepAliveTimeout: 10 }));
+  await c.login(sc, sim.info.username, sim.info.password);
+  return c;
+}
+
+function fileUrl(name: string): string {
+  return `${sim.info.url.replace(/\/sdk$/, "")}/folder/${name}?dcPath=${encodeURIComponent(dcName())}&dsName=LocalDS_0`;
+}
+
+async function http(method: "GET" | "PUT" | "POST" | "DELETE", name: string, cookie?: string, body?: Buffer) {
+  const res = await request(fileUrl(name), { method, headers: cookie ? { cookie } : {}, ...(body ? { body } : {}) });
+  const bytes = Buffer.from(await res.body.arrayBuffer());
+  return { status: res.statusCode, bytes };
+}
+
+async function mkdir(name: string): Promise<void> {
+  await soap.call(
+    "MakeDirectory",
+    toMoRef(sc.fileManager),
+    `<name>[LocalDS_0] ${xmlEscape(name)}</name>${moRefXml("datacenter", dc)}<createParentDirectories>true</createParentDirectories>`,
+  );
+}
+
+beforeAll(async () => {
+  sim = await startVcsim({ clusters: 1, hosts: 1 });
+  sc = await new RawSoap(sim.info.url).serviceContent();
+  soap = await client();
+  const [found] = await soap.retrieveAll(sc, "Datacenter", ["name"]);
+  dc = found!.obj as MoRef;
+});
+afterAll(() => sim?.stop());
+
+describe("datastore HTTP access (/folder)", () => {
+  it("answers 401 to a GET, PUT or DELETE without a session cookie, and stores nothing", async () => {
+    const name = `noauth-${Date.now()}.bin`;
+    expect((await http("PUT", name, undefined, Buffer.from("x"))).status).toBe(401);
+    expect((await http("GET", name)).status).toBe(401);
+    expect((await http("DELETE", name)).status).toBe(401);
+    expect((await http("GET", name, soap.cookie)).status).toBe(404);
+  });
+
+  it("answers 401 to the cookie of a session that logged out", async () => {
+    const gone = await client();
+    const name = `expired-${Date.now()}.bin`;
+    expect((await http("PUT", name, gone.cookie, Buffer.from("abc"))).status).toBe(200);
+    await gone.call("Logout", toMoRef(sc.sessionManager));
+    expect((await http("GET", name, gone.cookie)).status).toBe(401);
+    expect((await http("PUT", name, gone.cookie, Buffer.from("x"))).status).toBe(401);
+    expect((await http("GET", name, soap.cookie)).bytes.toString()).toBe("abc");
+  });
+
+  it("refuses (404) a PUT into a folder that does not exist, and makes no folder", async () => {
+    const dir = `nodir-${Date.now()}`;
+    expect((await http("PUT", `${dir}/sub/a.bin`, soap.cookie, Buffer.from("x"))).status).toBe(404);
+    expect((await http("POST", `${dir}/a.bin`, soap.cookie, Buffer.from("x"))).status).toBe(404);
+    expect((await http("GET", `${dir}/`, soap.cookie)).status).toBe(404);
+    await mkdir(dir);
+    expect((await http("PUT", `${dir}/a.bin`, soap.cookie, Buffer.from("hello"))).status).toBe(200);
+    expect((await http("GET", `${dir}/a.bin`, soap.cookie)).bytes.toString()).toBe("hello");
+  });
+
+  it("DELETE removes a file (404 when there is none) and refuses a folder", async () => {
+    const dir = `del-${Date.now()}`;
+    await mkdir(dir);
+    expect((await http("PUT", `${dir}/f.bin`, soap.cookie, Buffer.from("x"))).status).toBe(200);
+    expect((await http("DELETE", `${dir}/f.bin`, soap.cookie)).status).toBe(204);
+    expect((await http("GET", `${dir}/f.bin`, soap.cookie)).status).toBe(404);
+    expect((await http("DELETE", `${dir}/f.bin`, soap.cookie)).status).toBe(404);
+    expect((await http("DELETE", dir, soap.cookie)).status).toBe(403);
+  });
+
+  it("cutUpload still cuts an authenticated upload into an existing folder", async () => {
+    const dir = `cut-${Date.now()}`;
+    await mkdir(dir);
+    const rule = await sim.control.addRule({ kind: "cutUpload", afterBytes: 4096 });
+    const err = await http("PUT", `${dir}/p.bin`, soap.cookie, Buffer.alloc(1 << 20, 1)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((await http("GET", `${dir}/p.bin`, soap.cookie)).bytes.length).toBe(4096);
+    expect(await sim.control.rule(rule.id)).toMatchObject({ fired: 1 });
+  });
+});

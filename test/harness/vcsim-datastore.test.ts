@@ -1,5 +1,5 @@
 // The simulator's datastore behaviour, corrected to vCenter's where the Image resource
-// depends on it: HTTP file access needs a session and does not make folders.
+// depends on it: HTTP file access needs a session.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
 import { RawSoap, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
@@ -63,14 +63,11 @@ describe("datastore HTTP access (/folder)", () => {
     expect((await http("GET", name, soap.cookie)).bytes.toString()).toBe("abc");
   });
 
-  it("refuses (404) a PUT into a folder that does not exist, and makes no folder", async () => {
-    const dir = `nodir-${Date.now()}`;
-    expect((await http("PUT", `${dir}/sub/a.bin`, soap.cookie, Buffer.from("x"))).status).toBe(404);
-    expect((await http("POST", `${dir}/a.bin`, soap.cookie, Buffer.from("x"))).status).toBe(404);
-    expect((await http("GET", `${dir}/`, soap.cookie)).status).toBe(404);
-    await mkdir(dir);
-    expect((await http("PUT", `${dir}/a.bin`, soap.cookie, Buffer.from("hello"))).status).toBe(200);
-    expect((await http("GET", `${dir}/a.bin`, soap.cookie)).bytes.toString()).toBe("hello");
+  it("a PUT into a folder that does not exist makes the folder, as vCenter's does", async () => {
+    const dir = `newdir-${Date.now()}`;
+    expect((await http("GET", `${dir}/sub/a.bin`, soap.cookie)).status).toBe(404);
+    expect((await http("PUT", `${dir}/sub/a.bin`, soap.cookie, Buffer.from("hello"))).status).toBe(200);
+    expect((await http("GET", `${dir}/sub/a.bin`, soap.cookie)).bytes.toString()).toBe("hello");
   });
 
   it("DELETE removes a file (404 when there is none) and refuses a folder", async () => {

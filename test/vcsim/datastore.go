@@ -13,9 +13,9 @@ import (
 
 // Datastore file access over HTTP (/folder/<path>?dcPath=<dc>&dsName=<ds>) as
 // vCenter serves it, where govmomi's simulator differs: every request needs the
-// vmware_soap_session cookie of a live session (the simulator needs none), a PUT or
-// POST whose parent folder does not exist is a 404 (the simulator makes the missing
-// folders), and DELETE removes one file (the simulator serves it as a GET).
+// vmware_soap_session cookie of a live session (the simulator needs none), and
+// DELETE removes one file (the simulator serves it as a GET). A PUT into a folder
+// that does not exist makes the folder, on vCenter as in the simulator (see README).
 
 const folderPrefix = "/folder/"
 
@@ -32,15 +32,6 @@ func (in *injector) serveFolder(w http.ResponseWriter, r *http.Request) bool {
 		return false // the simulator answers 404 for a datastore it cannot find
 	}
 	switch r.Method {
-	case http.MethodPut, http.MethodPost:
-		if fi, err := os.Stat(path.Dir(file)); err != nil || !fi.IsDir() {
-			http.Error(w, "404 Not Found", http.StatusNotFound)
-			return true
-		}
-		if fi, err := os.Stat(file); err == nil && fi.IsDir() {
-			http.Error(w, "409 Conflict: a folder has that name", http.StatusConflict)
-			return true
-		}
 	case http.MethodDelete:
 		fi, err := os.Stat(file)
 		switch {

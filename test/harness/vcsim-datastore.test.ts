@@ -2,13 +2,14 @@
 // depends on it: HTTP file access needs a session.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Agent, request } from "undici";
-import { RawSoap, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
+import { RawSoap, asArray, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 let sim: Vcsim;
 let sc: Parsed;
 let soap: RawSoap;
 let dc: MoRef;
+let browser: MoRef;
 const dcName = () => sim.info.inventory.datacenters[0]!.name;
 
 async function client(): Promise<RawSoap> {
@@ -41,7 +42,25 @@ beforeAll(async () => {
   soap = await client();
   const [found] = await soap.retrieveAll(sc, "Datacenter", ["name"]);
   dc = found!.obj as MoRef;
+  const [ds] = (await soap.retrieveAll(sc, "Datastore", ["name", "browser"])).filter((d) => d.name === "LocalDS_0");
+  browser = toMoRef(ds!.browser);
 });
+
+/** Runs a *_Task method and returns its task's info once it has ended (the simulator ends tasks at once). */
+async function runTask(method: string, self: MoRef, inner: string): Promise<Parsed> {
+  const task = toMoRef((await soap.call(method, self, inner))!);
+  for (let i = 0; i < 1000; i++) {
+    const { info } = await soap.properties(sc, task, ["info"]);
+    if (info.state === "success" || info.state === "error") return info as Parsed;
+  }
+  throw new Error(`${method}: task never ended`);
+}
+
+function fileNames(result: Parsed): string[] {
+  return asArray(result.file as Parsed | Parsed[] | undefined)
+    .map((f) => String(f.path))
+    .sort();
+}
 afterAll(() => sim?.stop());
 
 describe("datastore HTTP access (/folder)", () => {
@@ -88,5 +107,62 @@ describe("datastore HTTP access (/folder)", () => {
     expect(err).toBeInstanceOf(Error);
     expect((await http("GET", `${dir}/p.bin`, soap.cookie)).bytes.length).toBe(4096);
     expect(await sim.control.rule(rule.id)).toMatchObject({ fired: 1 });
+  });
+});
+
+describe("datastore browser", () => {
+  let dir: string;
+  beforeAll(async () => {
+    dir = `browse-${Date.now()}`;
+    await mkdir(`${dir}/sub`);
+    await http("PUT", `${dir}/a.vmdk`, soap.cookie, Buffer.from("descriptor"));
+    await http("PUT", `${dir}/a-flat.vmdk`, soap.cookie, Buffer.alloc(4096));
+    await http("PUT", `${dir}/sub/c.iso`, soap.cookie, Buffer.from("iso"));
+  });
+
+  it("SearchDatastore_Task without a searchSpec lists every file and folder, by path only", async () => {
+    const info = await runTask("SearchDatastore_Task", browser, `<datastorePath>[LocalDS_0] ${dir}</datastorePath>`);
+    expect(info.state).toBe("success");
+    expect(info.result.folderPath).toBe(`[LocalDS_0] ${dir}`);
+    expect(fileNames(info.result)).toEqual(["a-flat.vmdk", "a.vmdk", "sub"]);
+    const files = asArray(info.result.file as Parsed[]);
+    expect(files.find((f) => f.path === "sub")!["@_type"]).toBe("FolderFileInfo");
+    expect(files.every((f) => f.fileSize === undefined && f.modification === undefined)).toBe(true);
+  });
+
+  it("SearchDatastoreSubFolders_Task without a searchSpec lists each folder's files", async () => {
+    const info = await runTask("SearchDatastoreSubFolders_Task", browser, `<datastorePath>[LocalDS_0] ${dir}</datastorePath>`);
+    expect(info.state).toBe("success");
+    const results = asArray(info.result.HostDatastoreBrowserSearchResults as Parsed | Parsed[]);
+    const byFolder = Object.fromEntries(results.map((r) => [String(r.folderPath), fileNames(r)]));
+    expect(byFolder[`[LocalDS_0] ${dir}`]).toEqual(["a-flat.vmdk", "a.vmdk", "sub"]);
+    expect(byFolder[`[LocalDS_0] ${dir}/sub`]).toEqual(["c.iso"]);
+  });
+
+  it("a searchSpec without matchPattern matches every file, with the details it asks for", async () => {
+    const info = await runTask(
+      "SearchDatastore_Task",
+      browser,
+      `<datastorePath>[LocalDS_0] ${dir}</datastorePath><searchSpec><details><fileType>false</fileType><fileSize>true</fileSize>` +
+        `<modification>false</modification><fileOwner>false</fileOwner></details></searchSpec>`,
+    );
+    expect(fileNames(info.result)).toEqual(["a-flat.vmdk", "a.vmdk", "sub"]);
+    const flat = asArray(info.result.file as Parsed[]).find((f) => f.path === "a-flat.vmdk")!;
+    expect(Number(flat.fileSize)).toBe(4096);
+  });
+
+  it("a searchSpec with a matchPattern is the simulator's own search, unchanged", async () => {
+    const info = await runTask(
+      "SearchDatastore_Task",
+      browser,
+      `<datastorePath>[LocalDS_0] ${dir}</datastorePath><searchSpec><matchPattern>*.vmdk</matchPattern></searchSpec>`,
+    );
+    expect(fileNames(info.result)).toEqual(["a-flat.vmdk", "a.vmdk"]);
+  });
+
+  it("a folder that does not exist is FileNotFound", async () => {
+    const info = await runTask("SearchDatastore_Task", browser, `<datastorePath>[LocalDS_0] ${dir}-none</datastorePath>`);
+    expect(info.state).toBe("error");
+    expect(info.error.fault["@_type"]).toBe("FileNotFound");
   });
 });

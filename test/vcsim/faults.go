@@ -420,7 +420,8 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		writeFault(w, notAuthenticated(call.this), "The session is not authenticated.")
 		return
 	}
-	if !serveNetwork(w, call, body, time.Duration(lateNetworkMs)*time.Millisecond) && !in.pager.serve(in.inner, w, r, call, callerSession(r)) {
+	if !serveNetwork(w, call, body, time.Duration(lateNetworkMs)*time.Millisecond) && !in.serveDatastoreSOAP(w, r, call) &&
+		!in.pager.serve(in.inner, w, r, call, callerSession(r)) {
 		in.inner.ServeHTTP(w, r)
 	}
 	in.noteSetCookies(w.Header())

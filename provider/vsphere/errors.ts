@@ -277,3 +277,71 @@ export class NotTlsError extends VSphereError {
     );
   }
 }
+
+/** A datastore path that cannot be read ("[datastore] folder/file"). */
+export class InvalidDatastorePathError extends VSphereError {
+  readonly code = "InvalidDatastorePath";
+  constructor(
+    readonly path: string,
+    readonly reason: string,
+  ) {
+    super(`datastore path ${JSON.stringify(path)}: ${reason} (want "[datastore] folder/file")`);
+  }
+}
+
+/** Why one datastore was not chosen. */
+export interface DatastoreRejection {
+  name: string;
+  reasons: string[];
+}
+
+/**
+ * No datastore of the cluster can take the image or disk: `rejected` lists every
+ * candidate and why (name pattern, type, maintenance, a host without it, free space).
+ */
+export class NoSuitableDatastoreError extends VSphereError {
+  readonly code = "NoSuitableDatastore";
+  constructor(
+    readonly cluster: string,
+    readonly rejected: DatastoreRejection[],
+    readonly requiredBytes: number | undefined,
+  ) {
+    const list = rejected.map((r) => `${r.name}: ${r.reasons.join("; ")}`).join(", ");
+    super(
+      `no datastore of cluster ${cluster} fits${requiredBytes !== undefined ? ` ${requiredBytes} bytes` : ""}: ` +
+        (rejected.length ? list : "the cluster has no datastores"),
+    );
+  }
+}
+
+/**
+ * An upload to a datastore was cut once bytes had gone out: the file may be missing,
+ * partial, or (rarely) complete; the outcome is unknown. It was not resent. Delete the
+ * file (deleteFile) before trying again.
+ */
+export class UploadIncompleteError extends VSphereError {
+  readonly code = "UploadIncomplete";
+  constructor(
+    readonly path: string,
+    readonly bytesSent: number,
+    readonly length: number,
+    override readonly cause: unknown,
+  ) {
+    super(
+      `upload to ${path} was cut after ${bytesSent} of ${length} bytes were sent (${describeCause(cause)}): the outcome is unknown and ` +
+        `the file may be partial; it was not resent. Delete it before uploading again.`,
+    );
+  }
+}
+
+/** The source of an upload failed, or gave a different number of bytes than announced. */
+export class UploadSourceError extends VSphereError {
+  readonly code = "UploadSourceFailed";
+  constructor(
+    readonly path: string,
+    message: string,
+    override readonly cause?: unknown,
+  ) {
+    super(`upload to ${path}: ${message}${cause ? ` (${describeCause(cause)})` : ""}; the file in the datastore may be partial: delete it`);
+  }
+}

@@ -1,0 +1,419 @@
+// Datastore paths ("[ds] folder/file.vmdk"), browsing (HostDatastoreBrowser) and file
+// operations (FileManager, VirtualDiskManager), as Nova's ds_util.
+//
+// Replay safety: every call that changes the datastore passes a checkApplied that
+// looks at the datastore after a lost answer (does the folder exist now? is the
+// source gone and the destination there?), so a broken connection ends in a known
+// outcome whenever the datastore can tell; when it cannot (a copy whose destination
+// exists may be partial), the error is OutcomeUnknownError and says what to check.
+import { z } from "zod";
+import type { CallOptions, VimClient } from "./client.js";
+import { FileAlreadyExistsFault, FileNotFoundFault, InvalidDatastorePathError, NotFoundError, OutcomeUnknownError } from "./errors.js";
+import type { Datacenter } from "./inventory.js";
+import { traversal } from "./inventory-cache.js";
+import { PropertyCollector } from "./property.js";
+import { arrayOf, dataObject, dateTime, long, moRef, str } from "./schema.js";
+import type { MoRef, VimValue } from "./soap/xml.js";
+import { runTask, type TaskWaitOptions } from "./task.js";
+
+/**
+ * A path in a datastore: `[datastore] folder/file.vmdk`. The datastore name ends at
+ * the first "] " (or at a final "]": the datastore's root), as vSphere and Nova read
+ * it, so names with spaces and brackets ("[ds [1]] a b/c") round-trip.
+ */
+export class DatastorePath {
+  /** Folder and file names below the datastore's root, "/"-separated, no leading "/". */
+  readonly path: string;
+
+  constructor(
+    readonly datastore: string,
+    path = "",
+  ) {
+    if (datastore === "") throw new InvalidDatastorePathError(`[${datastore}] ${path}`, "the datastore name is empty");
+    this.path = normalize(path);
+  }
+
+  /** Reads `[ds] a/b`; throws InvalidDatastorePathError on anything else. */
+  static parse(text: string): DatastorePath {
+    if (!text.startsWith("[")) throw new InvalidDatastorePathError(text, 'it does not start with "[datastore]"');
+    const sep = text.indexOf("] ", 1);
+    if (sep > 1) return new DatastorePath(text.slice(1, sep), text.slice(sep + 2));
+    if (text.endsWith("]") && text.length > 2) return new DatastorePath(text.slice(1, -1));
+    throw new InvalidDatastorePathError(text, 'the datastore name is not closed by "] "');
+  }
+
+  toString(): string {
+    return this.path === "" ? `[${this.datastore}]` : `[${this.datastore}] ${this.path}`;
+  }
+
+  /** Names below this path: `join("a", "b/c.vmdk")`. */
+  join(...parts: string[]): DatastorePath {
+    return new DatastorePath(this.datastore, [this.path, ...parts].join("/"));
+  }
+
+  /** The folder this file or folder is in (the datastore's root stays the root). */
+  get parent(): DatastorePath {
+    const i = this.path.lastIndexOf("/");
+    return new DatastorePath(this.datastore, i < 0 ? "" : this.path.slice(0, i));
+  }
+
+  /** The last name ("" for the datastore's root). */
+  get basename(): string {
+    return this.path.slice(this.path.lastIndexOf("/") + 1);
+  }
+
+  equals(other: DatastorePath): boolean {
+    return other.datastore === this.datastore && other.path === this.path;
+  }
+}
+
+function normalize(path: string): string {
+  const parts = path.split("/").filter((p) => p !== "" && p !== ".");
+  if (parts.includes("..")) throw new InvalidDatastorePathError(path, '".." is not allowed in a datastore path');
+  return parts.join("/");
+}
+
+/** Accepts a DatastorePath or its text. */
+export type PathLike = DatastorePath | string;
+const asPath = (p: PathLike): DatastorePath => (typeof p === "string" ? DatastorePath.parse(p) : p);
+
+function fileManager(client: VimClient): MoRef {
+  const fm = client.serviceContent.fileManager;
+  if (!fm) throw new NotFoundError(`${client.endpoint} has no FileManager`, "object");
+  return fm;
+}
+
+function diskManager(client: VimClient): MoRef {
+  const vdm = client.serviceContent.virtualDiskManager;
+  if (!vdm) throw new NotFoundError(`${client.endpoint} has no VirtualDiskManager`, "object");
+  return vdm;
+}
+
+// ---------------------------------------------------------------------------
+// Datastores of a datacenter by name, with their browsers (kept per client).
+
+/** A datastore as file operations need it. */
+export interface DatastoreHandle {
+  ref: MoRef;
+  name: string;
+  browser: MoRef;
+}
+
+const HandleProps = z.object({ name: str, browser: moRef });
+const handles = new WeakMap<VimClient, Map<string, Promise<Map<string, DatastoreHandle>>>>();
+
+async function readHandles(client: VimClient, datacenter: Datacenter): Promise<Map<string, DatastoreHandle>> {
+  // One traversal of the datastore folder (nested folders and storage pods included).
+  const contents = await new PropertyCollector(client).retrieve([
+    {
+      propSet: [{ type: "Datastore", pathSet: ["name", "browser"] }],
+      objectSet: [{ obj: datacenter.datastoreFolder, skip: true, selectSet: [traversal("folderChildren", "Folder", "childEntity", ["folderChildren"])] }],
+    },
+  ]);
+  const out = new Map<string, DatastoreHandle>();
+  for (const c of contents) {
+    if (c.obj.type !== "Datastore") continue;
+    const p = HandleProps.parse(c.props);
+    out.set(p.name, { ref: c.obj, name: p.name, browser: p.browser });
+  }
+  return out;
+}
+
+/** The datastore of that name in the datacenter (read once per client; `fresh` reads again). */
+export async function findDatastore(client: VimClient, datacenter: Datacenter, name: string, opts: { fresh?: boolean } = {}): Promise<DatastoreHandle> {
+  let perClient = handles.get(client);
+  if (!perClient) handles.set(client, (perClient = new Map()));
+  const key = datacenter.ref.toString();
+  for (let pass = 0; pass < 2; pass++) {
+    let entry = perClient.get(key);
+    if (!entry || opts.fresh || pass === 1) {
+      entry = readHandles(client, datacenter);
+      perClient.set(key, entry);
+      entry.catch(() => perClient.delete(key));
+    }
+    const found = (await entry).get(name);
+    if (found) return found;
+    if (opts.fresh) pass = 1;
+  }
+  const names = [...((await perClient.get(key)) ?? new Map<string, DatastoreHandle>()).keys()].join(", ") || "none";
+  throw new NotFoundError(`datastore "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`, "datastore", name);
+}
+
+// ---------------------------------------------------------------------------
+// Browsing
+
+/** A file or folder a search found. */
+export interface FileEntry {
+  name: string;
+  path: DatastorePath;
+  folder: boolean;
+  /** Bytes (with `details`). */
+  size: number | undefined;
+  /** Last modification (with `details`). */
+  modified: Date | undefined;
+}
+
+const SearchResults = dataObject({
+  folderPath: str.optional(),
+  file: arrayOf(
+    z.looseObject({
+      $type: str.optional(),
+      path: str,
+      fileSize: long.optional(),
+      modification: dateTime.optional(),
+    }),
+  ),
+});
+
+export interface ListOptions {
+  /** Shell patterns the names must match (`*.vmdk`); default every name. */
+  matchPattern?: string[];
+  /** Read each entry's size and modification time. */
+  details?: boolean;
+}
+
+/**
+ * The entries of a folder (not recursive), through SearchDatastore_Task. A folder
+ * that does not exist is FileNotFoundFault.
+ */
+export async function listFolder(client: VimClient, datacenter: Datacenter, folder: PathLike, opts: ListOptions = {}): Promise<FileEntry[]> {
+  const dir = asPath(folder);
+  const ds = await findDatastore(client, datacenter, dir.datastore);
+  const details = opts.details ?? false;
+  const raw = await runTask(client, "SearchDatastore_Task", ds.browser, {
+    datastorePath: dir.toString(),
+    searchSpec: {
+      // FolderFileQuery first, so folders come back typed as folders; FileQuery for the rest.
+      query: [{ $type: "FolderFileQuery" }, { $type: "FileQuery" }],
+      details: { fileType: true, fileSize: details, modification: details, fileOwner: false },
+      // vCenter lists every name without a pattern; the simulator lists none: always send one.
+      matchPattern: opts.matchPattern ?? ["*"],
+    },
+  });
+  const res = SearchResults.parse(raw ?? {});
+  return res.file.map((f) => ({
+    name: f.path,
+    path: dir.join(f.path),
+    folder: f.$type === "FolderFileInfo",
+    size: f.fileSize,
+    modified: f.modification,
+  }));
+}
+
+/**
+ * The file or folder's entry, or undefined when it (or its folder) does not exist:
+ * a search of its parent folder with its name as the pattern, as Nova's cache-hit test.
+ */
+export async function statFile(client: VimClient, datacenter: Datacenter, file: PathLike, opts: { details?: boolean } = {}): Promise<FileEntry | undefined> {
+  const p = asPath(file);
+  if (p.path === "") return { name: "", path: p, folder: true, size: undefined, modified: undefined };
+  try {
+    // Brackets and other glob characters in the name would be read as a pattern: match
+    // by a pattern that escapes nothing but compare the names exactly.
+    const pattern = /[*?[\]]/.test(p.basename) ? ["*"] : [p.basename];
+    const entries = await listFolder(client, datacenter, p.parent, { matchPattern: pattern, details: opts.details ?? true });
+    return entries.find((e) => e.name === p.basename);
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return undefined;
+    throw err;
+  }
+}
+
+/** Whether the file or folder exists. */
+export async function fileExists(client: VimClient, datacenter: Datacenter, file: PathLike): Promise<boolean> {
+  return (await statFile(client, datacenter, file, { details: false })) !== undefined;
+}
+
+// ---------------------------------------------------------------------------
+// Changes
+
+type Check = NonNullable<CallOptions["checkApplied"]>;
+type Options = TaskWaitOptions;
+
+/**
+ * Makes a folder (and its parents, by default). A folder that exists already is
+ * fine (vCenter says FileAlreadyExists, the simulator nothing: both end here).
+ */
+export async function makeDirectory(
+  client: VimClient,
+  datacenter: Datacenter,
+  folder: PathLike,
+  opts: { createParents?: boolean } = {},
+): Promise<void> {
+  const dir = asPath(folder);
+  try {
+    await client.invoke(
+      "MakeDirectory",
+      fileManager(client),
+      { name: dir.toString(), datacenter: datacenter.ref, createParentDirectories: opts.createParents ?? true },
+      { checkApplied: async () => ((await fileExists(client, datacenter, dir)) ? { applied: true } : { applied: false }) },
+    );
+  } catch (err) {
+    if (!(err instanceof FileAlreadyExistsFault)) throw err;
+  }
+}
+
+/**
+ * Deletes a file or a folder with everything in it (DeleteDatastoreFile_Task).
+ * Resolves false when there was nothing to delete (unless `mustExist`).
+ */
+export async function deleteFile(client: VimClient, datacenter: Datacenter, file: PathLike, opts: Options & { mustExist?: boolean } = {}): Promise<boolean> {
+  const p = asPath(file);
+  const checkApplied: Check = async () => ((await fileExists(client, datacenter, p)) ? { applied: false } : { applied: true });
+  try {
+    await runTask(client, "DeleteDatastoreFile_Task", fileManager(client), { name: p.toString(), datacenter: datacenter.ref }, { ...opts, checkApplied });
+    return true;
+  } catch (err) {
+    if (err instanceof FileNotFoundFault && !opts.mustExist) return false;
+    throw err;
+  }
+}
+
+/**
+ * After a lost answer to a move: done when the source is gone and the destination
+ * there, not done when the source is there and the destination not; anything else
+ * cannot be told from the datastore.
+ */
+function moveCheck(client: VimClient, datacenter: Datacenter, method: string, src: DatastorePath, dst: DatastorePath): Check {
+  return async () => {
+    const [srcThere, dstThere] = await Promise.all([fileExists(client, datacenter, src), fileExists(client, datacenter, dst)]);
+    if (!srcThere && dstThere) return { applied: true };
+    if (srcThere && !dstThere) return { applied: false };
+    throw new OutcomeUnknownError(
+      client.endpoint,
+      method,
+      new Error(`after the lost answer ${src} ${srcThere ? "exists" : "is missing"} and ${dst} ${dstThere ? "exists" : "is missing"}: check both`),
+    );
+  };
+}
+
+/**
+ * After a lost answer to a copy (never with force): not done when the destination
+ * is missing (replaying is safe: a copy already running would make the replay fail
+ * with FileAlreadyExists, never overwrite); a destination that exists may be a copy
+ * in progress or a partial one, which the datastore cannot tell.
+ */
+function copyCheck(client: VimClient, datacenter: Datacenter, method: string, dst: DatastorePath): Check {
+  return async () => {
+    if (!(await fileExists(client, datacenter, dst))) return { applied: false };
+    throw new OutcomeUnknownError(
+      client.endpoint,
+      method,
+      new Error(`after the lost answer ${dst} exists but may be incomplete: delete it and copy again`),
+    );
+  };
+}
+
+/** Moves (renames) a file or folder; an existing destination is FileAlreadyExists unless `force`. */
+export async function moveFile(client: VimClient, datacenter: Datacenter, source: PathLike, destination: PathLike, opts: Options & { force?: boolean } = {}): Promise<void> {
+  const src = asPath(source);
+  const dst = asPath(destination);
+  await runTask(
+    client,
+    "MoveDatastoreFile_Task",
+    fileManager(client),
+    { sourceName: src.toString(), sourceDatacenter: datacenter.ref, destinationName: dst.toString(), destinationDatacenter: datacenter.ref, force: opts.force ?? false },
+    { ...opts, checkApplied: moveCheck(client, datacenter, "MoveDatastoreFile_Task", src, dst) },
+  );
+}
+
+/** Copies a file or folder byte for byte; an existing destination is FileAlreadyExists. */
+export async function copyFile(client: VimClient, datacenter: Datacenter, source: PathLike, destination: PathLike, opts: Options = {}): Promise<void> {
+  const src = asPath(source);
+  const dst = asPath(destination);
+  await runTask(
+    client,
+    "CopyDatastoreFile_Task",
+    fileManager(client),
+    { sourceName: src.toString(), sourceDatacenter: datacenter.ref, destinationName: dst.toString(), destinationDatacenter: datacenter.ref, force: false },
+    { ...opts, checkApplied: copyCheck(client, datacenter, "CopyDatastoreFile_Task", dst) },
+  );
+}
+
+/** `a.vmdk` -> `a-flat.vmdk`: the extent a flat disk's descriptor names. */
+export function flatExtentOf(disk: DatastorePath): DatastorePath {
+  return disk.parent.join(disk.basename.replace(/\.vmdk$/i, "") + "-flat.vmdk");
+}
+
+/**
+ * Copies a virtual disk (descriptor and extents); vCenter turns a sparse or
+ * streamOptimized source into a disk its hosts can run (Nova's sparse upload path).
+ * `destSpec` is a VirtualDiskSpec (diskType, adapterType) for an ESXi-side convert.
+ */
+export async function copyVirtualDisk(
+  client: VimClient,
+  datacenter: Datacenter,
+  source: PathLike,
+  destination: PathLike,
+  opts: Options & { destSpec?: Record<string, VimValue | undefined> } = {},
+): Promise<void> {
+  const src = asPath(source);
+  const dst = asPath(destination);
+  await runTask(
+    client,
+    "CopyVirtualDisk_Task",
+    diskManager(client),
+    { sourceName: src.toString(), sourceDatacenter: datacenter.ref, destName: dst.toString(), destDatacenter: datacenter.ref, destSpec: opts.destSpec, force: false },
+    { ...opts, checkApplied: copyCheck(client, datacenter, "CopyVirtualDisk_Task", dst) },
+  );
+}
+
+/** Moves a virtual disk (descriptor and extents together). */
+export async function moveVirtualDisk(client: VimClient, datacenter: Datacenter, source: PathLike, destination: PathLike, opts: Options & { force?: boolean } = {}): Promise<void> {
+  const src = asPath(source);
+  const dst = asPath(destination);
+  await runTask(
+    client,
+    "MoveVirtualDisk_Task",
+    diskManager(client),
+    { sourceName: src.toString(), sourceDatacenter: datacenter.ref, destName: dst.toString(), destDatacenter: datacenter.ref, force: opts.force ?? false },
+    { ...opts, checkApplied: moveCheck(client, datacenter, "MoveVirtualDisk_Task", src, dst) },
+  );
+}
+
+/** Deletes a virtual disk (descriptor and extents). Resolves false when it was not there. */
+export async function deleteVirtualDisk(client: VimClient, datacenter: Datacenter, disk: PathLike, opts: Options & { mustExist?: boolean } = {}): Promise<boolean> {
+  const p = asPath(disk);
+  try {
+    await runTask(
+      client,
+      "DeleteVirtualDisk_Task",
+      diskManager(client),
+      { name: p.toString(), datacenter: datacenter.ref },
+      { ...opts, checkApplied: async () => ((await fileExists(client, datacenter, p)) ? { applied: false } : { applied: true }) },
+    );
+    return true;
+  } catch (err) {
+    if (err instanceof FileNotFoundFault && !opts.mustExist) return false;
+    throw err;
+  }
+}
+
+/**
+ * Grows a virtual disk to `newCapacityKb` (Nova's sized base disk). Growing to the
+ * size it has already is harmless, so after a lost answer it is `check`ed by the
+ * caller's reading of the capacity when given (e.g. from the descriptor), else it is
+ * an OutcomeUnknownError.
+ */
+export async function extendVirtualDisk(
+  client: VimClient,
+  datacenter: Datacenter,
+  disk: PathLike,
+  newCapacityKb: number,
+  opts: Options & { eagerZero?: boolean; capacityKb?: () => Promise<number | undefined> } = {},
+): Promise<void> {
+  const p = asPath(disk);
+  const readCapacity = opts.capacityKb;
+  await runTask(
+    client,
+    "ExtendVirtualDisk_Task",
+    diskManager(client),
+    { name: p.toString(), datacenter: datacenter.ref, newCapacityKb, eagerZero: opts.eagerZero },
+    {
+      ...opts,
+      ...(readCapacity
+        ? { checkApplied: async () => ((await readCapacity()) === newCapacityKb ? { applied: true as const } : { applied: false as const }) }
+        : {}),
+    },
+  );
+}

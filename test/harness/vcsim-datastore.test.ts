@@ -166,3 +166,80 @@ describe("datastore browser", () => {
     expect(info.error.fault["@_type"]).toBe("FileNotFound");
   });
 });
+
+/** The datacenter-qualified disk methods take their datastore path and datacenter first. */
+function diskArgs(name: string): string {
+  return `<name>[LocalDS_0] ${xmlEscape(name)}</name>${moRefXml("datacenter", dc)}`;
+}
+
+async function createDisk(name: string, capacityKb: number, diskType = "thin", adapterType = "lsiLogic"): Promise<Parsed> {
+  return runTask(
+    "CreateVirtualDisk_Task",
+    toMoRef(sc.virtualDiskManager),
+    `${diskArgs(name)}<spec xsi:type="FileBackedVirtualDiskSpec"><diskType>${diskType}</diskType>` +
+      `<adapterType>${adapterType}</adapterType><capacityKb>${capacityKb}</capacityKb></spec>`,
+  );
+}
+
+describe("virtual disks", () => {
+  it("CreateVirtualDisk_Task writes a descriptor and a -flat extent of the capacity asked", async () => {
+    const dir = `create-${Date.now()}`;
+    await mkdir(dir);
+    expect((await createDisk(`${dir}/d.vmdk`, 1024)).state).toBe("success");
+    const text = (await http("GET", `${dir}/d.vmdk`, soap.cookie)).bytes.toString();
+    expect(text).toContain('createType="vmfs"');
+    expect(text).toContain('RW 2048 VMFS "d-flat.vmdk"');
+    expect(text).toContain('ddb.adapterType = "lsilogic"');
+    expect(text).toContain('ddb.thinProvisioned = "1"');
+    expect((await http("GET", `${dir}/d-flat.vmdk`, soap.cookie)).bytes.length).toBe(1024 * 1024);
+
+    const again = await createDisk(`${dir}/d.vmdk`, 1024);
+    expect(again.error.fault["@_type"]).toBe("FileAlreadyExists");
+    const ide = await createDisk(`${dir}/i.vmdk`, 2048, "preallocated", "ide");
+    expect(ide.state).toBe("success");
+    const ideText = (await http("GET", `${dir}/i.vmdk`, soap.cookie)).bytes.toString();
+    expect(ideText).toContain('ddb.adapterType = "ide"');
+    expect(ideText).not.toContain("thinProvisioned");
+  });
+
+  it("ExtendVirtualDisk_Task grows the extent and the descriptor, keeps the data, refuses to shrink", async () => {
+    const dir = `extend-${Date.now()}`;
+    await mkdir(dir);
+    await createDisk(`${dir}/e.vmdk`, 1024);
+    const data = Buffer.alloc(1024 * 1024, 0);
+    data.write("first sector", 0);
+    data.write("last sector", data.length - 512);
+    expect((await http("PUT", `${dir}/e-flat.vmdk`, soap.cookie, data)).status).toBe(200);
+
+    const vdm = toMoRef(sc.virtualDiskManager);
+    const grown = await runTask("ExtendVirtualDisk_Task", vdm, `${diskArgs(`${dir}/e.vmdk`)}<newCapacityKb>4096</newCapacityKb>`);
+    expect(grown.state).toBe("success");
+    const flat = (await http("GET", `${dir}/e-flat.vmdk`, soap.cookie)).bytes;
+    expect(flat.length).toBe(4096 * 1024);
+    expect(flat.subarray(0, data.length).equals(data)).toBe(true);
+    expect(flat.subarray(data.length).every((b) => b === 0)).toBe(true);
+    const text = (await http("GET", `${dir}/e.vmdk`, soap.cookie)).bytes.toString();
+    expect(text).toContain('RW 8192 VMFS "e-flat.vmdk"');
+    expect(text).toContain('ddb.geometry.heads = "255"');
+
+    const same = await runTask("ExtendVirtualDisk_Task", vdm, `${diskArgs(`${dir}/e.vmdk`)}<newCapacityKb>4096</newCapacityKb>`);
+    expect(same.state).toBe("success");
+    const shrink = await runTask("ExtendVirtualDisk_Task", vdm, `${diskArgs(`${dir}/e.vmdk`)}<newCapacityKb>1024</newCapacityKb>`);
+    expect(shrink.state).toBe("error");
+    expect(shrink.error.fault["@_type"]).toBe("InvalidArgument");
+    expect(shrink.error.fault.invalidProperty).toBe("newCapacityKb");
+    expect((await http("GET", `${dir}/e-flat.vmdk`, soap.cookie)).bytes.length).toBe(4096 * 1024);
+
+    const missing = await runTask("ExtendVirtualDisk_Task", vdm, `${diskArgs(`${dir}/none.vmdk`)}<newCapacityKb>4096</newCapacityKb>`);
+    expect(missing.error.fault["@_type"]).toBe("FileNotFound");
+    expect(missing.error.fault.file).toBe(`[LocalDS_0] ${dir}/none.vmdk`);
+  });
+
+  it("ExtendVirtualDisk_Task needs a session", async () => {
+    const anon = new RawSoap(sim.info.url);
+    const err = await anon
+      .call("ExtendVirtualDisk_Task", toMoRef(sc.virtualDiskManager), `${diskArgs("x.vmdk")}<newCapacityKb>4096</newCapacityKb>`)
+      .catch((e: unknown) => e);
+    expect((err as Error).message).toMatch(/NotAuthenticated/);
+  });
+});

@@ -29,8 +29,36 @@ func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, c
 			passOn(in.inner, w, r, call.method, req)
 			return true
 		}
+	case *types.ExtendVirtualDisk_Task:
+		in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
+			return nil, extendVirtualDisk(req)
+		})
+		return true
+	case *types.CreateVirtualDisk_Task:
+		if spec, ok := req.Spec.(*types.FileBackedVirtualDiskSpec); ok && flatDiskTypes[spec.DiskType] {
+			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
+				if f := createVirtualDisk(req); f != nil {
+					return nil, f
+				}
+				return req.Name, nil
+			})
+			return true
+		}
 	}
 	return false
+}
+
+// ownTask answers a *_Task method the harness runs itself, in a live session only.
+func (in *injector) ownTask(w http.ResponseWriter, r *http.Request, call soapCall, fn func() (types.AnyType, types.BaseMethodFault)) {
+	if !sessionLive(callerSession(r)) {
+		writeFault(w, notAuthenticated(call.this), "The session is not authenticated.")
+		return
+	}
+	if _, ok := simulator.Map.Get(call.this).(*simulator.VirtualDiskManager); !ok {
+		writeFault(w, &types.ManagedObjectNotFound{Obj: call.this}, fmt.Sprintf("The object '%s' has already been deleted or has not been completely created", call.this))
+		return
+	}
+	writeTask(w, call, call.method, fn)
 }
 
 // searchDefaults gives a search what vCenter assumes when the spec leaves it out:

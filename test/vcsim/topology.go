@@ -281,6 +281,9 @@ func shareDatastore(ref types.ManagedObjectReference, hosts []*object.HostSystem
 		return
 	}
 	dir := obj.Info.GetDatastoreInfo().Url
+	// CreateLocalDatastore types a folder-backed datastore OTHER; a datastore vCenter
+	// lists on ESXi hosts is VMFS (or NFS), and datastore selection refuses any other.
+	obj.Summary.Type = string(types.HostFileSystemVolumeFileSystemTypeVMFS)
 	var mounts []types.DatastoreHostMount
 	for _, h := range hosts {
 		mounts = append(mounts, types.DatastoreHostMount{

@@ -1,0 +1,148 @@
+// Which datastore of a cluster gets an image or a VM: the one selection Image and
+// Instance share, as Nova's ds_util (and better: it refuses when nothing fits, and
+// says for each candidate why not).
+//
+// A candidate is accessible, not in (or entering) maintenance, of type VMFS, NFS or
+// NFS41 (vsan only when asked for, as Nova for streamOptimized images), mounted and
+// accessible on every host of the cluster (a host-local datastore never is), and
+// named as `datastoreRegex` says, anchored at the start as Python's re.match. The
+// one with the most free space wins; ties go to the first name in sort order, so
+// the choice does not depend on the order vCenter lists them.
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { NoSuitableDatastoreError, type DatastoreRejection } from "./errors.js";
+import type { Cluster, Datastore } from "./inventory.js";
+import { PropertyCollector } from "./property.js";
+import { arrayOf, bool, dataObject, long, moRef, str } from "./schema.js";
+import type { MoRef } from "./soap/xml.js";
+
+/** Datastore types vSphere can put a VM's disks on, as Nova lists them. */
+export const DATASTORE_TYPES = ["VMFS", "NFS", "NFS41"] as const;
+
+export interface SelectOptions {
+  /** `vmware:datastoreRegex`: matched from the start of the name (re.match), not the end. */
+  datastoreRegex?: RegExp | string | undefined;
+  /** Bytes the image or disk needs: a datastore with less free space is refused. */
+  requiredBytes?: number | undefined;
+  /** Also accept vSAN datastores (Nova does for streamOptimized images). */
+  allowVsan?: boolean | undefined;
+}
+
+export interface HostName {
+  ref: MoRef;
+  name: string;
+}
+
+export interface Selection {
+  datastore: Datastore;
+  /** The candidates that lost, and why (fit but had less free space: "less free space than X"). */
+  rejected: DatastoreRejection[];
+}
+
+/** The regex as re.match uses it: sticky, so it must match at index 0. */
+export function anchoredRegex(regex: RegExp | string): RegExp {
+  const src = typeof regex === "string" ? regex : regex.source;
+  const flags = typeof regex === "string" ? "" : regex.flags.replace(/[gy]/g, "");
+  return new RegExp(src, `${flags}y`);
+}
+
+function matchesAtStart(re: RegExp, name: string): boolean {
+  re.lastIndex = 0;
+  return re.test(name);
+}
+
+const gib = (n: number) => `${(n / 2 ** 30).toFixed(2)} GiB`;
+
+/** Why a datastore cannot be used (empty: it can). Pure. */
+export function rejectionReasons(ds: Datastore, hosts: HostName[], opts: SelectOptions): string[] {
+  const reasons: string[] = [];
+  if (opts.datastoreRegex !== undefined && !matchesAtStart(anchoredRegex(opts.datastoreRegex), ds.name)) {
+    reasons.push(`name does not match datastoreRegex ${String(opts.datastoreRegex)}`);
+  }
+  const types: readonly string[] = opts.allowVsan ? [...DATASTORE_TYPES, "vsan"] : DATASTORE_TYPES;
+  if (!types.includes(ds.type)) reasons.push(`type ${ds.type} is not one of ${types.join(", ")}`);
+  if (!ds.accessible) reasons.push("not accessible");
+  if (ds.maintenanceMode !== undefined && ds.maintenanceMode !== "normal") reasons.push(`maintenance mode ${ds.maintenanceMode}`);
+  const mounted = new Set(ds.hosts.map((h) => h.toString()));
+  const missing = hosts.filter((h) => !mounted.has(h.ref.toString()));
+  if (missing.length) reasons.push(`not mounted and accessible on host${missing.length > 1 ? "s" : ""} ${missing.map((h) => h.name).join(", ")}`);
+  if (opts.requiredBytes !== undefined && ds.freeSpace < opts.requiredBytes) {
+    reasons.push(`free space ${gib(ds.freeSpace)} < required ${gib(opts.requiredBytes)}`);
+  }
+  return reasons;
+}
+
+/**
+ * Picks the datastore for a cluster whose hosts are `hosts` (all of them: a datastore
+ * must be on every one). Pure; throws NoSuitableDatastoreError listing every
+ * candidate and why when none fits.
+ */
+export function chooseDatastore(clusterName: string, datastores: Datastore[], hosts: HostName[], opts: SelectOptions = {}): Selection {
+  const rejected: DatastoreRejection[] = [];
+  const fit: Datastore[] = [];
+  for (const ds of datastores) {
+    const reasons = rejectionReasons(ds, hosts, opts);
+    if (reasons.length) rejected.push({ name: ds.name, reasons });
+    else fit.push(ds);
+  }
+  fit.sort((a, b) => b.freeSpace - a.freeSpace || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const [best, ...rest] = fit;
+  if (!best) throw new NoSuitableDatastoreError(clusterName, rejected, opts.requiredBytes);
+  for (const ds of rest) rejected.push({ name: ds.name, reasons: [`less free space (${gib(ds.freeSpace)}) than ${best.name} (${gib(best.freeSpace)})`] });
+  return { datastore: best, rejected };
+}
+
+const DatastoreProps = z.object({
+  summary: dataObject({
+    name: str,
+    url: str,
+    type: str,
+    capacity: long,
+    freeSpace: long,
+    accessible: bool,
+    maintenanceMode: str.optional(),
+  }),
+  host: arrayOf(dataObject({ key: moRef, mountInfo: dataObject({ mounted: bool.optional(), accessible: bool.optional() }) })),
+});
+const HostProps = z.object({ name: str });
+
+/**
+ * Reads the cluster's datastores and its hosts' names in one property-collector
+ * call, then chooses (see chooseDatastore).
+ */
+export async function selectDatastore(client: VimClient, cluster: Cluster, opts: SelectOptions = {}): Promise<Selection> {
+  const objs = [...cluster.datastores, ...cluster.hosts];
+  const contents = objs.length
+    ? await new PropertyCollector(client).retrieve([
+        {
+          propSet: [
+            { type: "Datastore", pathSet: ["summary", "host"] },
+            { type: "HostSystem", pathSet: ["name"] },
+          ],
+          objectSet: objs.map((obj) => ({ obj })),
+          reportMissingObjectsInResults: true,
+        },
+      ])
+    : [];
+  const datastores: Datastore[] = [];
+  const hostNames = new Map<string, string>();
+  for (const c of contents) {
+    if (c.missing.length) continue; // deleted since the cluster was read
+    if (c.obj.type === "HostSystem") hostNames.set(c.obj.toString(), HostProps.parse(c.props).name);
+    if (c.obj.type !== "Datastore") continue;
+    const p = DatastoreProps.parse(c.props);
+    datastores.push({
+      ref: c.obj,
+      name: p.summary.name,
+      url: p.summary.url,
+      type: p.summary.type,
+      capacity: p.summary.capacity,
+      freeSpace: p.summary.freeSpace,
+      accessible: p.summary.accessible,
+      maintenanceMode: p.summary.maintenanceMode,
+      hosts: p.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
+    });
+  }
+  const hosts = cluster.hosts.map((ref) => ({ ref, name: hostNames.get(ref.toString()) ?? ref.value }));
+  return chooseDatastore(cluster.name, datastores, hosts, opts);
+}

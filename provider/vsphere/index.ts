@@ -23,6 +23,27 @@ export type { TaskWaitOptions, TaskWaitStrategy } from "./task.js";
 export { findCluster, findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
 export type { Cluster, Datacenter, Datastore, Host, Network, VmQuery, VmSummary } from "./inventory.js";
 export { InventoryCache, inventoryCache, loadInventory } from "./inventory-cache.js";
+export {
+  DatastorePath,
+  copyFile,
+  copyVirtualDisk,
+  deleteFile,
+  deleteVirtualDisk,
+  extendVirtualDisk,
+  fileExists,
+  findDatastore,
+  flatExtentOf,
+  listFolder,
+  makeDirectory,
+  moveFile,
+  moveVirtualDisk,
+  statFile,
+} from "./datastore.js";
+export type { DatastoreHandle, FileEntry, ListOptions, PathLike } from "./datastore.js";
+export { DATASTORE_TYPES, anchoredRegex, chooseDatastore, rejectionReasons, selectDatastore } from "./datastore-select.js";
+export type { HostName, SelectOptions, Selection as DatastoreSelection } from "./datastore-select.js";
+export { datacenterPath, download, folderUrl, headFile, upload } from "./transfer.js";
+export type { ChecksumAlgorithm, Download, UploadOptions, UploadResult, UploadSource, UploadStream } from "./transfer.js";
 export type { ClusterNode, DistributedPortGroupNode, InventorySnapshot, LoadOptions, SwitchNode } from "./inventory-cache.js";
 export * as schema from "./schema.js";
 export {

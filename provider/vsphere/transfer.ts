@@ -1,0 +1,228 @@
+// HTTP transfers to and from datastores: vCenter's `/folder/<path>?dcPath=&dsName=`
+// (the datastore HTTP interface), on the session's cookie and connection pool
+// (client.http.request).
+//
+// Uploads stream: the source is pulled as the socket drains, hashed (sha256, md5)
+// and counted on the way, never held whole; a source given as a stream is never
+// resent, and once a byte went out a broken connection is UploadIncompleteError
+// (the file may be partial: the caller deletes it). Downloads hand back the answer's
+// stream.
+import { createHash, type Hash } from "node:crypto";
+import { Readable } from "node:stream";
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { DatastorePath, type PathLike } from "./datastore.js";
+import { HttpError, OutcomeUnknownError, UploadIncompleteError, UploadSourceError, vimFault } from "./errors.js";
+import type { StreamBody } from "./http.js";
+import type { Datacenter } from "./inventory.js";
+import { PropertyCollector } from "./property.js";
+import { moRef, str } from "./schema.js";
+
+export type ChecksumAlgorithm = "sha256" | "md5";
+
+const asPath = (p: PathLike): DatastorePath => (typeof p === "string" ? DatastorePath.parse(p) : p);
+
+// ---------------------------------------------------------------------------
+// URLs
+
+const dcPaths = new WeakMap<VimClient, Map<string, Promise<string>>>();
+const ParentProps = z.object({ name: str, parent: moRef.optional() });
+
+/**
+ * The datacenter's inventory path from the root folder ("Folder1/DC0"), which is
+ * what `dcPath` wants for a datacenter in nested folders. Read once per client.
+ */
+export function datacenterPath(client: VimClient, datacenter: Datacenter): Promise<string> {
+  let perClient = dcPaths.get(client);
+  if (!perClient) dcPaths.set(client, (perClient = new Map()));
+  const key = datacenter.ref.toString();
+  let entry = perClient.get(key);
+  if (!entry) {
+    entry = (async () => {
+      const pc = new PropertyCollector(client);
+      const names = [datacenter.name];
+      let parent = (await pc.get(datacenter.ref, ParentProps)).parent;
+      for (let hops = 0; parent && !parent.equals(client.serviceContent.rootFolder) && hops < 64; hops++) {
+        const p = await pc.get(parent, ParentProps);
+        names.unshift(p.name);
+        parent = p.parent;
+      }
+      return names.join("/");
+    })();
+    perClient.set(key, entry);
+    entry.catch(() => perClient.delete(key));
+  }
+  return entry;
+}
+
+/**
+ * `/folder/<path>?dcPath=<dc path>&dsName=<ds>`: each name of the path and both
+ * query values percent-encoded (UTF-8), so spaces, brackets, "#", "?", "&" and
+ * non-ASCII names reach the right file.
+ */
+export function folderUrl(dcPath: string, file: DatastorePath): string {
+  const path = file.path.split("/").map(encodeURIComponent).join("/");
+  return `/folder/${path}?dcPath=${encodeURIComponent(dcPath)}&dsName=${encodeURIComponent(file.datastore)}`;
+}
+
+// ---------------------------------------------------------------------------
+// Upload
+
+export interface UploadOptions {
+  /** Bytes the source will give: sent as Content-Length (vCenter requires it) and checked. */
+  length: number;
+  /** Bytes handed to the connection so far (monotonic), and the total. */
+  onProgress?: (sent: number, total: number) => void;
+  /** Digests computed while streaming (default sha256 only). */
+  checksums?: ChecksumAlgorithm[];
+  /** The datacenter's inventory path, when known (default: read once per client). */
+  dcPath?: string;
+}
+
+export interface UploadResult {
+  path: DatastorePath;
+  bytes: number;
+  /** Hex digests of the bytes sent, as asked for. */
+  sha256?: string;
+  md5?: string;
+}
+
+/** Bytes to upload, read once: a stream, an async or plain iterable of chunks. */
+export type UploadStream = StreamBody | Iterable<Uint8Array>;
+/** An upload source: a stream (sent once), or a function that makes a fresh one (may be retried before any byte went out). */
+export type UploadSource = UploadStream | (() => UploadStream);
+
+/**
+ * PUTs `source` to the datastore file (replacing one that is there; the folder must
+ * exist on vCenter: makeDirectory first). Resolves once vCenter answered with the
+ * bytes counted and hashed.
+ */
+export async function upload(client: VimClient, datacenter: Datacenter, file: PathLike, source: UploadSource, opts: UploadOptions): Promise<UploadResult> {
+  const path = asPath(file);
+  if (!Number.isSafeInteger(opts.length) || opts.length < 0) throw new TypeError(`upload to ${path}: length must be a whole number of bytes, got ${opts.length}`);
+  const algorithms = opts.checksums ?? ["sha256"];
+  const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
+  const where = `${path} (${client.http.origin})`;
+
+  // State of the current attempt: a new one only when the source can be made again.
+  let hashes: Map<ChecksumAlgorithm, Hash> = new Map();
+  let count = 0;
+  let sourceError: UploadSourceError | undefined;
+  let sent = 0;
+  const hashed = (stream: UploadStream): StreamBody => {
+    hashes = new Map(algorithms.map((a) => [a, createHash(a)]));
+    count = 0;
+    sourceError = undefined;
+    return Readable.from(
+      (async function* () {
+        try {
+          for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
+            const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+            count += bytes.byteLength;
+            if (count > opts.length) throw (sourceError = new UploadSourceError(where, `the source gave more than the ${opts.length} bytes announced`));
+            for (const h of hashes.values()) h.update(bytes);
+            yield bytes;
+          }
+        } catch (err) {
+          sourceError ??= new UploadSourceError(where, `reading the source failed after ${count} bytes`, err);
+          throw sourceError;
+        }
+        if (count !== opts.length) throw (sourceError = new UploadSourceError(where, `the source ended after ${count} of the ${opts.length} bytes announced`));
+      })(),
+      { objectMode: false },
+    );
+  };
+  const body = typeof source === "function" ? () => hashed(source()) : hashed(source);
+
+  let res;
+  try {
+    res = await client.http.request({
+      method: "PUT",
+      path: folderUrl(dcPath, path),
+      body,
+      length: opts.length,
+      onProgress: (n) => {
+        // The channel counts per attempt; a retried attempt starts again from 0.
+        sent = n;
+        opts.onProgress?.(n, opts.length);
+      },
+    });
+  } catch (err) {
+    if (sourceError) throw sourceError;
+    if (err instanceof OutcomeUnknownError) throw new UploadIncompleteError(where, sent, opts.length, err.cause ?? err);
+    throw err;
+  }
+  await res.body.dump();
+  if (sourceError) throw sourceError;
+  const out: UploadResult = { path, bytes: count };
+  for (const [a, h] of hashes) out[a] = h.digest("hex");
+  return out;
+}
+
+// ---------------------------------------------------------------------------
+// Download
+
+export interface Download {
+  path: DatastorePath;
+  /** The file's bytes; read it to the end or destroy it. */
+  stream: Readable;
+  /** Content-Length, when the server sent one. */
+  length: number | undefined;
+  lastModified: Date | undefined;
+}
+
+function headerNumber(v: string | string[] | undefined): number | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  const n = s === undefined ? NaN : Number(s);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+function headerDate(v: string | string[] | undefined): Date | undefined {
+  const s = Array.isArray(v) ? v[0] : v;
+  const d = s === undefined ? undefined : new Date(s);
+  return d && !Number.isNaN(d.getTime()) ? d : undefined;
+}
+
+/** A 404 is the datastore's FileNotFound: the same fault as the SOAP calls give. */
+function notFound(err: unknown, path: DatastorePath): unknown {
+  if (err instanceof HttpError && err.status === 404) {
+    return vimFault("FileNotFound", `${path} not found (HTTP 404 from ${err.endpoint})`, { file: path.toString() });
+  }
+  return err;
+}
+
+/** GETs a datastore file as a stream (FileNotFoundFault when there is none). */
+export async function download(client: VimClient, datacenter: Datacenter, file: PathLike, opts: { dcPath?: string } = {}): Promise<Download> {
+  const path = asPath(file);
+  const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
+  try {
+    const res = await client.http.request({ method: "GET", path: folderUrl(dcPath, path) });
+    return {
+      path,
+      stream: res.body,
+      length: headerNumber(res.headers["content-length"]),
+      lastModified: headerDate(res.headers["last-modified"]),
+    };
+  } catch (err) {
+    throw notFound(err, path);
+  }
+}
+
+/** Size and modification time by HEAD; undefined when the file does not exist. */
+export async function headFile(
+  client: VimClient,
+  datacenter: Datacenter,
+  file: PathLike,
+  opts: { dcPath?: string } = {},
+): Promise<{ size: number | undefined; modified: Date | undefined } | undefined> {
+  const path = asPath(file);
+  const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
+  try {
+    const res = await client.http.request({ method: "HEAD", path: folderUrl(dcPath, path) });
+    await res.body.dump();
+    return { size: headerNumber(res.headers["content-length"]), modified: headerDate(res.headers["last-modified"]) };
+  } catch (err) {
+    if (err instanceof HttpError && err.status === 404) return undefined;
+    throw err;
+  }
+}

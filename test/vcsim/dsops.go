@@ -34,6 +34,20 @@ func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, c
 			return nil, extendVirtualDisk(req)
 		})
 		return true
+	case *types.CopyVirtualDisk_Task:
+		if req.DestSpec == nil && ownsDiskCopy(req.SourceDatacenter, req.SourceName) {
+			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
+				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, req.Force, false)
+			})
+			return true
+		}
+	case *types.MoveVirtualDisk_Task:
+		if ownsDiskCopy(req.SourceDatacenter, req.SourceName) {
+			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
+				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, req.Force, true)
+			})
+			return true
+		}
 	case *types.CreateVirtualDisk_Task:
 		if spec, ok := req.Spec.(*types.FileBackedVirtualDiskSpec); ok && flatDiskTypes[spec.DiskType] {
 			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
@@ -126,7 +140,7 @@ func writeTask(w http.ResponseWriter, call soapCall, method string, fn func() (t
 	_, _ = w.Write(out.Bytes())
 }
 
-// faultMessage is vCenter's wording for the faults these methods end in.
+// faultMessage is vCenter's wording for the faults these methods end in, where known.
 func faultMessage(f types.BaseMethodFault) string {
 	switch f := f.(type) {
 	case *types.FileNotFound:
@@ -135,6 +149,8 @@ func faultMessage(f types.BaseMethodFault) string {
 		return fmt.Sprintf("Cannot complete the operation because the file or folder %s already exists", f.File)
 	case *types.InvalidArgument:
 		return "A specified parameter was not correct: " + f.InvalidProperty
+	case *types.InvalidDiskFormat:
+		return "The disk is not a valid or supported virtual disk"
 	case *types.CannotAccessFile:
 		return fmt.Sprintf("Cannot access file %s", f.File)
 	}

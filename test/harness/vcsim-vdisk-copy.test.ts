@@ -1,0 +1,135 @@
+// CopyVirtualDisk_Task / MoveVirtualDisk_Task on the simulator, as ESXi runs them: a
+// single-file sparse source (made by qemu-img) becomes a flat disk with the same content.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { DatastoreHarness } from "./datastore-support.js";
+
+let sim: Vcsim;
+let ds: DatastoreHarness;
+let work: string;
+/** The disk's content: 8 MiB, random data at the start and in the middle, zeros elsewhere. */
+let raw: Buffer;
+
+function qemuVmdk(subformat: string, adapter = "lsilogic"): Buffer {
+  const out = join(work, `${subformat}-${adapter}.vmdk`);
+  execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", "-o", `subformat=${subformat},adapter_type=${adapter}`, join(work, "disk.raw"), out]);
+  return readFileSync(out);
+}
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "vcsim-vdisk-"));
+  raw = Buffer.alloc(8 << 20);
+  randomBytes(1 << 20).copy(raw, 0);
+  randomBytes(300_000).copy(raw, 5 << 20); // not grain-aligned at its end
+  writeFileSync(join(work, "disk.raw"), raw);
+  sim = await startVcsim({ clusters: 1, hosts: 1 });
+  ds = await DatastoreHarness.open(sim);
+});
+afterAll(async () => {
+  await sim?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+async function copy(method: "CopyVirtualDisk_Task" | "MoveVirtualDisk_Task", from: string, to: string, force?: boolean) {
+  return ds.runTask(
+    method,
+    ds.vdm,
+    ds.diskArgs(from, "sourceName", "sourceDatacenter") +
+      ds.diskArgs(to, "destName", "destDatacenter") +
+      (force === undefined ? "" : `<force>${force}</force>`),
+  );
+}
+
+describe.each([
+  ["monolithicSparse", "lsilogic"],
+  ["streamOptimized", "ide"],
+])("a %s source (%s)", (subformat, adapter) => {
+  it("CopyVirtualDisk_Task makes a flat disk with the same content and the source's adapter", async () => {
+    const dir = `copy-${subformat}-${Date.now()}`;
+    await ds.mkdir(dir);
+    await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk(subformat, adapter));
+    const info = await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/dst.vmdk`);
+    expect(info.state).toBe("success");
+    const flat = await ds.read(`${dir}/dst-flat.vmdk`);
+    expect(flat.length).toBe(raw.length);
+    expect(flat.equals(raw)).toBe(true);
+    const text = (await ds.read(`${dir}/dst.vmdk`)).toString();
+    expect(text).toContain('createType="vmfs"');
+    expect(text).toContain(`RW ${raw.length / 512} VMFS "dst-flat.vmdk"`);
+    expect(text).toContain(`ddb.adapterType = "${adapter}"`);
+    expect(text).toContain('ddb.thinProvisioned = "1"');
+    expect(await ds.status(`${dir}/src.vmdk`)).toBe(200); // a copy keeps its source
+  });
+
+  it("MoveVirtualDisk_Task makes the flat disk and removes the source", async () => {
+    const dir = `move-${subformat}-${Date.now()}`;
+    await ds.mkdir(dir);
+    await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk(subformat, adapter));
+    expect((await copy("MoveVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/moved.vmdk`)).state).toBe("success");
+    expect((await ds.read(`${dir}/moved-flat.vmdk`)).equals(raw)).toBe(true);
+    expect(await ds.status(`${dir}/src.vmdk`)).toBe(404);
+  });
+});
+
+describe("copy and move faults", () => {
+  it("a missing source is FileNotFound naming the source; an existing destination FileAlreadyExists unless force", async () => {
+    const dir = `faults-${Date.now()}`;
+    await ds.mkdir(dir);
+    const missing = await copy("CopyVirtualDisk_Task", `${dir}/none.vmdk`, `${dir}/x.vmdk`);
+    expect(missing.error.fault["@_type"]).toBe("FileNotFound");
+    expect(missing.error.fault.file).toBe(`[LocalDS_0] ${dir}/none.vmdk`);
+
+    await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk("monolithicSparse"));
+    await ds.createDisk(`${dir}/taken.vmdk`, 1024);
+    const taken = await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`);
+    expect(taken.error.fault["@_type"]).toBe("FileAlreadyExists");
+    expect((await ds.read(`${dir}/taken-flat.vmdk`)).length).toBe(1 << 20);
+    expect((await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`, true)).state).toBe("success");
+    expect((await ds.read(`${dir}/taken-flat.vmdk`)).equals(raw)).toBe(true);
+  });
+
+  it("a corrupt or truncated sparse source is InvalidDiskFormat and leaves nothing at the destination", async () => {
+    const dir = `corrupt-${Date.now()}`;
+    await ds.mkdir(dir);
+    const stream = qemuVmdk("streamOptimized");
+    const sparse = qemuVmdk("monolithicSparse");
+    const cases: Record<string, Buffer> = {
+      truncated: stream.subarray(0, Math.floor(stream.length / 2)),
+      "sparse cut": sparse.subarray(0, 64 * 1024),
+      garbage: Buffer.concat([sparse.subarray(0, 512), Buffer.alloc(4096, 0xff)]),
+    };
+    for (const [name, bytes] of Object.entries(cases)) {
+      await ds.http("PUT", `${dir}/${name}.vmdk`, bytes);
+      const info = await copy("CopyVirtualDisk_Task", `${dir}/${name}.vmdk`, `${dir}/${name}-out.vmdk`);
+      expect(info.state, name).toBe("error");
+      expect(info.error.fault["@_type"], name).toBe("InvalidDiskFormat");
+      expect(await ds.status(`${dir}/${name}-out.vmdk`), name).toBe(404);
+      expect(await ds.status(`${dir}/${name}-out-flat.vmdk`), name).toBe(404);
+    }
+  });
+});
+
+describe("a flat source", () => {
+  it("is copied byte for byte, its descriptor's extent renamed after the destination", async () => {
+    const dir = `flat-${Date.now()}`;
+    await ds.mkdir(dir);
+    await ds.createDisk(`${dir}/f.vmdk`, 8192);
+    await ds.http("PUT", `${dir}/f-flat.vmdk`, raw);
+    expect((await copy("CopyVirtualDisk_Task", `${dir}/f.vmdk`, `${dir}/g.vmdk`)).state).toBe("success");
+    expect((await ds.read(`${dir}/g-flat.vmdk`)).equals(raw)).toBe(true);
+    const src = (await ds.read(`${dir}/f.vmdk`)).toString();
+    const dst = (await ds.read(`${dir}/g.vmdk`)).toString();
+    expect(dst).toBe(src.replace('"f-flat.vmdk"', '"g-flat.vmdk"'));
+
+    expect((await copy("MoveVirtualDisk_Task", `${dir}/g.vmdk`, `${dir}/h.vmdk`)).state).toBe("success");
+    expect((await ds.read(`${dir}/h-flat.vmdk`)).equals(raw)).toBe(true);
+    expect((await ds.read(`${dir}/h.vmdk`)).toString()).toContain('"h-flat.vmdk"');
+    expect(await ds.status(`${dir}/g.vmdk`)).toBe(404);
+    expect(await ds.status(`${dir}/g-flat.vmdk`)).toBe(404);
+  });
+});

@@ -19,6 +19,7 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchResult[]> }>> 
   "vcsim-startup": () => import("./vcsim-startup.js"),
   driver: () => import("./driver.js"),
   "vs-pyvmomi": () => import("./pyvmomi.js"),
+  transfer: () => import("./transfer.js"),
 };
 
 async function main(): Promise<void> {

@@ -9,6 +9,7 @@ import {
   copyVirtualDisk,
   deleteFile,
   deleteVirtualDisk,
+  extendVirtualDisk,
   fileExists,
   findDatastore,
   flatExtentOf,
@@ -20,7 +21,7 @@ import {
 } from "../../provider/vsphere/datastore.js";
 import { FileAlreadyExistsFault, FileNotFoundFault, InvalidDatastorePathError, NotFoundError, OutcomeUnknownError } from "../../provider/vsphere/errors.js";
 import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { upload } from "../../provider/vsphere/transfer.js";
+import { download, upload } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -165,7 +166,35 @@ describe("against the simulator", () => {
     expect(await deleteVirtualDisk(client, dc, at("vd/c.vmdk"))).toBe(false);
   });
 
+  /** The capacity a flat disk's descriptor gives (its one extent's sectors / 2), read over HTTP. */
+  async function descriptorKb(path: string): Promise<number | undefined> {
+    const d = await download(client, dc, at(path));
+    const text = Buffer.concat(await d.stream.toArray()).toString();
+    const m = /^RW (\d+) /m.exec(text);
+    return m ? Number(m[1]) / 2 : undefined;
+  }
+
+  it("extends a flat virtual disk", async () => {
+    await makeDirectory(client, dc, at("ext"));
+    await put("ext/e.vmdk", '# Disk DescriptorFile\nversion=1\ncreateType="vmfs"\nRW 8 VMFS "e-flat.vmdk"\n');
+    await put("ext/e-flat.vmdk", "z".repeat(4096));
+    await extendVirtualDisk(client, dc, at("ext/e.vmdk"), 64);
+    expect(await statFile(client, dc, at("ext/e-flat.vmdk"))).toMatchObject({ size: 65536 });
+    expect(await descriptorKb("ext/e.vmdk")).toBe(64);
+  });
+
   describe("a lost answer is settled by looking at the datastore", () => {
+    it("ExtendVirtualDisk_Task: the capacity read back is the one asked for, so it was extended; without a way to read it, the outcome is unknown", async () => {
+      await makeDirectory(client, dc, at("lost/ext"));
+      await put("lost/ext/d.vmdk", '# Disk DescriptorFile\nversion=1\ncreateType="vmfs"\nRW 8 VMFS "d-flat.vmdk"\n');
+      await put("lost/ext/d-flat.vmdk", "z".repeat(4096));
+      await sim.control.addRule({ kind: "reset", method: "ExtendVirtualDisk_Task", phase: "after" });
+      await extendVirtualDisk(client, dc, at("lost/ext/d.vmdk"), 32, { capacityKb: () => descriptorKb("lost/ext/d.vmdk") });
+      expect(await descriptorKb("lost/ext/d.vmdk")).toBe(32);
+      await sim.control.addRule({ kind: "reset", method: "ExtendVirtualDisk_Task", phase: "after" });
+      expect(await rejection(extendVirtualDisk(client, dc, at("lost/ext/d.vmdk"), 48))).toBeInstanceOf(OutcomeUnknownError);
+    });
+
     it("MakeDirectory: the folder is there, so it was made (no OutcomeUnknown, no replay)", async () => {
       const rule = await sim.control.addRule({ kind: "reset", method: "MakeDirectory", phase: "after" });
       const before = client.stats.byMethod.MakeDirectory ?? 0;

@@ -59,7 +59,7 @@ func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, c
 			return true
 		}
 	}
-	return false
+	return in.nfc.serveSOAP(in, w, r, call)
 }
 
 // ownTask answers a *_Task method the harness runs itself, in a live session only.

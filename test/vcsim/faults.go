@@ -197,10 +197,12 @@ type injector struct {
 	internalKey string
 	// schemaStrict refuses requests whose elements are out of schema order (order.go).
 	schemaStrict bool
+	// nfc holds the import leases the harness serves itself (nfc.go).
+	nfc *nfcLeases
 }
 
 func newInjector(inner http.Handler) *injector {
-	return &injector{inner: inner, stats: newStats(), sessions: map[string]bool{}, pager: newPager()}
+	return &injector{inner: inner, stats: newStats(), sessions: map[string]bool{}, pager: newPager(), nfc: newNFCLeases(100 * time.Millisecond)}
 }
 
 func (in *injector) addRuleJSON(data []byte) ([]*rule, error) {
@@ -284,7 +286,7 @@ func parseSOAP(body []byte) soapCall {
 
 func isUpload(r *http.Request) bool {
 	return (r.Method == http.MethodPut || r.Method == http.MethodPost) &&
-		(strings.HasPrefix(r.URL.Path, folderPrefix) || strings.HasPrefix(r.URL.Path, "/nfc/"))
+		(strings.HasPrefix(r.URL.Path, folderPrefix) || strings.HasPrefix(r.URL.Path, nfcPrefix))
 }
 
 // match counts the request against every rule and returns those that fire now.
@@ -438,15 +440,23 @@ func (in *injector) serveUpload(w http.ResponseWriter, r *http.Request) {
 		in.mu.Unlock()
 	}()
 	if len(firing) == 0 {
-		in.inner.ServeHTTP(w, r)
+		in.store(w, r)
 		return
 	}
 	counter.limit = firing[0].AfterBytes
 	counter.limited = true
 	// Let the simulator store what arrived before the cut (as a host would leave a
 	// partial file), but send the client no answer: its connection is reset.
-	in.inner.ServeHTTP(&discardWriter{header: http.Header{}}, r)
+	in.store(&discardWriter{header: http.Header{}}, r)
 	resetConnection(w)
+}
+
+// store writes an upload where it goes: an import lease's disk, or the simulator.
+func (in *injector) store(w http.ResponseWriter, r *http.Request) {
+	if strings.HasPrefix(r.URL.Path, nfcPrefix) && in.nfc.serveHTTP(w, r) {
+		return
+	}
+	in.inner.ServeHTTP(w, r)
 }
 
 type countingReader struct {

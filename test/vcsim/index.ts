@@ -34,6 +34,8 @@ export interface VcsimOptions {
    * so every test proves the client's order); "off": accept any order, as govmomi's simulator.
    */
   schemaOrder?: "strict" | "off";
+  /** How long an ImportVApp lease stays `initializing` before it is `ready` (default 100 ms). */
+  nfcReadyMs?: number;
   /** Fault rules installed before the first request (JSON, as for the control endpoint). */
   faults?: object[];
 }

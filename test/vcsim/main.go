@@ -46,6 +46,7 @@ type options struct {
 	quietServer bool
 	dataDir     string
 	schemaOrder string
+	nfcReadyMs  int
 	topo        topology
 }
 
@@ -84,6 +85,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.dataDir, "data-dir", defaultDataDir(), "where datastore folders are made (default: /dev/shm when writable: VM files on this disk cost 8x the start-up time)")
 
 	fs.StringVar(&o.schemaOrder, "schema-order", "strict", "strict (default): refuse SOAP requests whose elements are out of XSD sequence order or unknown to their type, as vCenter does; off: accept any order, as govmomi's simulator does")
+	fs.IntVar(&o.nfcReadyMs, "nfc-ready-ms", 100, "how long an ImportVApp lease stays initializing before it is ready, as vCenter prepares the host first")
 	t := &o.topo
 	fs.IntVar(&t.Datacenters, "datacenters", 1, "number of datacenters (DC0, DC1, ...)")
 	fs.IntVar(&t.Clusters, "clusters", 1, "clusters per datacenter (DC0_C0, ...)")
@@ -104,6 +106,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.schemaOrder != "strict" && o.schemaOrder != "off" {
 		return nil, fmt.Errorf("--schema-order %q: want strict or off", o.schemaOrder)
+	}
+	if o.nfcReadyMs < 0 {
+		return nil, fmt.Errorf("--nfc-ready-ms must be 0 or more")
 	}
 	if err := t.validate(); err != nil {
 		return nil, err
@@ -211,6 +216,7 @@ func run(o *options, start time.Time) error {
 	injector := newInjector(server.Config.Handler)
 	server.Config.Handler = injector
 	injector.schemaStrict = o.schemaOrder == "strict"
+	injector.nfc.ready = time.Duration(o.nfcReadyMs) * time.Millisecond
 	if err := injector.openInternalSession(o.username, o.password); err != nil {
 		return err
 	}

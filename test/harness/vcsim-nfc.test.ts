@@ -1,0 +1,171 @@
+// OVF import on the simulator as on vCenter: ImportVApp's lease turns ready after a
+// moment, a streamOptimized upload ends as the VM's flat disk, abort removes the VM.
+import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { request } from "undici";
+import { RawSoapFault, asArray, moRefXml, toMoRef, type MoRef, type Parsed } from "../support/raw-soap.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { DatastoreHarness } from "./datastore-support.js";
+
+let sim: Vcsim;
+let ds: DatastoreHarness;
+let pool: MoRef;
+let work: string;
+let raw: Buffer;
+let stream: Buffer;
+
+beforeAll(async () => {
+  work = mkdtempSync(join(tmpdir(), "vcsim-nfc-"));
+  raw = Buffer.alloc(8 << 20);
+  randomBytes(1 << 20).copy(raw, 0);
+  randomBytes(100_000).copy(raw, 6 << 20);
+  writeFileSync(join(work, "disk.raw"), raw);
+  execFileSync("qemu-img", ["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", join(work, "disk.raw"), join(work, "so.vmdk")]);
+  stream = readFileSync(join(work, "so.vmdk"));
+  sim = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 300 });
+  ds = await DatastoreHarness.open(sim);
+  const [rp] = await ds.soap.retrieveAll(ds.sc, "ResourcePool", ["name"]);
+  pool = rp!.obj as MoRef;
+});
+afterAll(async () => {
+  await sim?.stop();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** A VirtualMachineImportSpec as an OVF import of one thin 8 MiB disk on an LSI Logic controller makes it. */
+function importSpec(name: string, capacityKb = 8192): string {
+  return (
+    `<spec xsi:type="VirtualMachineImportSpec"><configSpec><name>${name}</name><guestId>otherGuest64</guestId>` +
+    `<files><vmPathName>[LocalDS_0]</vmPathName></files><numCPUs>1</numCPUs><memoryMB>64</memoryMB>` +
+    `<deviceChange><operation>add</operation><device xsi:type="VirtualLsiLogicController"><key>1000</key>` +
+    `<busNumber>0</busNumber><sharedBus>noSharing</sharedBus></device></deviceChange>` +
+    `<deviceChange><operation>add</operation><fileOperation>create</fileOperation><device xsi:type="VirtualDisk"><key>-1</key>` +
+    `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName></fileName><diskMode>persistent</diskMode>` +
+    `<thinProvisioned>true</thinProvisioned></backing><controllerKey>1000</controllerKey><unitNumber>0</unitNumber>` +
+    `<capacityInKB>${capacityKb}</capacityInKB></device></deviceChange></configSpec>` +
+    `${moRefXml("resPoolEntity", pool)}</spec>`
+  );
+}
+
+async function leaseProps(lease: MoRef): Promise<Parsed> {
+  const props = await ds.soap.properties(ds.sc, lease, ["state", "info", "transferProgress", "initializeProgress", "error"]);
+  // An enum value comes typed (xsi:type="HttpNfcLeaseState"): its text is the state.
+  if (typeof props.state === "object") props.state = props.state["#text"];
+  return props;
+}
+
+/** Reads the lease until it leaves `initializing` (vCenter's clients poll it the same way). */
+async function whenReady(lease: MoRef): Promise<Parsed> {
+  for (let i = 0; i < 10_000; i++) {
+    const props = await leaseProps(lease);
+    if (props.state !== "initializing") return props;
+  }
+  throw new Error("the lease never left initializing");
+}
+
+function diskUrl(props: Parsed): string {
+  const [device] = asArray(props.info.deviceUrl as Parsed | Parsed[]);
+  return String(device!.url).replace("*", `${sim.info.host}:${sim.info.port}`);
+}
+
+async function put(url: string, body: Buffer): Promise<number> {
+  const res = await request(url, { method: "PUT", body, headers: { "content-type": "application/x-vnd.vmware-streamVmdk" } });
+  await res.body.dump();
+  return res.statusCode;
+}
+
+async function vmNames(): Promise<string[]> {
+  return (await ds.soap.retrieveAll(ds.sc, "VirtualMachine", ["name"])).map((v) => String(v.name));
+}
+
+describe("ImportVApp and its NFC lease", () => {
+  it("is initializing, then ready with the disk's URL; the upload becomes the VM's flat disk; complete keeps the VM", async () => {
+    const name = `imp-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name)))!);
+    const first = await leaseProps(lease);
+    expect(first.state).toBe("initializing");
+    expect(first.info).toBeUndefined();
+    expect(await put(`http://${sim.info.host}:${sim.info.port}/nfc/${lease.value}/disk-0.vmdk`, stream)).toBe(404);
+
+    const ready = await whenReady(lease);
+    expect(ready.state).toBe("ready");
+    expect(Number(ready.initializeProgress)).toBe(100);
+    const [device] = asArray(ready.info.deviceUrl as Parsed | Parsed[]);
+    expect(device!.importKey).toBe(`/${name}/disk:0`);
+    expect(String(device!.disk)).toBe("true");
+    expect(Number(ready.info.totalDiskCapacityInKB)).toBe(8192);
+    expect(toMoRef(ready.info.entity).type).toBe("VirtualMachine");
+    expect(await vmNames()).toContain(name);
+
+    expect(await put(diskUrl(ready), stream)).toBe(200);
+    await ds.soap.call("HttpNfcLeaseProgress", lease, "<percent>50</percent>");
+    expect(Number((await leaseProps(lease)).transferProgress)).toBe(50);
+    await ds.soap.call("HttpNfcLeaseComplete", lease);
+    expect((await leaseProps(lease)).state).toBe("done");
+
+    const flat = await ds.read(`${name}/${name}-flat.vmdk`);
+    expect(flat.equals(raw)).toBe(true);
+    const text = (await ds.read(`${name}/${name}.vmdk`)).toString();
+    expect(text).toContain(`RW 16384 VMFS "${name}-flat.vmdk"`);
+    expect(text).toContain('ddb.adapterType = "lsilogic"');
+    expect(text).toContain('ddb.thinProvisioned = "1"');
+    expect(await vmNames()).toContain(name);
+    // The lease is over: its URL takes nothing more.
+    expect(await put(diskUrl(ready), stream)).toBe(404);
+  });
+
+  it("abort ends the lease in error and removes the VM and its files", async () => {
+    const name = `abort-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name)))!);
+    const ready = await whenReady(lease);
+    expect(await put(diskUrl(ready), stream)).toBe(200);
+    expect(await ds.status(`${name}/${name}.vmdk`)).toBe(200);
+    await ds.soap.call("HttpNfcLeaseAbort", lease);
+    const after = await leaseProps(lease);
+    expect(after.state).toBe("error");
+    expect(after.error.fault["@_type"]).toBe("RequestCanceled");
+    expect(await vmNames()).not.toContain(name);
+    expect(await ds.status(`${name}/${name}.vmdk`)).toBe(404);
+    expect(await ds.status(`${name}/${name}-flat.vmdk`)).toBe(404);
+    const again = await ds.soap.call("HttpNfcLeaseComplete", lease).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(RawSoapFault);
+    expect((again as RawSoapFault).faultName).toBe("InvalidState");
+  });
+
+  it("refuses an upload that is not a whole streamOptimized VMDK (400) and keeps the lease ready", async () => {
+    const name = `bad-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name)))!);
+    const ready = await whenReady(lease);
+    expect(await put(diskUrl(ready), raw.subarray(0, 1 << 20))).toBe(400);
+    expect(await put(diskUrl(ready), stream.subarray(0, stream.length >> 1))).toBe(400);
+    expect((await leaseProps(lease)).state).toBe("ready");
+    expect(await put(diskUrl(ready), stream)).toBe(200);
+    await ds.soap.call("HttpNfcLeaseComplete", lease);
+    expect((await ds.read(`${name}/${name}-flat.vmdk`)).equals(raw)).toBe(true);
+  });
+
+  it("a disk smaller in the spec than in the stream grows to the stream's capacity", async () => {
+    const name = `grow-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name, 1024)))!);
+    const ready = await whenReady(lease);
+    expect(await put(diskUrl(ready), stream)).toBe(200);
+    await ds.soap.call("HttpNfcLeaseComplete", lease);
+    expect((await ds.read(`${name}/${name}-flat.vmdk`)).equals(raw)).toBe(true);
+    expect((await ds.read(`${name}/${name}.vmdk`)).toString()).toContain(`RW 16384 VMFS`);
+  });
+
+  it("cutUpload cuts an NFC upload: the client sees a reset and the lease can still be aborted cleanly", async () => {
+    const name = `cut-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name)))!);
+    const ready = await whenReady(lease);
+    const rule = await sim.control.addRule({ kind: "cutUpload", afterBytes: 200_000, path: "/nfc/" });
+    await expect(put(diskUrl(ready), stream)).rejects.toThrow();
+    expect(await sim.control.rule(rule.id)).toMatchObject({ fired: 1 });
+    await ds.soap.call("HttpNfcLeaseAbort", lease);
+    expect(await vmNames()).not.toContain(name);
+  });
+});

@@ -115,24 +115,22 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
     hashes = new Map(algorithms.map((a) => [a, createHash(a)]));
     count = 0;
     sourceError = undefined;
-    return Readable.from(
-      (async function* () {
-        try {
-          for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
-            const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
-            count += bytes.byteLength;
-            if (count > opts.length) throw (sourceError = new UploadSourceError(where, `the source gave more than the ${opts.length} bytes announced`));
-            for (const h of hashes.values()) h.update(bytes);
-            yield bytes;
-          }
-        } catch (err) {
-          sourceError ??= new UploadSourceError(where, `reading the source failed after ${count} bytes`, err);
-          throw sourceError;
+    // A bare async iterable: the channel makes the one Readable the request pulls from.
+    return (async function* () {
+      try {
+        for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
+          const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+          count += bytes.byteLength;
+          if (count > opts.length) throw (sourceError = new UploadSourceError(where, `the source gave more than the ${opts.length} bytes announced`));
+          for (const h of hashes.values()) h.update(bytes);
+          yield bytes;
         }
-        if (count !== opts.length) throw (sourceError = new UploadSourceError(where, `the source ended after ${count} of the ${opts.length} bytes announced`));
-      })(),
-      { objectMode: false },
-    );
+      } catch (err) {
+        sourceError ??= new UploadSourceError(where, `reading the source failed after ${count} bytes`, err);
+        throw sourceError;
+      }
+      if (count !== opts.length) throw (sourceError = new UploadSourceError(where, `the source ended after ${count} of the ${opts.length} bytes announced`));
+    })();
   };
   const body = typeof source === "function" ? () => hashed(source()) : hashed(source);
 

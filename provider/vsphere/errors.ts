@@ -322,13 +322,15 @@ export class NoSuitableDatastoreError extends VSphereError {
 export class UploadIncompleteError extends VSphereError {
   readonly code = "UploadIncomplete";
   constructor(
+    /** The datastore path, "[ds] folder/file". */
     readonly path: string,
+    readonly endpoint: string,
     readonly bytesSent: number,
     readonly length: number,
     override readonly cause: unknown,
   ) {
     super(
-      `upload to ${path} was cut after ${bytesSent} of ${length} bytes were sent (${describeCause(cause)}): the outcome is unknown and ` +
+      `upload to ${path} (${endpoint}) was cut after ${bytesSent} of ${length} bytes were sent (${describeCause(cause)}): the outcome is unknown and ` +
         `the file may be partial; it was not resent. Delete it before uploading again.`,
     );
   }
@@ -338,10 +340,12 @@ export class UploadIncompleteError extends VSphereError {
 export class UploadSourceError extends VSphereError {
   readonly code = "UploadSourceFailed";
   constructor(
+    /** The datastore path, "[ds] folder/file". */
     readonly path: string,
+    readonly endpoint: string,
     message: string,
     override readonly cause?: unknown,
   ) {
-    super(`upload to ${path}: ${message}${cause ? ` (${describeCause(cause)})` : ""}; the file in the datastore may be partial: delete it`);
+    super(`upload to ${path} (${endpoint}): ${message}${cause ? ` (${describeCause(cause)})` : ""}; the file in the datastore may be partial: delete it`);
   }
 }

@@ -104,7 +104,7 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
   if (!Number.isSafeInteger(opts.length) || opts.length < 0) throw new TypeError(`upload to ${path}: length must be a whole number of bytes, got ${opts.length}`);
   const algorithms = opts.checksums ?? ["sha256"];
   const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
-  const where = `${path} (${client.http.origin})`;
+  const [where, origin] = [path.toString(), client.http.origin];
 
   // State of the current attempt: a new one only when the source can be made again.
   let hashes: Map<ChecksumAlgorithm, Hash> = new Map();
@@ -121,15 +121,15 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
         for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
           const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
           count += bytes.byteLength;
-          if (count > opts.length) throw (sourceError = new UploadSourceError(where, `the source gave more than the ${opts.length} bytes announced`));
+          if (count > opts.length) throw (sourceError = new UploadSourceError(where, origin, `the source gave more than the ${opts.length} bytes announced`));
           for (const h of hashes.values()) h.update(bytes);
           yield bytes;
         }
       } catch (err) {
-        sourceError ??= new UploadSourceError(where, `reading the source failed after ${count} bytes`, err);
+        sourceError ??= new UploadSourceError(where, origin, `reading the source failed after ${count} bytes`, err);
         throw sourceError;
       }
-      if (count !== opts.length) throw (sourceError = new UploadSourceError(where, `the source ended after ${count} of the ${opts.length} bytes announced`));
+      if (count !== opts.length) throw (sourceError = new UploadSourceError(where, origin, `the source ended after ${count} of the ${opts.length} bytes announced`));
     })();
   };
   const body = typeof source === "function" ? () => hashed(source()) : hashed(source);
@@ -149,7 +149,7 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
     });
   } catch (err) {
     if (sourceError) throw sourceError;
-    if (err instanceof OutcomeUnknownError) throw new UploadIncompleteError(where, sent, opts.length, err.cause ?? err);
+    if (err instanceof OutcomeUnknownError) throw new UploadIncompleteError(where, origin, sent, opts.length, err.cause ?? err);
     throw err;
   }
   await res.body.dump();

@@ -172,6 +172,7 @@ describe("against the simulator", () => {
     expect(err).toBeInstanceOf(UploadIncompleteError);
     const cut = err as UploadIncompleteError;
     expect(cut.code).toBe("UploadIncomplete");
+    expect(cut.path).toBe("[LocalDS_0] up/cut.bin");
     expect(cut.message).toMatch(/was cut after \d+ of 3145728 bytes/);
     expect(cut.message).toMatch(/outcome is unknown/);
     expect(cut.bytesSent).toBeGreaterThanOrEqual(1_000_000);

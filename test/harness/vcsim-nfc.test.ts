@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { request } from "undici";
-import { RawSoapFault, asArray, moRefXml, toMoRef, type MoRef, type Parsed } from "../support/raw-soap.js";
+import { RawSoapFault, asArray, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DatastoreHarness } from "./datastore-support.js";
 
@@ -167,5 +167,59 @@ describe("ImportVApp and its NFC lease", () => {
     expect(await sim.control.rule(rule.id)).toMatchObject({ fired: 1 });
     await ds.soap.call("HttpNfcLeaseAbort", lease);
     expect(await vmNames()).not.toContain(name);
+  });
+});
+
+/** A one-disk OVF descriptor whose disk is the streamOptimized file made above. */
+function ovf(): string {
+  return `<?xml version="1.0" encoding="UTF-8"?>
+<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/1" xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/1"
+  xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"
+  xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">
+  <References><File ovf:href="disk.vmdk" ovf:id="file1" ovf:size="${stream.length}"/></References>
+  <DiskSection><Info>Disks</Info><Disk ovf:capacity="${raw.length}" ovf:capacityAllocationUnits="byte" ovf:diskId="vmdisk1"
+    ovf:fileRef="file1" ovf:format="http://www.vmware.com/interfaces/specifications/vmdk.html#streamOptimized"/></DiskSection>
+  <VirtualSystem ovf:id="vm"><Info>A VM</Info>
+    <VirtualHardwareSection><Info>Hardware</Info>
+      <System><vssd:ElementName>Virtual Hardware Family</vssd:ElementName><vssd:InstanceID>0</vssd:InstanceID><vssd:VirtualSystemType>vmx-13</vssd:VirtualSystemType></System>
+      <Item><rasd:ElementName>1 CPU</rasd:ElementName><rasd:InstanceID>1</rasd:InstanceID><rasd:ResourceType>3</rasd:ResourceType><rasd:VirtualQuantity>1</rasd:VirtualQuantity></Item>
+      <Item><rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits><rasd:ElementName>64 MB</rasd:ElementName><rasd:InstanceID>2</rasd:InstanceID><rasd:ResourceType>4</rasd:ResourceType><rasd:VirtualQuantity>64</rasd:VirtualQuantity></Item>
+      <Item><rasd:ElementName>SCSI</rasd:ElementName><rasd:InstanceID>3</rasd:InstanceID><rasd:ResourceSubType>lsilogic</rasd:ResourceSubType><rasd:ResourceType>6</rasd:ResourceType></Item>
+      <Item><rasd:AddressOnParent>0</rasd:AddressOnParent><rasd:ElementName>Hard disk 1</rasd:ElementName><rasd:HostResource>ovf:/disk/vmdisk1</rasd:HostResource><rasd:InstanceID>4</rasd:InstanceID><rasd:Parent>3</rasd:Parent><rasd:ResourceType>17</rasd:ResourceType></Item>
+    </VirtualHardwareSection>
+  </VirtualSystem>
+</Envelope>`;
+}
+
+describe("an import from OvfManager.CreateImportSpec", () => {
+  it("gives each disk a URL whose importKey is its fileItem's deviceId, and the upload lands", async () => {
+    const name = `ovf-${Date.now()}`;
+    const [store] = (await ds.soap.retrieveAll(ds.sc, "Datastore", ["name"])).filter((d) => d.name === "LocalDS_0");
+    // The import spec goes back to ImportVApp as the server wrote it, so the raw answer is kept.
+    const envelope =
+      `<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" ` +
+      `xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><CreateImportSpec xmlns="urn:vim25">` +
+      `${moRefXml("_this", toMoRef(ds.sc.ovfManager))}<ovfDescriptor>${xmlEscape(ovf())}</ovfDescriptor>` +
+      `${moRefXml("resourcePool", pool)}${moRefXml("datastore", store!.obj as MoRef)}` +
+      `<cisp><locale></locale><deploymentOption></deploymentOption><entityName>${name}</entityName></cisp>` +
+      `</CreateImportSpec></soapenv:Body></soapenv:Envelope>`;
+    const res = await request(sim.info.url, {
+      method: "POST",
+      headers: { "content-type": "text/xml; charset=utf-8", soapaction: "urn:vim25/6.5", cookie: ds.cookie },
+      body: envelope,
+    });
+    const text = await res.body.text();
+    expect(res.statusCode).toBe(200);
+    const spec = /<importSpec\b[\s\S]*<\/importSpec>/.exec(text)![0].replace(/^<importSpec/, "<spec").replace(/<\/importSpec>$/, "</spec>");
+    const deviceId = /<fileItem>[\s\S]*?<deviceId>([^<]+)<\/deviceId>/.exec(text)![1];
+
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, spec))!);
+    const ready = await whenReady(lease);
+    const [device] = asArray(ready.info.deviceUrl as Parsed | Parsed[]);
+    expect(device!.importKey).toBe(deviceId);
+    expect(await put(diskUrl(ready), stream)).toBe(200);
+    await ds.soap.call("HttpNfcLeaseComplete", lease);
+    expect((await ds.read(`${name}/disk-0-flat.vmdk`)).equals(raw)).toBe(true);
+    expect((await ds.read(`${name}/disk-0.vmdk`)).toString()).toContain('RW 16384 VMFS "disk-0-flat.vmdk"');
   });
 });

@@ -7,7 +7,7 @@ import { copyFile, readFile, rename, truncate, writeFile } from "node:fs/promise
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageFormatError, MissingExtentError, UnsupportedImageError } from "../../provider/vsphere/image-errors.js";
 import { detectImage, PREFIX_BYTES } from "../../provider/vsphere/image-format.js";
-import { sniffImage, sniffImageFile } from "../../provider/vsphere/image-stream.js";
+import { flatExtentsStream, sniffImage, sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { ImageDir } from "../support/images.js";
 
 let images: ImageDir;
@@ -251,5 +251,31 @@ describe("streaming detection", () => {
     header.writeBigUInt64LE(2n, 36);
     header.writeBigUInt64LE(256n, 64);
     expect(detectImage(Buffer.concat([header, Buffer.alloc(PREFIX_BYTES - 512)]), { source: "t", complete: false })).toEqual({ needBytes: 202 * 512 });
+  });
+});
+
+describe("flat extents", () => {
+  it("a descriptor's extents, offsets honoured, stream as the disk's bytes in order", async () => {
+    const a = randomBytes(1536);
+    const b = randomBytes(4096);
+    await writeFile(images.path("part-a.bin"), Buffer.concat([randomBytes(512), a]));
+    await writeFile(images.path("part-b.bin"), b);
+    await writeFile(
+      images.path("two.vmdk"),
+      '# Disk DescriptorFile\nversion=1\nCID=1\nparentCID=ffffffff\ncreateType="monolithicFlat"\nRW 3 FLAT "part-a.bin" 1\nRW 8 FLAT "part-b.bin" 0\nddb.adapterType = "ide"\n',
+    );
+    const s = await sniffImageFile(images.path("two.vmdk"));
+    s.stream.destroy();
+    expect(s.info.format === "vmdkDescriptor" && s.info.vmdk.capacityBytes).toBe(11 * 512);
+    expect(s.extents.map((e) => [e.fileName, e.offsetBytes, e.lengthBytes])).toEqual([
+      ["part-a.bin", 512, 1536],
+      ["part-b.bin", 0, 4096],
+    ]);
+    expect((await sha256Of(flatExtentsStream(s.extents))).hex).toBe(sha256(Buffer.concat([a, b])));
+  });
+
+  it("an extent named with a folder is refused: a descriptor must not reach other files", async () => {
+    await writeFile(images.path("escape.vmdk"), '# Disk DescriptorFile\ncreateType="monolithicFlat"\nRW 8 FLAT "../../etc/passwd" 0\n');
+    expect(await failure(sniffImageFile(images.path("escape.vmdk")))).toMatchObject({ code: "UnsupportedImage" });
   });
 });

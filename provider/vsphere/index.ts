@@ -42,8 +42,8 @@ export {
 export type { DatastoreHandle, FileEntry, ListOptions, PathLike } from "./datastore.js";
 export { DATASTORE_TYPES, anchoredRegex, chooseDatastore, rejectionReasons, selectDatastore } from "./datastore-select.js";
 export type { HostName, SelectOptions, Selection as DatastoreSelection } from "./datastore-select.js";
-export { datacenterPath, download, folderUrl, headFile, upload } from "./transfer.js";
-export type { ChecksumAlgorithm, Download, UploadOptions, UploadResult, UploadSource, UploadStream } from "./transfer.js";
+export { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } from "./transfer.js";
+export type { ChecksumAlgorithm, Download, StreamOptions, StreamResult, UploadOptions, UploadResult, UploadSource, UploadStream } from "./transfer.js";
 export type { ClusterNode, DistributedPortGroupNode, InventorySnapshot, LoadOptions, SwitchNode } from "./inventory-cache.js";
 export * as schema from "./schema.js";
 export {
@@ -68,3 +68,18 @@ export type { VimObject, VimValue, TypedPrimitive } from "./soap/xml.js";
 export { buildEnvelope, parseEnvelope } from "./soap/envelope.js";
 export { certificateBundleUrl, checkHost, normalizeThumbprint } from "./transport.js";
 export type { TlsOptions } from "./transport.js";
+// Image bytes: format detection, VMDK/OVA parsing, checksums (no vCenter involved).
+export { ChecksumMismatchError, ImageFormatError, MissingExtentError, UnsupportedImageError } from "./image-errors.js";
+export type { InvalidImageReason } from "./image-errors.js";
+export { ADAPTER_TYPES, DISK_TYPES, contradictions, parseDescriptor, parseSparseHeader, vmdkInfo } from "./vmdk.js";
+export type { AdapterType, Contradiction, DescriptorAdapterType, DiskType, SparseExtentHeader, VmdkDescriptor, VmdkExtent, VmdkInfo } from "./vmdk.js";
+export { PREFIX_BYTES, checkTotalSize, describeFormat, detectImage } from "./image-format.js";
+export type { Detection, ImageFormat, ImageInfo } from "./image-format.js";
+export { flatExtentsStream, resolveExtents, sniffImage, sniffImageFile } from "./image-stream.js";
+export type { LocalExtent, SniffOptions, SniffedFile, SniffedImage } from "./image-stream.js";
+export { openOva, parseManifest, parseOvf } from "./ova.js";
+export type { OpenedOva, OvfController, OvfDescriptor, OvfDisk, OvfFile } from "./ova.js";
+export { DigestStream, parseChecksum, verifyChecksum } from "./checksum.js";
+export type { Checksum, DigestAlgorithm, Digests } from "./checksum.js";
+export { ByteReader } from "./byte-reader.js";
+export type { ByteSource } from "./byte-reader.js";

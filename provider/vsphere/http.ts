@@ -166,7 +166,9 @@ export class HttpChannel {
             ...(req.contentType ? { "content-type": req.contentType } : body !== undefined ? { "content-type": "application/octet-stream" } : {}),
             ...(req.length !== undefined ? { "content-length": String(req.length) } : {}),
             ...req.headers,
-            ...(this.#cookie ? { cookie: this.#cookie } : {}),
+            // vCenter's session cookie goes to vCenter only: an NFC lease URL on an
+            // ESXi host carries its own ticket.
+            ...(this.#cookie && (req.origin === undefined || req.origin === this.origin) ? { cookie: this.#cookie } : {}),
           },
           ...(body !== undefined ? { body } : {}),
           headersTimeout: this.opts.requestTimeoutMs,

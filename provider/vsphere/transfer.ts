@@ -70,23 +70,30 @@ export function folderUrl(dcPath: string, file: DatastorePath): string {
 // ---------------------------------------------------------------------------
 // Upload
 
-export interface UploadOptions {
-  /** Bytes the source will give: sent as Content-Length (vCenter requires it) and checked. */
+export interface StreamOptions {
+  /** Bytes the source will give: sent as Content-Length (vCenter and ESXi require it) and checked. */
   length: number;
   /** Bytes handed to the connection so far (monotonic), and the total. */
   onProgress?: (sent: number, total: number) => void;
   /** Digests computed while streaming (default sha256 only). */
   checksums?: ChecksumAlgorithm[];
+}
+
+export interface UploadOptions extends StreamOptions {
   /** The datacenter's inventory path, when known (default: read once per client). */
   dcPath?: string;
 }
 
-export interface UploadResult {
-  path: DatastorePath;
+/** What went out: bytes counted and digests computed on the way. */
+export interface StreamResult {
   bytes: number;
   /** Hex digests of the bytes sent, as asked for. */
   sha256?: string;
   md5?: string;
+}
+
+export interface UploadResult extends StreamResult {
+  path: DatastorePath;
 }
 
 /** Bytes to upload, read once: a stream, an async or plain iterable of chunks. */
@@ -94,17 +101,24 @@ export type UploadStream = StreamBody | Iterable<Uint8Array>;
 /** An upload source: a stream (sent once), or a function that makes a fresh one (may be retried before any byte went out). */
 export type UploadSource = UploadStream | (() => UploadStream);
 
-/**
- * PUTs `source` to the datastore file (replacing one that is there; the folder must
- * exist on vCenter: makeDirectory first). Resolves once vCenter answered with the
- * bytes counted and hashed.
- */
-export async function upload(client: VimClient, datacenter: Datacenter, file: PathLike, source: UploadSource, opts: UploadOptions): Promise<UploadResult> {
-  const path = asPath(file);
-  if (!Number.isSafeInteger(opts.length) || opts.length < 0) throw new TypeError(`upload to ${path}: length must be a whole number of bytes, got ${opts.length}`);
+/** Where a streamed upload goes. */
+interface Target {
+  method: "PUT" | "POST";
+  /** Another origin than vCenter's (an NFC lease URL names an ESXi host). */
+  origin?: string;
+  path: string;
+  contentType?: string;
+  headers?: Record<string, string>;
+  /** What errors call it: a datastore path or the URL's path. */
+  name: string;
+}
+
+/** The one streaming upload: counted, hashed, progress told, never resent once a byte went out. */
+async function streamUpload(client: VimClient, target: Target, source: UploadSource, opts: StreamOptions): Promise<StreamResult> {
+  const { name } = target;
+  if (!Number.isSafeInteger(opts.length) || opts.length < 0) throw new TypeError(`upload to ${name}: length must be a whole number of bytes, got ${opts.length}`);
   const algorithms = opts.checksums ?? ["sha256"];
-  const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
-  const [where, origin] = [path.toString(), client.http.origin];
+  const origin = target.origin ?? client.http.origin;
 
   // State of the current attempt: a new one only when the source can be made again.
   let hashes: Map<ChecksumAlgorithm, Hash> = new Map();
@@ -121,15 +135,15 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
         for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
           const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
           count += bytes.byteLength;
-          if (count > opts.length) throw (sourceError = new UploadSourceError(where, origin, `the source gave more than the ${opts.length} bytes announced`));
+          if (count > opts.length) throw (sourceError = new UploadSourceError(name, origin, `the source gave more than the ${opts.length} bytes announced`));
           for (const h of hashes.values()) h.update(bytes);
           yield bytes;
         }
       } catch (err) {
-        sourceError ??= new UploadSourceError(where, origin, `reading the source failed after ${count} bytes`, err);
+        sourceError ??= new UploadSourceError(name, origin, `reading the source failed after ${count} bytes`, err);
         throw sourceError;
       }
-      if (count !== opts.length) throw (sourceError = new UploadSourceError(where, origin, `the source ended after ${count} of the ${opts.length} bytes announced`));
+      if (count !== opts.length) throw (sourceError = new UploadSourceError(name, origin, `the source ended after ${count} of the ${opts.length} bytes announced`));
     })();
   };
   const body = typeof source === "function" ? () => hashed(source()) : hashed(source);
@@ -137,8 +151,11 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
   let res;
   try {
     res = await client.http.request({
-      method: "PUT",
-      path: folderUrl(dcPath, path),
+      method: target.method,
+      path: target.path,
+      ...(target.origin !== undefined ? { origin: target.origin } : {}),
+      ...(target.contentType !== undefined ? { contentType: target.contentType } : {}),
+      ...(target.headers !== undefined ? { headers: target.headers } : {}),
       body,
       length: opts.length,
       onProgress: (n) => {
@@ -149,14 +166,47 @@ export async function upload(client: VimClient, datacenter: Datacenter, file: Pa
     });
   } catch (err) {
     if (sourceError) throw sourceError;
-    if (err instanceof OutcomeUnknownError) throw new UploadIncompleteError(where, origin, sent, opts.length, err.cause ?? err);
+    if (err instanceof OutcomeUnknownError) throw new UploadIncompleteError(name, origin, sent, opts.length, err.cause ?? err);
     throw err;
   }
   await res.body.dump();
   if (sourceError) throw sourceError;
-  const out: UploadResult = { path, bytes: count };
+  const out: StreamResult = { bytes: count };
   for (const [a, h] of hashes) out[a] = h.digest("hex");
   return out;
+}
+
+/**
+ * PUTs `source` to the datastore file (replacing one that is there; the folder must
+ * exist on vCenter: makeDirectory first). Resolves once vCenter answered, with the
+ * bytes counted and hashed.
+ */
+export async function upload(client: VimClient, datacenter: Datacenter, file: PathLike, source: UploadSource, opts: UploadOptions): Promise<UploadResult> {
+  const path = asPath(file);
+  const dcPath = opts.dcPath ?? (await datacenterPath(client, datacenter));
+  const r = await streamUpload(client, { method: "PUT", path: folderUrl(dcPath, path), name: path.toString() }, source, opts);
+  return { path, ...r };
+}
+
+/**
+ * Streams `source` to an absolute URL on the session: an NFC lease's device URL
+ * (ImportVApp). A "*" host (ESXi's way of saying "the host you reached me by") is
+ * vCenter's origin. A disk goes as POST application/x-vnd.vmware-streamVmdk, any
+ * other file as PUT with "Overwrite: t", as the lease wants them (ovftool does the same).
+ */
+export async function uploadToUrl(
+  client: VimClient,
+  url: string,
+  source: UploadSource,
+  opts: StreamOptions & { kind: "disk" | "file" },
+): Promise<StreamResult> {
+  const u = new URL(url.replace(/^(https?:\/\/)\*(?=[:/])/, `$1placeholder.invalid`));
+  const origin = u.hostname === "placeholder.invalid" ? client.http.origin : u.origin;
+  const target: Target =
+    opts.kind === "disk"
+      ? { method: "POST", contentType: "application/x-vnd.vmware-streamVmdk", origin, path: u.pathname + u.search, name: u.pathname }
+      : { method: "PUT", headers: { overwrite: "t" }, origin, path: u.pathname + u.search, name: u.pathname };
+  return streamUpload(client, target, source, opts);
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,8 @@
 // a cut upload, a source that lies about its length, and back-pressure (the source
 // is pulled as the socket drains, never read ahead whole).
 import { createHash, randomBytes } from "node:crypto";
+import { createServer, type IncomingHttpHeaders } from "node:http";
+import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, deleteFile, fileExists, makeDirectory, statFile } from "../../provider/vsphere/datastore.js";
@@ -10,7 +12,7 @@ import { FileNotFoundFault, UploadIncompleteError, UploadSourceError } from "../
 import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { moRef } from "../../provider/vsphere/schema.js";
 import { runTask } from "../../provider/vsphere/task.js";
-import { datacenterPath, download, folderUrl, headFile, upload } from "../../provider/vsphere/transfer.js";
+import { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -203,6 +205,41 @@ describe("against the simulator", () => {
     expect(produced).toBe(length);
     expect(maxAhead).toBeLessThan(4 * MiB);
     await deleteFile(client, dc, at("up/pressure.bin"));
+  });
+
+  it("uploads to a URL whose host is '*' through vCenter's origin, with the session", async () => {
+    const r = await uploadToUrl(client, "https://*/folder/up/by-url.bin?dcPath=DC0&dsName=LocalDS_0", [Buffer.from("by url")], { length: 6, kind: "file" });
+    expect(r).toMatchObject({ bytes: 6, sha256: createHash("sha256").update("by url").digest("hex") });
+    const d = await download(client, dc, at("up/by-url.bin"));
+    expect(Buffer.concat(await d.stream.toArray()).toString()).toBe("by url");
+  });
+
+  it("streams a disk to another host's URL (an NFC lease) as POST streamVmdk, without vCenter's session cookie", async () => {
+    const seen: Array<{ method: string | undefined; url: string | undefined; headers: IncomingHttpHeaders; sha256: string }> = [];
+    const server = createServer((req, res) => {
+      const h = createHash("sha256");
+      req.on("data", (c: Buffer) => h.update(c));
+      req.on("end", () => {
+        seen.push({ method: req.method, url: req.url, headers: req.headers, sha256: h.digest("hex") });
+        res.end();
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const length = 2 * MiB;
+      const src = createHash("sha256");
+      const r = await uploadToUrl(client, `http://127.0.0.1:${port}/nfc/52a1/disk-0.vmdk`, randomChunks(length, src), { length, kind: "disk" });
+      const expected = src.digest("hex");
+      expect(r.sha256).toBe(expected);
+      expect(client.http.cookie).toMatch(/^vmware_soap_session=/);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]).toMatchObject({ method: "POST", url: "/nfc/52a1/disk-0.vmdk", sha256: expected });
+      expect(seen[0]?.headers).toMatchObject({ "content-type": "application/x-vnd.vmware-streamVmdk", "content-length": String(length) });
+      expect(seen[0]?.headers.cookie).toBeUndefined();
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it("finds a datacenter inside nested folders by its inventory path (dcPath)", async () => {

@@ -35,13 +35,20 @@ afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-async function copy(method: "CopyVirtualDisk_Task" | "MoveVirtualDisk_Task", from: string, to: string, force?: boolean) {
+async function copy(
+  method: "CopyVirtualDisk_Task" | "MoveVirtualDisk_Task",
+  from: string,
+  to: string,
+  opts: { force?: boolean; destSpec?: { diskType: string; adapterType: string }; destDatacenter?: boolean } = {},
+) {
+  const spec = opts.destSpec
+    ? `<destSpec xsi:type="VirtualDiskSpec"><diskType>${opts.destSpec.diskType}</diskType><adapterType>${opts.destSpec.adapterType}</adapterType></destSpec>`
+    : "";
+  const dest = opts.destDatacenter === false ? `<destName>[LocalDS_0] ${to}</destName>` : ds.diskArgs(to, "destName", "destDatacenter");
   return ds.runTask(
     method,
     ds.vdm,
-    ds.diskArgs(from, "sourceName", "sourceDatacenter") +
-      ds.diskArgs(to, "destName", "destDatacenter") +
-      (force === undefined ? "" : `<force>${force}</force>`),
+    ds.diskArgs(from, "sourceName", "sourceDatacenter") + dest + spec + (opts.force === undefined ? "" : `<force>${opts.force}</force>`),
   );
 }
 
@@ -49,7 +56,7 @@ describe.each([
   ["monolithicSparse", "lsilogic"],
   ["streamOptimized", "ide"],
 ])("a %s source (%s)", (subformat, adapter) => {
-  it("CopyVirtualDisk_Task makes a flat disk with the same content and the source's adapter", async () => {
+  it("CopyVirtualDisk_Task makes a flat disk with the same content, preallocated and busLogic without a destSpec", async () => {
     const dir = `copy-${subformat}-${Date.now()}`;
     await ds.mkdir(dir);
     await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk(subformat, adapter));
@@ -61,9 +68,24 @@ describe.each([
     const text = (await ds.read(`${dir}/dst.vmdk`)).toString();
     expect(text).toContain('createType="vmfs"');
     expect(text).toContain(`RW ${raw.length / 512} VMFS "dst-flat.vmdk"`);
+    expect(text).toContain('ddb.adapterType = "buslogic"');
+    expect(text).not.toContain("thinProvisioned");
+    expect(await ds.status(`${dir}/src.vmdk`)).toBe(200); // a copy keeps its source
+  });
+
+  it("CopyVirtualDisk_Task with a destSpec makes the disk it asks for (destDatacenter defaulting to the source's)", async () => {
+    const dir = `spec-${subformat}-${Date.now()}`;
+    await ds.mkdir(dir);
+    await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk(subformat, adapter));
+    const info = await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/dst.vmdk`, {
+      destSpec: { diskType: "thin", adapterType: adapter === "ide" ? "ide" : "lsiLogic" },
+      destDatacenter: false,
+    });
+    expect(info.state).toBe("success");
+    expect((await ds.read(`${dir}/dst-flat.vmdk`)).equals(raw)).toBe(true);
+    const text = (await ds.read(`${dir}/dst.vmdk`)).toString();
     expect(text).toContain(`ddb.adapterType = "${adapter}"`);
     expect(text).toContain('ddb.thinProvisioned = "1"');
-    expect(await ds.status(`${dir}/src.vmdk`)).toBe(200); // a copy keeps its source
   });
 
   it("MoveVirtualDisk_Task makes the flat disk and removes the source", async () => {
@@ -72,12 +94,13 @@ describe.each([
     await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk(subformat, adapter));
     expect((await copy("MoveVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/moved.vmdk`)).state).toBe("success");
     expect((await ds.read(`${dir}/moved-flat.vmdk`)).equals(raw)).toBe(true);
+    expect((await ds.read(`${dir}/moved.vmdk`)).toString()).toContain(`ddb.adapterType = "${adapter}"`);
     expect(await ds.status(`${dir}/src.vmdk`)).toBe(404);
   });
 });
 
 describe("copy and move faults", () => {
-  it("a missing source is FileNotFound naming the source; an existing destination FileAlreadyExists unless force", async () => {
+  it("a missing source is FileNotFound naming the source; an existing destination FileAlreadyExists (a copy ignores force, a move honours it)", async () => {
     const dir = `faults-${Date.now()}`;
     await ds.mkdir(dir);
     const missing = await copy("CopyVirtualDisk_Task", `${dir}/none.vmdk`, `${dir}/x.vmdk`);
@@ -86,11 +109,17 @@ describe("copy and move faults", () => {
 
     await ds.http("PUT", `${dir}/src.vmdk`, qemuVmdk("monolithicSparse"));
     await ds.createDisk(`${dir}/taken.vmdk`, 1024);
-    const taken = await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`);
-    expect(taken.error.fault["@_type"]).toBe("FileAlreadyExists");
+    for (const force of [undefined, true]) {
+      const taken = await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`, { force });
+      expect(taken.error.fault["@_type"]).toBe("FileAlreadyExists");
+      expect(taken.error.fault.file).toBe(`[LocalDS_0] ${dir}/taken.vmdk`);
+    }
     expect((await ds.read(`${dir}/taken-flat.vmdk`)).length).toBe(1 << 20);
-    expect((await copy("CopyVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`, true)).state).toBe("success");
+    const unforced = await copy("MoveVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`);
+    expect(unforced.error.fault["@_type"]).toBe("FileAlreadyExists");
+    expect((await copy("MoveVirtualDisk_Task", `${dir}/src.vmdk`, `${dir}/taken.vmdk`, { force: true })).state).toBe("success");
     expect((await ds.read(`${dir}/taken-flat.vmdk`)).equals(raw)).toBe(true);
+    expect(await ds.status(`${dir}/src.vmdk`)).toBe(404);
   });
 
   it("a corrupt or truncated sparse source is InvalidDiskFormat and leaves nothing at the destination", async () => {
@@ -124,11 +153,18 @@ describe("a flat source", () => {
     expect((await ds.read(`${dir}/g-flat.vmdk`)).equals(raw)).toBe(true);
     const src = (await ds.read(`${dir}/f.vmdk`)).toString();
     const dst = (await ds.read(`${dir}/g.vmdk`)).toString();
-    expect(dst).toBe(src.replace('"f-flat.vmdk"', '"g-flat.vmdk"'));
+    // Without a destSpec the copy is preallocated and busLogic; nothing else changes but the extent's name.
+    expect(dst).toBe(
+      src
+        .replace('"f-flat.vmdk"', '"g-flat.vmdk"')
+        .replace('ddb.adapterType = "lsilogic"', 'ddb.adapterType = "buslogic"')
+        .replace('ddb.thinProvisioned = "1"\n', ""),
+    );
 
+    // A move keeps the descriptor as it was, but for the extent's name.
     expect((await copy("MoveVirtualDisk_Task", `${dir}/g.vmdk`, `${dir}/h.vmdk`)).state).toBe("success");
     expect((await ds.read(`${dir}/h-flat.vmdk`)).equals(raw)).toBe(true);
-    expect((await ds.read(`${dir}/h.vmdk`)).toString()).toContain('"h-flat.vmdk"');
+    expect((await ds.read(`${dir}/h.vmdk`)).toString()).toBe(dst.replace('"g-flat.vmdk"', '"h-flat.vmdk"'));
     expect(await ds.status(`${dir}/g.vmdk`)).toBe(404);
     expect(await ds.status(`${dir}/g-flat.vmdk`)).toBe(404);
   });

@@ -35,16 +35,21 @@ func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, c
 		})
 		return true
 	case *types.CopyVirtualDisk_Task:
-		if req.DestSpec == nil && ownsDiskCopy(req.SourceDatacenter, req.SourceName) {
+		if ownsDiskCopy(req.SourceDatacenter, req.SourceName) {
+			o := copyOptions{}
+			if req.DestSpec != nil {
+				o.spec = req.DestSpec.GetVirtualDiskSpec()
+			}
 			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
-				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, req.Force, false)
+				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, o)
 			})
 			return true
 		}
 	case *types.MoveVirtualDisk_Task:
 		if ownsDiskCopy(req.SourceDatacenter, req.SourceName) {
+			o := copyOptions{move: true, force: req.Force != nil && *req.Force}
 			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
-				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, req.Force, true)
+				return nil, copyVirtualDisk(req.SourceDatacenter, req.SourceName, req.DestDatacenter, req.DestName, o)
 			})
 			return true
 		}

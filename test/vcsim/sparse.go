@@ -234,9 +234,9 @@ func readLE(f *os.File, off int64, into []uint32) error {
 	return nil
 }
 
-// flatDescriptorFor is the descriptor of the flat copy of a sparse disk: ESXi
-// keeps the source's disk database (adapter, hardware version, uuid, tools) and
-// writes a thin VMFS extent of the same capacity.
+// flatDescriptorFor is the descriptor of the flat copy of a sparse disk: a VMFS
+// extent of the same capacity, with the source's disk database (hardware version,
+// uuid, tools; the adapter and provisioning are the caller's to set).
 func flatDescriptorFor(src *descriptor, flatFile string, sectors int64) *descriptor {
 	adapter, hw := "lsilogic", "4"
 	if src != nil {

@@ -9,15 +9,36 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 )
 
-// CopyVirtualDisk_Task and MoveVirtualDisk_Task as ESXi runs them, for the disks
-// the simulator gets wrong (it copies <n>.vmdk and <n>-flat.vmdk byte for byte):
+// CopyVirtualDisk_Task and MoveVirtualDisk_Task as the API reference describes them
+// and ESXi runs them, for the disks the simulator gets wrong (it copies <n>.vmdk
+// and <n>-flat.vmdk byte for byte, and refuses a destSpec on vCenter):
 //   - a single-file sparse source (monolithicSparse or streamOptimized, magic KDMV)
 //     becomes a flat disk at the destination: a descriptor and a -flat extent with
 //     the disk's content (the simulator fails with FileNotFound on the missing -flat);
 //   - a descriptor with one flat extent is copied with its extent renamed after the
-//     destination, as ESXi writes it (the simulator's copy still names the source's).
+//     destination, as ESXi writes it (the simulator's copy still names the source's);
+//   - a copy is made as destSpec says, and without one "a preallocated format and
+//     busLogic adapter type is assumed" (the reference's words); its force flag "is
+//     currently ignored" (an existing destination is always FileAlreadyExists). A move
+//     keeps the disk's adapter and provisioning and honours force;
+//   - without destDatacenter, "the destination path belongs to the source datacenter".
 // A missing source is FileNotFound naming it. A descriptor the simulator made
 // empty is left to the simulator.
+
+// copyOptions is what a copy or move makes of its destination.
+type copyOptions struct {
+	move  bool
+	force bool
+	spec  *types.VirtualDiskSpec // a copy's destSpec; nil: preallocated, busLogic
+}
+
+// adapterAndThin is how a copy provisions its destination (a move keeps the source's).
+func (o copyOptions) adapterAndThin() (string, bool) {
+	if o.spec == nil {
+		return "buslogic", false
+	}
+	return descriptorAdapter(o.spec.AdapterType), o.spec.DiskType == "thin"
+}
 
 // ownsDiskCopy reports whether the harness copies this source itself.
 func ownsDiskCopy(dc *types.ManagedObjectReference, name string) bool {
@@ -48,7 +69,13 @@ func singleFlatExtent(d *descriptor) *extent {
 	return &exts[0]
 }
 
-func copyVirtualDisk(srcDC *types.ManagedObjectReference, srcName string, dstDC *types.ManagedObjectReference, dstName string, force *bool, move bool) types.BaseMethodFault {
+func copyVirtualDisk(srcDC *types.ManagedObjectReference, srcName string, dstDC *types.ManagedObjectReference, dstName string, o copyOptions) types.BaseMethodFault {
+	if dstDC == nil {
+		dstDC = srcDC
+	}
+	if o.spec != nil && !flatDiskTypes[o.spec.DiskType] {
+		return &types.NotSupported{} // the harness makes flat copies only
+	}
 	src, fault := resolveDisk(srcDC, srcName)
 	if fault != nil {
 		return fault
@@ -67,7 +94,7 @@ func copyVirtualDisk(srcDC *types.ManagedObjectReference, srcName string, dstDC 
 		return fileNotFound(dst.dsPath)
 	}
 	if exists(dst.descriptor) || exists(dst.flat()) {
-		if force == nil || !*force {
+		if !o.move || !o.force {
 			return fileExists(dst.dsPath)
 		}
 		os.Remove(dst.descriptor)
@@ -89,23 +116,26 @@ func copyVirtualDisk(srcDC *types.ManagedObjectReference, srcName string, dstDC 
 	if string(magic) == "KDMV" {
 		d, fault = flattenSparse(in, dst)
 	} else {
-		d, fault = copyFlat(src, dst, move)
+		d, fault = copyFlat(src, dst, o.move)
 	}
 	if fault != nil {
 		return fault
+	}
+	if !o.move {
+		d.setProvisioning(o.adapterAndThin())
 	}
 	if err := ioutil.WriteFile(dst.descriptor, []byte(d.String()), 0o600); err != nil {
 		os.Remove(dst.flat())
 		return &types.CannotCreateFile{FileFault: types.FileFault{File: dst.dsPath}}
 	}
-	if move {
+	if o.move {
 		os.Remove(src.descriptor)
 	}
 	return nil
 }
 
 // flattenSparse writes the content of the sparse file in as dst's -flat extent
-// and returns dst's descriptor.
+// and returns dst's descriptor (thin, the source's adapter).
 func flattenSparse(in *os.File, dst diskFile) (*descriptor, types.BaseMethodFault) {
 	out, err := os.OpenFile(dst.flat(), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {

@@ -84,6 +84,29 @@ func (d *descriptor) set(key, value string) {
 	d.lines = append(d.lines, line)
 }
 
+// remove drops key's line.
+func (d *descriptor) remove(key string) {
+	out := d.lines[:0]
+	for _, l := range d.lines {
+		if m := keyRe.FindStringSubmatch(l); m != nil && m[1] == key {
+			continue
+		}
+		out = append(out, l)
+	}
+	d.lines = out
+}
+
+// setProvisioning writes a disk's adapter and thin flag into its database.
+func (d *descriptor) setProvisioning(adapter string, thin bool) {
+	d.set("ddb.adapterType", adapter)
+	if thin {
+		d.set("ddb.thinProvisioned", "1")
+	} else {
+		d.remove("ddb.thinProvisioned")
+	}
+	d.setGeometry(d.extents()[0].sectors)
+}
+
 // geometry is the BIOS geometry ESXi writes for a disk of that many sectors.
 func geometry(sectors int64, adapter string) (cylinders, heads, perTrack int64) {
 	heads, perTrack = 255, 63

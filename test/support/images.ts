@@ -156,11 +156,20 @@ export function ovfText(s: OvfSpec): string {
 `;
 }
 
-/** What vmdkinfo (libvmdk-utils) reads from a VMDK: an independent parser to cross-check ours. */
-export async function vmdkinfo(path: string): Promise<{ diskType: string; mediaSize: number; extents: number }> {
+/**
+ * What vmdkinfo (libvmdk-utils) reads from a VMDK: an independent parser to cross-check
+ * ours. It prints no adapter type; that is checked against the qemu-img option instead.
+ */
+export async function vmdkinfo(path: string): Promise<{ diskType: string; mediaSize: number; cid: string; parentCid: string; extentFiles: string[] }> {
   const out = (await run("vmdkinfo", [path])).stdout;
   const field = (label: string) => new RegExp(`${label}:\\s*(.+)`).exec(out)?.[1]?.trim();
   const media = /Media size:.*\((\d+) bytes\)/.exec(out)?.[1];
   if (!media) throw new Error(`vmdkinfo ${path}: no media size in\n${out}`);
-  return { diskType: field("Disk type") ?? "", mediaSize: Number(media), extents: Number(field("Number of extents") ?? "0") };
+  return {
+    diskType: field("Disk type") ?? "",
+    mediaSize: Number(media),
+    cid: (field("Content identifier") ?? "").replace(/^0x/, ""),
+    parentCid: (field("Parent content identifier") ?? "").replace(/^0x/, ""),
+    extentFiles: [...out.matchAll(/Filename:\s*(.+)/g)].map((m) => m[1]!.trim()),
+  };
 }

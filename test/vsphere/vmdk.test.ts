@@ -1,9 +1,10 @@
 // VMDK parsing against real files from qemu-img, cross-checked with vmdkinfo (libvmdk),
 // and the diskType / adapterType mapping and contradiction rules.
+import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { ImageFormatError, UnsupportedImageError } from "../../provider/vsphere/image-errors.js";
-import { contradictions, parseDescriptor, vmdkInfo, type AdapterType, type VmdkInfo } from "../../provider/vsphere/vmdk.js";
+import { contradictions, parseDescriptor, parseSparseHeader, vmdkInfo, type AdapterType, type VmdkInfo } from "../../provider/vsphere/vmdk.js";
 import { ImageDir, vmdkinfo, type QemuAdapter } from "../support/images.js";
 
 let images: ImageDir;
@@ -37,6 +38,8 @@ describe("monolithicSparse from qemu-img", () => {
     expect(info).toMatchObject({ createType: "monolithicSparse", diskType: "sparse", adapterType: api, descriptorAdapterType: qemu });
     expect(info.capacityBytes).toBe(ref.mediaSize);
     expect(info.capacityBytes).toBe(64 << 20);
+    expect([info.descriptor.cid, info.descriptor.parentCID]).toEqual([ref.cid, ref.parentCid]);
+    expect(info.descriptor.extents.map((e) => e.fileName)).toEqual(ref.extentFiles);
     expect(info.header).toMatchObject({ version: 1, compressed: false, hasMarkers: false, grainSectors: 128, descriptorOffsetSectors: 1 });
     expect(info.descriptor.extents).toEqual([{ access: "RW", sizeSectors: (64 << 20) / 512, type: "SPARSE", fileName: `sparse-${qemu}.vmdk`, offsetSectors: 0 }]);
     expect(info.hardwareVersion).toBe(4);
@@ -52,6 +55,13 @@ describe("streamOptimized from qemu-img convert", () => {
     expect(ref.diskType).toBe("Stream optimized");
     expect(info).toMatchObject({ createType: "streamOptimized", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: ref.mediaSize });
     expect(info.header).toMatchObject({ version: 3, compressed: true, hasMarkers: true, compressAlgorithm: 1 });
+    expect(info.descriptor.cid).toBe(ref.cid);
+  });
+
+  it("a grain directory in the footer (gdOffset all ones, as VMware writes it) reads as undefined", async () => {
+    const bytes = Buffer.from(await readFile(images.path("so.vmdk")));
+    bytes.writeBigUInt64LE(0xffffffffffffffffn, 56);
+    expect(parseSparseHeader(bytes, "t")).toMatchObject({ gdOffsetSectors: undefined, capacitySectors: (8 << 20) / 512 });
   });
 });
 
@@ -65,6 +75,7 @@ describe("flat descriptors from qemu-img", () => {
     const ref = await vmdkinfo(path);
     expect(ref.diskType).toBe("Monolithic flat");
     expect(s.info.vmdk).toMatchObject({ createType: "monolithicFlat", diskType: "preallocated", adapterType: "lsiLogic", capacityBytes: ref.mediaSize });
+    expect(ref.extentFiles).toEqual(["flat-flat.vmdk"]);
     expect(s.extents).toEqual([{ fileName: "flat-flat.vmdk", path: images.path("flat-flat.vmdk"), offsetBytes: 0, lengthBytes: 16 << 20 }]);
   });
 

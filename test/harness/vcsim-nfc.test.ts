@@ -223,3 +223,19 @@ describe("an import from OvfManager.CreateImportSpec", () => {
     expect((await ds.read(`${name}/disk-0.vmdk`)).toString()).toContain('RW 16384 VMFS "disk-0-flat.vmdk"');
   });
 });
+
+describe("a lease aborted while it is initializing", () => {
+  it("never turns ready, and its VM is gone", async () => {
+    const name = `early-${Date.now()}`;
+    const lease = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(name)))!);
+    expect((await leaseProps(lease)).state).toBe("initializing");
+    await ds.soap.call("HttpNfcLeaseAbort", lease);
+    expect((await leaseProps(lease)).state).toBe("error");
+    expect(await vmNames()).not.toContain(name);
+    // A lease made after it turns ready after it would have: by then the first one's moment has passed.
+    const later = toMoRef((await ds.soap.call("ImportVApp", pool, importSpec(`${name}-later`)))!);
+    expect((await whenReady(later)).state).toBe("ready");
+    expect((await leaseProps(lease)).state).toBe("error");
+    await ds.soap.call("HttpNfcLeaseAbort", later);
+  });
+});

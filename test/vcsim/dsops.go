@@ -154,6 +154,10 @@ func faultMessage(f types.BaseMethodFault) string {
 		return fmt.Sprintf("Cannot complete the operation because the file or folder %s already exists", f.File)
 	case *types.InvalidArgument:
 		return "A specified parameter was not correct: " + f.InvalidProperty
+	case *types.InvalidState:
+		return "The operation is not allowed in the current state."
+	case *types.NotSupported:
+		return "The operation is not supported on the object."
 	case *types.InvalidDiskFormat:
 		return "The disk is not a valid or supported virtual disk"
 	case *types.CannotAccessFile:

@@ -44,6 +44,8 @@ type importLease struct {
 	info  types.HttpNfcLeaseInfo // published when the lease turns ready
 	// closed: completed or aborted; its URLs take nothing more (guarded by nfcLeases.mu).
 	closed bool
+	// transition makes each change of state (ready, done, error) check and set at once.
+	transition sync.Mutex
 }
 
 type importDisk struct {
@@ -185,6 +187,11 @@ func (n *nfcLeases) importVApp(in *injector, r *http.Request, req *types.ImportV
 	// vCenter prepares the host and its disks first: only then is the lease ready
 	// and does it say where to upload.
 	time.AfterFunc(n.ready, func() {
+		l.transition.Lock()
+		defer l.transition.Unlock()
+		if l.state() != types.HttpNfcLeaseStateInitializing {
+			return // aborted while it was being prepared
+		}
 		info := l.info
 		simulator.Map.Update(l.lease, []types.PropertyChange{
 			{Name: "initializeProgress", Val: int32(100)},
@@ -284,6 +291,8 @@ func (l *importLease) progress(percent int32) types.BaseMethodFault {
 }
 
 func (n *nfcLeases) complete(l *importLease) types.BaseMethodFault {
+	l.transition.Lock()
+	defer l.transition.Unlock()
 	if l.state() != types.HttpNfcLeaseStateReady {
 		return invalidLeaseState(l)
 	}
@@ -297,6 +306,8 @@ func (n *nfcLeases) complete(l *importLease) types.BaseMethodFault {
 
 // abort ends the lease in error and removes the VM it was importing, with its files.
 func (n *nfcLeases) abort(in *injector, l *importLease, fault *types.LocalizedMethodFault) types.BaseMethodFault {
+	l.transition.Lock()
+	defer l.transition.Unlock()
 	switch l.state() {
 	case types.HttpNfcLeaseStateDone, types.HttpNfcLeaseStateError:
 		return invalidLeaseState(l)

@@ -42,8 +42,10 @@ export async function sniffImage(source: ByteSource, opts: SniffOptions = {}): P
     await reader.close();
     throw err;
   }
-  const prefixBytes = reader.pulled;
-  return { info, prefixBytes, stream: Readable.from(replay(reader, info, name), { objectMode: false, highWaterMark: PREFIX_BYTES }) };
+  const stream = Readable.from(replay(reader, info, name), { objectMode: false, highWaterMark: PREFIX_BYTES });
+  // A stream destroyed before its first read never starts the generator, so its finally would not close the source.
+  stream.once("close", () => void reader.close());
+  return { info, prefixBytes: reader.pulled, stream };
 }
 
 async function detect(reader: ByteReader, source: string, opts: SniffOptions): Promise<ImageInfo> {

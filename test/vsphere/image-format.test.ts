@@ -2,6 +2,7 @@
 // the corrupt cases as typed errors, and the streaming detector: a bounded prefix read,
 // the whole bytes handed back unchanged.
 import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
 import { createReadStream } from "node:fs";
 import { copyFile, readFile, rename, truncate, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -229,6 +230,16 @@ describe("streaming detection", () => {
     const s = await sniffImage(countingSource(data).source, { source: "http://x/disk.raw" });
     expect(s.info).toMatchObject({ format: "raw", guess: true, size: undefined });
     expect(await failure(sha256Of(s.stream))).toMatchObject({ code: "InvalidImage", reason: "notSectorAligned" });
+  });
+
+  it("destroying the handed-back stream before reading it closes the source", async () => {
+    const { state, source } = countingSource(randomBytes(PREFIX_BYTES * 4));
+    const s = await sniffImage(source);
+    expect(state.closed).toBe(false);
+    s.stream.destroy();
+    await once(s.stream, "close");
+    expect(state.closed).toBe(true);
+    expect(state.pulled).toBe(PREFIX_BYTES);
   });
 
   it("a failed detection closes the source", async () => {

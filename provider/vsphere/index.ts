@@ -71,7 +71,7 @@ export type { TlsOptions } from "./transport.js";
 // Image bytes: format detection, VMDK/OVA parsing, checksums (no vCenter involved).
 export { ChecksumMismatchError, ImageFormatError, MissingExtentError, UnsupportedImageError } from "./image-errors.js";
 export type { InvalidImageReason } from "./image-errors.js";
-export { ADAPTER_TYPES, DISK_TYPES, contradictions, parseDescriptor, parseSparseHeader, vmdkInfo } from "./vmdk.js";
+export { ADAPTER_TYPES, DISK_TYPES, adapterTypeSchema, contradictions, diskTypeSchema, parseDescriptor, parseSparseHeader, vmdkInfo } from "./vmdk.js";
 export type { AdapterType, Contradiction, DescriptorAdapterType, DiskType, SparseExtentHeader, VmdkDescriptor, VmdkExtent, VmdkInfo } from "./vmdk.js";
 export { PREFIX_BYTES, checkTotalSize, describeFormat, detectImage } from "./image-format.js";
 export type { Detection, ImageFormat, ImageInfo } from "./image-format.js";

@@ -5,6 +5,7 @@
 // Layout per VMware's "Virtual Disk Format 5.0": a sparse extent starts with a 512-byte
 // little-endian header whose magic is "KDMV"; its descriptor (when embedded) lies at
 // descriptorOffset sectors for descriptorSize sectors, NUL-padded text.
+import { z } from "zod";
 import { ImageFormatError, UnsupportedImageError } from "./image-errors.js";
 
 export const SECTOR = 512;
@@ -71,10 +72,12 @@ export interface VmdkDescriptor {
 
 /** vmware_disktype values (Nova's constants). */
 export const DISK_TYPES = ["sparse", "thin", "preallocated", "streamOptimized"] as const;
-export type DiskType = (typeof DISK_TYPES)[number];
+export const diskTypeSchema = z.enum(DISK_TYPES);
+export type DiskType = z.infer<typeof diskTypeSchema>;
 /** vmware_adaptertype values: the API's VirtualDiskAdapterType names plus Nova's two extra SCSI controllers. */
 export const ADAPTER_TYPES = ["ide", "lsiLogic", "busLogic", "lsiLogicsas", "paraVirtual"] as const;
-export type AdapterType = (typeof ADAPTER_TYPES)[number];
+export const adapterTypeSchema = z.enum(ADAPTER_TYPES);
+export type AdapterType = z.infer<typeof adapterTypeSchema>;
 /** What a descriptor's ddb.adapterType can say. */
 export type DescriptorAdapterType = "ide" | "buslogic" | "lsilogic" | "legacyESX";
 

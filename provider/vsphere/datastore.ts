@@ -119,23 +119,27 @@ async function readHandles(client: VimClient, datacenter: Datacenter): Promise<M
   return out;
 }
 
-/** The datastore of that name in the datacenter (read once per client; `fresh` reads again). */
+/**
+ * The datastore of that name in the datacenter: read once per client, and again
+ * when the name is not in what was read (a datastore added since), or with `fresh`.
+ */
 export async function findDatastore(client: VimClient, datacenter: Datacenter, name: string, opts: { fresh?: boolean } = {}): Promise<DatastoreHandle> {
   let perClient = handles.get(client);
   if (!perClient) handles.set(client, (perClient = new Map()));
+  const cache = perClient;
   const key = datacenter.ref.toString();
-  for (let pass = 0; pass < 2; pass++) {
-    let entry = perClient.get(key);
-    if (!entry || opts.fresh || pass === 1) {
-      entry = readHandles(client, datacenter);
-      perClient.set(key, entry);
-      entry.catch(() => perClient.delete(key));
-    }
-    const found = (await entry).get(name);
-    if (found) return found;
-    if (opts.fresh) pass = 1;
-  }
-  const names = [...((await perClient.get(key)) ?? new Map<string, DatastoreHandle>()).keys()].join(", ") || "none";
+  const read = () => {
+    const entry = readHandles(client, datacenter);
+    cache.set(key, entry);
+    entry.catch(() => cache.delete(key));
+    return entry;
+  };
+  const cached = opts.fresh ? undefined : cache.get(key);
+  let all = await (cached ?? read());
+  if (!all.has(name) && cached) all = await read();
+  const found = all.get(name);
+  if (found) return found;
+  const names = [...all.keys()].join(", ") || "none";
   throw new NotFoundError(`datastore "${name}" not found in datacenter ${datacenter.name} (there are: ${names})`, "datastore", name);
 }
 

@@ -87,7 +87,12 @@ describe("against the simulator", () => {
     const h = await findDatastore(client, dc, ds);
     expect(h.ref.type).toBe("Datastore");
     expect(h.browser.type).toBe("HostDatastoreBrowser");
+    const before = client.stats.byMethod.RetrievePropertiesEx ?? 0;
+    expect((await findDatastore(client, dc, ds)).ref).toEqual(h.ref);
+    expect(client.stats.byMethod.RetrievePropertiesEx ?? 0).toBe(before);
+    // An unknown name is read again once (it may be new), then refused.
     const err = await rejection(findDatastore(client, dc, "nope"));
+    expect(client.stats.byMethod.RetrievePropertiesEx).toBe(before + 1);
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toContain(ds);
   });

@@ -169,3 +169,20 @@ describe("a flat source", () => {
     expect(await ds.status(`${dir}/g-flat.vmdk`)).toBe(404);
   });
 });
+
+describe("DeleteVirtualDisk_Task", () => {
+  it("removes a sparse disk's one file, a flat disk's descriptor and extent; a missing disk is FileNotFound", async () => {
+    const dir = `delete-${Date.now()}`;
+    await ds.mkdir(dir);
+    await ds.http("PUT", `${dir}/sparse.vmdk`, qemuVmdk("monolithicSparse"));
+    await ds.createDisk(`${dir}/flat.vmdk`, 1024);
+    for (const name of ["sparse", "flat"]) {
+      const info = await ds.runTask("DeleteVirtualDisk_Task", ds.vdm, ds.diskArgs(`${dir}/${name}.vmdk`));
+      expect(info.state, name).toBe("success");
+      expect(await ds.status(`${dir}/${name}.vmdk`), name).toBe(404);
+    }
+    expect(await ds.status(`${dir}/flat-flat.vmdk`)).toBe(404);
+    const missing = await ds.runTask("DeleteVirtualDisk_Task", ds.vdm, ds.diskArgs(`${dir}/sparse.vmdk`));
+    expect(missing.error.fault["@_type"]).toBe("FileNotFound");
+  });
+});

@@ -53,6 +53,11 @@ func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, c
 			})
 			return true
 		}
+	case *types.DeleteVirtualDisk_Task:
+		in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {
+			return nil, deleteVirtualDisk(req)
+		})
+		return true
 	case *types.CreateVirtualDisk_Task:
 		if spec, ok := req.Spec.(*types.FileBackedVirtualDiskSpec); ok && flatDiskTypes[spec.DiskType] {
 			in.ownTask(w, r, call, func() (types.AnyType, types.BaseMethodFault) {

@@ -180,3 +180,31 @@ func extendVirtualDisk(req *types.ExtendVirtualDisk_Task) types.BaseMethodFault 
 	}
 	return nil
 }
+
+// deleteVirtualDisk removes a disk: its descriptor and the extents the descriptor
+// names, or the one file of a single-file sparse disk (the simulator removes
+// <n>.vmdk and <n>-flat.vmdk, and fails on a disk without a -flat file).
+func deleteVirtualDisk(req *types.DeleteVirtualDisk_Task) types.BaseMethodFault {
+	f, fault := resolveDisk(req.Datacenter, req.Name)
+	if fault != nil {
+		return fault
+	}
+	data, err := ioutil.ReadFile(f.descriptor)
+	if err != nil {
+		return fileNotFound(f.dsPath)
+	}
+	var files []string
+	if d, err := parseDescriptor(string(data)); err == nil {
+		for _, e := range d.extents() {
+			files = append(files, path.Join(path.Dir(f.descriptor), e.file))
+		}
+	} else if len(data) == 0 {
+		files = append(files, f.flat()) // a disk the simulator made: two empty files
+	}
+	for _, p := range append(files, f.descriptor) {
+		if err := os.Remove(p); err != nil && !os.IsNotExist(err) {
+			return &types.CannotDeleteFile{FileFault: types.FileFault{File: f.dsPath}}
+		}
+	}
+	return nil
+}

@@ -28,10 +28,10 @@ var (
 	keyRe    = regexp.MustCompile(`^\s*([A-Za-z0-9_.]+)\s*=\s*"?([^"]*)"?\s*$`)
 )
 
-// parseDescriptor reads a text descriptor; an error if text is not one (a binary
-// sparse header, an empty file, or no extent line).
+// parseDescriptor reads a text descriptor; an error if text is not one (a sparse
+// file, though it embeds one, an empty file, or no extent line).
 func parseDescriptor(text string) (*descriptor, error) {
-	if !strings.Contains(text, "# Disk DescriptorFile") && !strings.Contains(text, "createType") {
+	if strings.HasPrefix(text, "KDMV") || !strings.Contains(text, "# Disk DescriptorFile") && !strings.Contains(text, "createType") {
 		return nil, fmt.Errorf("not a disk descriptor")
 	}
 	d := &descriptor{lines: strings.Split(strings.TrimRight(text, "\x00\n"), "\n")}

@@ -113,7 +113,8 @@ export async function* tarEntries(reader: ByteReader, source: string): AsyncGene
       continue;
     }
     const entry: TarEntry = {
-      name: pax.path ?? longName ?? h.name,
+      // "./disk.vmdk" (tar -C dir .) is the file an .ovf calls "disk.vmdk".
+      name: (pax.path ?? longName ?? h.name).replace(/^(\.\/)+/, ""),
       size: pax.size !== undefined ? Number(pax.size) : h.size,
       type: h.type,
       offset,

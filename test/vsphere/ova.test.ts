@@ -114,6 +114,12 @@ describe("OVA", () => {
     expect((await drain(ova.disk.stream)).sha256).toBe(sha256(disk));
   });
 
+  it('members packed as "./name" match the .ovf\'s plain names', async () => {
+    const ova = await openOva(createReadStream(await buildOva("dot", {}, { members: ["./dot.ovf", "./dot.mf", `./${DISK}`] })));
+    expect([ova.ovfName, ova.disk.name]).toEqual(["dot.ovf", DISK]);
+    expect((await drain(ova.disk.stream)).sha256).toBe(sha256(disk));
+  });
+
   it("an OVA without the disk its .ovf names says which member is missing", async () => {
     const path = await buildOva("nodisk", {}, { members: ["nodisk.ovf", "nodisk.mf"] });
     const err = await openOva(createReadStream(path)).catch((e: unknown) => e);

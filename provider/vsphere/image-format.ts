@@ -83,7 +83,7 @@ const at = (b: Buffer, off: number, s: string) => b.length >= off + s.length && 
 
 /** Compressed or container formats that are not disks, with what to do about them. */
 const NOT_DISKS: Array<{ magic: string; offset?: number; what: string; hint: string }> = [
-  { magic: "\x1f\x8b", what: "gzip-compressed data", hint: "Decompress it first (gunzip), or serve the uncompressed image." },
+  { magic: "\x1f\x8b\x08", what: "gzip-compressed data", hint: "Decompress it first (gunzip), or serve the uncompressed image." },
   { magic: "\xfd7zXZ\x00", what: "xz-compressed data", hint: "Decompress it first (unxz)." },
   { magic: "BZh", what: "bzip2-compressed data", hint: "Decompress it first (bunzip2)." },
   { magic: "\x28\xb5\x2f\xfd", what: "zstd-compressed data", hint: "Decompress it first (unzstd)." },

@@ -107,6 +107,8 @@ func decodeStream(r io.Reader, h sparseHeader, out io.WriterAt) (*descriptor, er
 	br := bufio.NewReaderSize(r, 1<<20)
 	grain := make([]byte, h.grainBytes())
 	var head [16]byte
+	var zr io.ReadCloser
+	var err error
 	for {
 		if _, err := io.ReadFull(br, head[:12]); err != nil {
 			return nil, errCorrupt // no end-of-stream marker: truncated
@@ -131,7 +133,11 @@ func decodeStream(r io.Reader, h sparseHeader, out io.WriterAt) (*descriptor, er
 			return nil, errCorrupt
 		}
 		lr := &io.LimitedReader{R: br, N: int64(size)}
-		zr, err := zlib.NewReader(lr)
+		if zr == nil {
+			zr, err = zlib.NewReader(lr)
+		} else {
+			err = zr.(zlib.Resetter).Reset(lr, nil) // one inflater for every grain
+		}
 		if err != nil {
 			return nil, errCorrupt
 		}

@@ -109,9 +109,19 @@ func decodeStream(r io.Reader, h sparseHeader, out io.WriterAt) (*descriptor, er
 	var head [16]byte
 	var zr io.ReadCloser
 	var err error
+	// pos is the stream offset of the next marker; complete says whether a stream
+	// that ends there has delivered every grain its header's tables list.
+	pos := int64(h.OverHead) * 512
+	last, listed := lastGrainSector(meta, h)
+	complete := func(pos int64) bool { return listed && pos > int64(last)*512 }
 	for {
-		if _, err := io.ReadFull(br, head[:12]); err != nil {
-			return nil, errCorrupt // no end-of-stream marker: truncated
+		if n, err := io.ReadFull(br, head[:12]); err != nil {
+			if err == io.EOF && n == 0 && complete(pos) {
+				// The stream ends after its last grain with no end-of-stream marker, as
+				// qemu-img writes it (ESXi imports those).
+				return d, nil
+			}
+			return nil, errCorrupt // cut short
 		}
 		val := binary.LittleEndian.Uint64(head[0:8])
 		size := binary.LittleEndian.Uint32(head[8:12])
@@ -127,6 +137,7 @@ func decodeStream(r io.Reader, h sparseHeader, out io.WriterAt) (*descriptor, er
 			if _, err := io.CopyN(ioutil.Discard, br, 512-16+int64(val)*512); err != nil {
 				return nil, errCorrupt
 			}
+			pos += 512 + int64(val)*512
 			continue
 		}
 		if int64(size) > h.grainBytes()*2+1024 {
@@ -153,7 +164,45 @@ func decodeStream(r io.Reader, h sparseHeader, out io.WriterAt) (*descriptor, er
 		if _, err := io.CopyN(ioutil.Discard, br, lr.N+pad); err != nil {
 			return nil, errCorrupt
 		}
+		pos += 12 + int64(size) + pad
 	}
+}
+
+// lastGrainSector is the highest grain offset in the grain tables a stream carries
+// before its grains (qemu-img writes them there; VMware's streams put them at the
+// end): false when the tables are not in meta (which starts at sector 1).
+func lastGrainSector(meta []byte, h sparseHeader) (uint32, bool) {
+	at := func(sector uint64, i uint64) (uint32, bool) {
+		off := (sector-1)*512 + 4*i
+		if sector < 1 || off+4 > uint64(len(meta)) {
+			return 0, false
+		}
+		return binary.LittleEndian.Uint32(meta[off:]), true
+	}
+	if h.GdOffset == gdAtEnd || h.GdOffset == 0 || h.NumGTEsPerGT == 0 {
+		return 0, false
+	}
+	perGT := uint64(h.NumGTEsPerGT) * h.GrainSize
+	var last uint32
+	for g := uint64(0); g < (h.Capacity+perGT-1)/perGT; g++ {
+		gt, ok := at(h.GdOffset, g)
+		if !ok {
+			return 0, false
+		}
+		if gt == 0 {
+			continue
+		}
+		for i := uint64(0); i < uint64(h.NumGTEsPerGT); i++ {
+			sector, ok := at(uint64(gt), i)
+			if !ok {
+				return 0, false
+			}
+			if sector > last {
+				last = sector
+			}
+		}
+	}
+	return last, true
 }
 
 // decodeSparseFile reads a monolithicSparse or streamOptimized file into out.

@@ -11,9 +11,9 @@
 import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { NoSuitableDatastoreError, type DatastoreRejection } from "./errors.js";
-import type { Cluster, Datastore } from "./inventory.js";
+import { DatastoreProps, toDatastore, type Cluster, type Datastore } from "./inventory.js";
 import { PropertyCollector } from "./property.js";
-import { arrayOf, bool, dataObject, long, moRef, str } from "./schema.js";
+import { pathsOf, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 
 /** Datastore types vSphere can put a VM's disks on, as Nova lists them. */
@@ -92,18 +92,6 @@ export function chooseDatastore(clusterName: string, datastores: Datastore[], ho
   return { datastore: best, rejected };
 }
 
-const DatastoreProps = z.object({
-  summary: dataObject({
-    name: str,
-    url: str,
-    type: str,
-    capacity: long,
-    freeSpace: long,
-    accessible: bool,
-    maintenanceMode: str.optional(),
-  }),
-  host: arrayOf(dataObject({ key: moRef, mountInfo: dataObject({ mounted: bool.optional(), accessible: bool.optional() }) })),
-});
 const HostProps = z.object({ name: str });
 
 /**
@@ -116,7 +104,7 @@ export async function selectDatastore(client: VimClient, cluster: Cluster, opts:
     ? await new PropertyCollector(client).retrieve([
         {
           propSet: [
-            { type: "Datastore", pathSet: ["summary", "host"] },
+            { type: "Datastore", pathSet: pathsOf(DatastoreProps) },
             { type: "HostSystem", pathSet: ["name"] },
           ],
           objectSet: objs.map((obj) => ({ obj })),
@@ -130,18 +118,7 @@ export async function selectDatastore(client: VimClient, cluster: Cluster, opts:
     if (c.missing.length) continue; // deleted since the cluster was read
     if (c.obj.type === "HostSystem") hostNames.set(c.obj.toString(), HostProps.parse(c.props).name);
     if (c.obj.type !== "Datastore") continue;
-    const p = DatastoreProps.parse(c.props);
-    datastores.push({
-      ref: c.obj,
-      name: p.summary.name,
-      url: p.summary.url,
-      type: p.summary.type,
-      capacity: p.summary.capacity,
-      freeSpace: p.summary.freeSpace,
-      accessible: p.summary.accessible,
-      maintenanceMode: p.summary.maintenanceMode,
-      hosts: p.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
-    });
+    datastores.push(toDatastore(c.obj, DatastoreProps.parse(c.props)));
   }
   const hosts = cluster.hosts.map((ref) => ({ ref, name: hostNames.get(ref.toString()) ?? ref.value }));
   return chooseDatastore(cluster.name, datastores, hosts, opts);

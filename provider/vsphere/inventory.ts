@@ -230,7 +230,8 @@ export interface Datastore {
   hosts: MoRef[];
 }
 
-const DatastoreProps = z.object({
+/** A datastore's selected properties (one source for the pathSet and the parse). */
+export const DatastoreProps = z.object({
   summary: dataObject({
     name: str,
     url: str,
@@ -248,20 +249,25 @@ const DatastoreProps = z.object({
   ),
 });
 
+/** A Datastore record from its selected properties. */
+export function toDatastore(ref: MoRef, p: z.infer<typeof DatastoreProps>): Datastore {
+  return {
+    ref,
+    name: p.summary.name,
+    url: p.summary.url,
+    type: p.summary.type,
+    capacity: p.summary.capacity,
+    freeSpace: p.summary.freeSpace,
+    accessible: p.summary.accessible,
+    maintenanceMode: p.summary.maintenanceMode,
+    hosts: p.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
+  };
+}
+
 /** Reads datastores (other references in the list are ignored; deleted ones are left out). */
 export async function getDatastores(client: VimClient, refs: MoRef[]): Promise<Datastore[]> {
   const dss = await new PropertyCollector(client).getMany(refs.filter((r) => r.type === "Datastore"), DatastoreProps);
-  return dss.map((d) => ({
-    ref: d.obj,
-    name: d.props.summary.name,
-    url: d.props.summary.url,
-    type: d.props.summary.type,
-    capacity: d.props.summary.capacity,
-    freeSpace: d.props.summary.freeSpace,
-    accessible: d.props.summary.accessible,
-    maintenanceMode: d.props.summary.maintenanceMode,
-    hosts: d.props.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
-  }));
+  return dss.map((d) => toDatastore(d.obj, d.props));
 }
 
 /** A network a VM NIC can use. */

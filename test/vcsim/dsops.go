@@ -140,14 +140,7 @@ func writeTask(w http.ResponseWriter, call soapCall, method string, fn func() (t
 			Val:  types.LocalizedMethodFault{Fault: task.Info.Error.Fault, LocalizedMessage: faultMessage(task.Info.Error.Fault)},
 		}})
 	}
-	var out bytes.Buffer
-	out.WriteString(envelopeStart)
-	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25"><returnval type="%s">%s</returnval></%sResponse>`,
-		call.method, ref.Type, ref.Value, call.method)
-	out.WriteString(envelopeEnd)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out.Bytes())
+	writeRef(w, call.method, ref)
 }
 
 // faultMessage is vCenter's wording for the faults these methods end in, where known.

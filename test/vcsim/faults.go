@@ -530,6 +530,22 @@ const envelopeStart = `<?xml version="1.0" encoding="UTF-8"?>` +
 	`<soapenv:Envelope xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>`
 const envelopeEnd = `</soapenv:Body></soapenv:Envelope>`
 
+// writeResponse answers a SOAP call with its <method>Response around inner (XML).
+func writeResponse(w http.ResponseWriter, method, inner string) {
+	var out bytes.Buffer
+	out.WriteString(envelopeStart)
+	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25">%s</%sResponse>`, method, inner, method)
+	out.WriteString(envelopeEnd)
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out.Bytes())
+}
+
+// writeRef answers a SOAP call whose returnval is a managed object reference (a task, say).
+func writeRef(w http.ResponseWriter, method string, ref types.ManagedObjectReference) {
+	writeResponse(w, method, fmt.Sprintf(`<returnval type="%s">%s</returnval>`, ref.Type, ref.Value))
+}
+
 var textEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
 
 // writeFault answers with a SOAP fault whose detail carries the vim fault, typed
@@ -585,14 +601,7 @@ func writeFailedTask(w http.ResponseWriter, call soapCall, fault types.BaseMetho
 		Name: "info.error",
 		Val:  &types.LocalizedMethodFault{Fault: fault, LocalizedMessage: message},
 	}})
-	var out bytes.Buffer
-	out.WriteString(envelopeStart)
-	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25"><returnval type="%s">%s</returnval></%sResponse>`,
-		call.method, ref.Type, ref.Value, call.method)
-	out.WriteString(envelopeEnd)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out.Bytes())
+	writeRef(w, call.method, ref)
 }
 
 // controlHandler serves the JSON control API (see README "Fault injection").

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"sync"
@@ -153,12 +152,7 @@ func serveNetwork(w http.ResponseWriter, call soapCall, body []byte, late time.D
 		writeFault(w, fault, "")
 		return true
 	}
-	var out bytes.Buffer
-	out.WriteString(envelopeStart)
-	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25"></%sResponse>`, call.method, call.method)
-	out.WriteString(envelopeEnd)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	_, _ = w.Write(out.Bytes())
+	writeResponse(w, call.method, "")
 	return true
 }
 

@@ -101,12 +101,7 @@ func (n *nfcLeases) serveSOAP(in *injector, w http.ResponseWriter, r *http.Reque
 		writeFault(w, fault, faultMessage(fault))
 		return true
 	}
-	var out bytes.Buffer
-	out.WriteString(envelopeStart)
-	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25">%s</%sResponse>`, call.method, result, call.method)
-	out.WriteString(envelopeEnd)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	_, _ = w.Write(out.Bytes())
+	writeResponse(w, call.method, result)
 	return true
 }
 

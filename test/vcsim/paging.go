@@ -83,12 +83,7 @@ func (p *pager) serve(inner http.Handler, w http.ResponseWriter, r *http.Request
 			invalidToken(w)
 			return true
 		}
-		var out bytes.Buffer
-		out.WriteString(envelopeStart)
-		out.WriteString(`<CancelRetrievePropertiesExResponse xmlns="urn:vim25"></CancelRetrievePropertiesExResponse>`)
-		out.WriteString(envelopeEnd)
-		w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-		_, _ = w.Write(out.Bytes())
+		writeResponse(w, "CancelRetrievePropertiesEx", "")
 		return true
 	}
 	return false

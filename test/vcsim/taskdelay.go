@@ -42,14 +42,7 @@ func (in *injector) serveDelayedTask(w http.ResponseWriter, r *http.Request, cal
 	})
 	time.AfterFunc(d, func() { in.finishDelayedTask(task, r, call, body, session) })
 
-	var out bytes.Buffer
-	out.WriteString(envelopeStart)
-	fmt.Fprintf(&out, `<%sResponse xmlns="urn:vim25"><returnval type="%s">%s</returnval></%sResponse>`,
-		call.method, task.Self.Type, task.Self.Value, call.method)
-	out.WriteString(envelopeEnd)
-	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
-	w.WriteHeader(http.StatusOK)
-	_, _ = w.Write(out.Bytes())
+	writeRef(w, call.method, task.Self)
 }
 
 // finishDelayedTask runs the method now and ends task as the method ended. It runs

@@ -106,6 +106,7 @@ export const METHODS: Readonly<Record<string, MethodInfo>> = {
   MoveDatastoreFile_Task: task(),
   CopyDatastoreFile_Task: task(),
   CopyVirtualDisk_Task: task(),
+  CreateVirtualDisk_Task: task(),
   MoveVirtualDisk_Task: task(),
   ExtendVirtualDisk_Task: task(),
   DeleteVirtualDisk_Task: task(),
@@ -114,6 +115,8 @@ export const METHODS: Readonly<Record<string, MethodInfo>> = {
   ImportVApp: change(moRef),
   HttpNfcLeaseComplete: change(),
   HttpNfcLeaseAbort: change(),
+  // Checked by whether the VM is still registered (nfc-import.ts).
+  UnregisterVM: change(),
 };
 
 /** What the client knows of a method; an unknown one is not replay-safe. */

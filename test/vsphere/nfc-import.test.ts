@@ -1,0 +1,224 @@
+// importStreamOptimized against a private simulator whose ImportVApp and NFC lease
+// behave as vCenter's (test/vcsim/nfc.go): a real streamOptimized VMDK made by
+// qemu-img lands as the shadow VM's flat disk with the image's bytes; every failure
+// aborts the lease and leaves no VM and no files.
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { DatastorePath, fileExists, flatExtentOf } from "../../provider/vsphere/datastore.js";
+import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, type StreamOptimizedImport } from "../../provider/vsphere/nfc-import.js";
+import { PropertyCollector } from "../../provider/vsphere/property.js";
+import { arrayOf, dataObject, int, str } from "../../provider/vsphere/schema.js";
+import { download } from "../../provider/vsphere/transfer.js";
+import { ADAPTER_TYPES } from "../../provider/vsphere/vmdk.js";
+import { simOptions } from "../support/clients.js";
+import { ImageDir, qemuImg } from "../support/images.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+
+let sim: Vcsim;
+let client: VimClient;
+let dc: Datacenter;
+let cluster: Cluster;
+let images: ImageDir;
+let vmdk: string;
+let rawSha: string;
+const DS = "LocalDS_0";
+
+async function sha256(stream: NodeJS.ReadableStream): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of stream) h.update(chunk as Buffer);
+  return h.digest("hex");
+}
+
+beforeAll(async () => {
+  images = await ImageDir.create();
+  vmdk = await images.convertedVmdk("so.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 3 });
+  await qemuImg("convert", "-f", "vmdk", "-O", "raw", vmdk, images.path("so.raw"));
+  rawSha = createHash("sha256").update(await readFile(images.path("so.raw"))).digest("hex");
+  sim = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 200 });
+  client = await VimClient.connect(simOptions(sim));
+  dc = await getDatacenter(client);
+  cluster = await getCluster(client, dc, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
+});
+afterAll(async () => {
+  await client?.close();
+  await sim?.stop();
+  await images?.cleanup();
+});
+
+async function importOpts(name: string, overrides: Partial<StreamOptimizedImport> = {}): Promise<StreamOptimizedImport> {
+  const length = (await stat(vmdk)).size;
+  return {
+    datacenter: dc,
+    resourcePool: cluster.resourcePool,
+    datastore: DS,
+    name,
+    capacityBytes: 8 << 20,
+    adapterType: "lsiLogic",
+    stream: () => createReadStream(vmdk),
+    length,
+    ...overrides,
+  };
+}
+
+async function vmNames(): Promise<string[]> {
+  return (await listVms(client, client.serviceContent.rootFolder)).map((v) => v.name);
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const outcome = await p.then(
+    () => undefined,
+    (err: unknown) => err as Error,
+  );
+  if (!outcome) throw new Error("expected a rejection");
+  return outcome;
+}
+
+const Devices = z.object({
+  "config.hardware.device": arrayOf(dataObject({ $type: str.optional(), key: int, controllerKey: int.optional() })),
+});
+
+/** The vim25 type of the controller the VM's disk is on. */
+async function diskController(vm: import("../../provider/vsphere/soap/xml.js").MoRef): Promise<string | undefined> {
+  const devices = (await new PropertyCollector(client).get(vm, Devices))["config.hardware.device"];
+  const disk = devices.find((d) => d.$type === "VirtualDisk");
+  return devices.find((d) => d.key === disk?.controllerKey)?.$type;
+}
+
+describe("importStreamOptimized", () => {
+  it("imports a qemu-img streamOptimized VMDK: the flat disk has the image's bytes; release unregisters the VM and keeps the disk", async () => {
+    const name = `shadow-${Date.now()}`;
+    const seen: number[] = [];
+    const before = client.stats.roundTrips;
+    const progressBefore = client.stats.byMethod.HttpNfcLeaseProgress ?? 0;
+    const imported = await importStreamOptimized(
+      client,
+      // No timer-driven progress here: only the quarters count.
+      await importOpts(name, { progressIntervalMs: 3_600_000, onProgress: (sent, total) => seen.push(Math.floor((sent * 100) / total)) }),
+    );
+    const trips = client.stats.roundTrips - before;
+
+    expect(imported.disk.toString()).toBe(`[${DS}] ${name}/${name}.vmdk`);
+    expect(imported.vmFolder.toString()).toBe(`[${DS}] ${name}`);
+    expect(imported.transfer.bytes).toBe((await stat(vmdk)).size);
+    expect(imported.transfer.sha256).toBe(createHash("sha256").update(await readFile(vmdk)).digest("hex"));
+    // One HttpNfcLeaseProgress per quarter the upload crossed (25, 50, 75, 100).
+    const quarters = new Set(seen.map((p) => Math.floor(p / 25)).filter((q) => q > 0)).size;
+    expect(quarters).toBe(4);
+    expect((client.stats.byMethod.HttpNfcLeaseProgress ?? 0) - progressBefore).toBe(quarters);
+    // ImportVApp; the lease wait: CreatePropertyCollector, CreateFilter, WaitForUpdatesEx (initializing, ready),
+    // DestroyPropertyCollector; the VM's files; the progress calls; HttpNfcLeaseComplete (the upload is HTTP).
+    expect(trips).toBeLessThanOrEqual(8 + quarters);
+
+    const flat = await download(client, dc, flatExtentOf(imported.disk));
+    expect(await sha256(flat.stream)).toBe(rawSha);
+    const descriptor = await download(client, dc, imported.disk);
+    const text = Buffer.concat(await descriptor.stream.toArray()).toString();
+    expect(text).toContain('ddb.adapterType = "lsilogic"');
+    expect(await vmNames()).toContain(name);
+
+    await imported.release();
+    expect(await vmNames()).not.toContain(name);
+    expect(await fileExists(client, dc, imported.disk)).toBe(true);
+    // Released twice (a caller's finally after its own): no second UnregisterVM.
+    await imported.release({ deleteFolder: true });
+    expect(await fileExists(client, dc, imported.vmFolder)).toBe(false);
+  });
+
+  it("puts the disk on the controller of each adapter type", async () => {
+    for (const adapterType of ADAPTER_TYPES) {
+      const name = `ctl-${adapterType}-${Date.now()}`;
+      const imported = await importStreamOptimized(client, await importOpts(name, { adapterType }));
+      try {
+        expect(await diskController(imported.vm)).toBe(CONTROLLER_TYPES[adapterType]);
+      } finally {
+        await imported.release({ deleteFolder: true });
+      }
+      expect(await vmNames()).not.toContain(name);
+      expect(await fileExists(client, dc, imported.vmFolder)).toBe(false);
+    }
+  });
+
+  it("tells the lease how far it is on a timer while the bytes stall, not only at quarters", async () => {
+    const name = `slow-${Date.now()}`;
+    const whole = await readFile(vmdk);
+    const tenth = Math.floor(whole.length / 10);
+    const before = client.stats.byMethod.HttpNfcLeaseProgress ?? 0;
+    let duringStall = 0;
+    async function* stalling(): AsyncGenerator<Buffer> {
+      yield whole.subarray(0, tenth);
+      // Below 25 %: only the timer can send a progress call. Wait for it (a state, not a time).
+      for (let i = 0; i < 1000 && (client.stats.byMethod.HttpNfcLeaseProgress ?? 0) === before; i++) await new Promise((r) => setTimeout(r, 10));
+      duringStall = (client.stats.byMethod.HttpNfcLeaseProgress ?? 0) - before;
+      yield whole.subarray(tenth);
+    }
+    const imported = await importStreamOptimized(client, await importOpts(name, { progressIntervalMs: 50, stream: stalling() }));
+    expect(duringStall).toBeGreaterThanOrEqual(1);
+    await imported.release({ deleteFolder: true });
+  });
+
+  it("takes the datastore as a reference too", async () => {
+    const [ref] = (await new PropertyCollector(client).getMany(cluster.datastores, z.object({ name: str }))).filter((d) => d.props.name === DS);
+    const name = `byref-${Date.now()}`;
+    const imported = await importStreamOptimized(client, await importOpts(name, { datastore: ref!.obj }));
+    expect(imported.disk.datastore).toBe(DS);
+    await imported.release({ deleteFolder: true });
+  });
+
+  it("an upload cut on the way aborts the lease and leaves no VM and no files", async () => {
+    const name = `cut-${Date.now()}`;
+    const aborts = client.stats.byMethod.HttpNfcLeaseAbort ?? 0;
+    const rule = await sim.control.addRule({ kind: "cutUpload", afterBytes: 300_000, path: "/nfc/" });
+    const err = await rejection(importStreamOptimized(client, await importOpts(name)));
+    expect(await sim.control.rule(rule.id)).toMatchObject({ fired: 1 });
+    expect(err).toBeInstanceOf(NfcImportError);
+    expect((err as NfcImportError).stage).toBe("upload");
+    expect((err as NfcImportError).leftover).toEqual([]);
+    expect(err.message).toContain(name);
+    expect((client.stats.byMethod.HttpNfcLeaseAbort ?? 0) - aborts).toBe(1);
+    expect(await vmNames()).not.toContain(name);
+    expect(await fileExists(client, dc, new DatastorePath(DS, name))).toBe(false);
+  });
+
+  it("a lease that fails at complete is aborted: a clear error, no VM, no files", async () => {
+    const name = `fail-${Date.now()}`;
+    await sim.control.addRule({ kind: "fault", method: "HttpNfcLeaseComplete", fault: "SystemError", message: "host lost its datastore" });
+    const err = await rejection(importStreamOptimized(client, await importOpts(name)));
+    expect(err).toBeInstanceOf(NfcImportError);
+    expect((err as NfcImportError).stage).toBe("complete");
+    expect(err.message).toMatch(/SystemError/);
+    expect(await vmNames()).not.toContain(name);
+    expect(await fileExists(client, dc, new DatastorePath(DS, name))).toBe(false);
+  });
+
+  it("a source shorter than announced fails the upload and cleans up", async () => {
+    const name = `short-${Date.now()}`;
+    const length = (await stat(vmdk)).size;
+    const err = await rejection(importStreamOptimized(client, await importOpts(name, { length: length + 512 })));
+    expect(err).toBeInstanceOf(NfcImportError);
+    expect((err as NfcImportError).stage).toBe("upload");
+    expect(await vmNames()).not.toContain(name);
+    expect(await fileExists(client, dc, new DatastorePath(DS, name))).toBe(false);
+  });
+
+  it("an ImportVApp refused (DuplicateName: a VM of that name exists) touches nothing of the other VM", async () => {
+    const name = `dup-${Date.now()}`;
+    const first = await importStreamOptimized(client, await importOpts(name));
+    try {
+      // vCenter refuses a second VM of one name in a folder; the simulator does not, so the fault is injected.
+      await sim.control.addRule({ kind: "fault", method: "ImportVApp", fault: "DuplicateName", fields: { name } });
+      const err = await rejection(importStreamOptimized(client, await importOpts(name)));
+      expect(err).toBeInstanceOf(NfcImportError);
+      expect((err as NfcImportError).stage).toBe("import");
+      expect(err.message).toMatch(/DuplicateName/);
+      expect(await vmNames()).toContain(name);
+      expect(await fileExists(client, dc, first.disk)).toBe(true);
+    } finally {
+      await first.release({ deleteFolder: true });
+    }
+  });
+});

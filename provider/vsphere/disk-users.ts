@@ -1,0 +1,89 @@
+// Which VMs use a disk: the truth in vCenter, not a database's idea of it (Nova's
+// image cache asks its own). A VM uses a base disk when the disk is anywhere in one
+// of its disks' backing chains: its own disk, or the `parent` of a linked clone's
+// delta (and of that delta's parent, and so on, snapshots included).
+//
+// One property-collector traversal from the root folder reads every VM's name and
+// devices (nested folders, datacenters' VM folders, vApps): one round trip for an
+// inventory of up to maximum_objects VMs, no ContainerView to create and destroy.
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { DatastorePath, type PathLike } from "./datastore.js";
+import { traversal } from "./inventory-cache.js";
+import { PropertyCollector } from "./property.js";
+import { arrayOf, dataObject, str } from "./schema.js";
+import { MoRef, type VimValue } from "./soap/xml.js";
+
+export interface DiskUser {
+  vm: MoRef;
+  name: string;
+}
+
+const VmDisks = z.object({
+  name: str,
+  // Absent for a VM whose configuration cannot be read (orphaned, inaccessible).
+  "config.hardware.device": arrayOf(dataObject({ $type: str.optional(), backing: z.unknown().optional() })).optional(),
+});
+
+/** Chains longer than this are a loop in a broken backing, not a disk. */
+const MAX_CHAIN = 256;
+
+/** "[ds] a/b.vmdk" in one spelling (slashes and "." folded), or undefined for what is not a datastore path (an RDM's device path). */
+function normalise(fileName: string): string | undefined {
+  try {
+    return DatastorePath.parse(fileName).toString();
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every file in a disk backing's chain: its own file, its parent's, and so on. */
+function chainFiles(backing: unknown): string[] {
+  const out: string[] = [];
+  let b = backing;
+  for (let depth = 0; depth < MAX_CHAIN && typeof b === "object" && b !== null && !Array.isArray(b) && !(b instanceof MoRef); depth++) {
+    const { fileName, parent } = b as Record<string, VimValue | undefined>;
+    const path = typeof fileName === "string" ? normalise(fileName) : undefined;
+    if (path) out.push(path);
+    b = parent;
+  }
+  return out;
+}
+
+/**
+ * For each datastore path given, the VMs whose disk chains use it (an empty list
+ * when none does). Keys are the paths as DatastorePath.toString() writes them.
+ */
+export async function diskUsers(client: VimClient, datastorePaths: PathLike[]): Promise<Map<string, DiskUser[]>> {
+  const wanted = new Map<string, DiskUser[]>();
+  for (const p of datastorePaths) wanted.set((typeof p === "string" ? DatastorePath.parse(p) : p).toString(), []);
+  if (wanted.size === 0) return wanted;
+
+  const contents = await new PropertyCollector(client).retrieve([
+    {
+      propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmDisks.shape) }],
+      objectSet: [
+        {
+          obj: client.serviceContent.rootFolder,
+          skip: true,
+          selectSet: [
+            traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
+            traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
+            traversal("vAppVms", "VirtualApp", "vm"),
+          ],
+        },
+      ],
+    },
+  ]);
+  for (const c of contents) {
+    if (c.obj.type !== "VirtualMachine") continue;
+    const vm = VmDisks.parse(c.props);
+    const used = new Set<string>();
+    for (const device of vm["config.hardware.device"] ?? []) {
+      if (device.$type !== "VirtualDisk") continue;
+      for (const file of chainFiles(device.backing)) used.add(file);
+    }
+    for (const file of used) wanted.get(file)?.push({ vm: c.obj, name: vm.name });
+  }
+  return wanted;
+}

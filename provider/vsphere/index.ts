@@ -83,3 +83,8 @@ export { DigestStream, parseChecksum, verifyChecksum } from "./checksum.js";
 export type { Checksum, DigestAlgorithm, Digests } from "./checksum.js";
 export { ByteReader } from "./byte-reader.js";
 export type { ByteSource } from "./byte-reader.js";
+// Disks into datastores through an NFC lease (a shadow VM), and who uses a disk.
+export { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, shadowImportSpec } from "./nfc-import.js";
+export type { ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
+export { diskUsers } from "./disk-users.js";
+export type { DiskUser } from "./disk-users.js";

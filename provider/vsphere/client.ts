@@ -193,7 +193,8 @@ export class VimClient {
     return versionAtLeast(server, VIM_VERSION) ? VIM_VERSION : server;
   }
 
-  private log(event: LogEvent): void {
+  /** Sends an event to `onLog` with the password and session cookie removed (also for the driver's modules). */
+  log(event: LogEvent): void {
     const sink = this.#opts.onLog;
     if (!sink) return;
     sink({ ...event, message: this.redact(event.message) });

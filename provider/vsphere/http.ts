@@ -10,7 +10,7 @@ import { checkHost, classifyFailure, classifyStatus, createDispatcher, explainTl
 /** A log event; messages never contain the password or the session cookie. */
 export interface LogEvent {
   level: "debug" | "info" | "warn";
-  event: "call" | "retry" | "login" | "relogin" | "logout" | "outcome-check" | "keep-alive" | "transfer";
+  event: "call" | "retry" | "login" | "relogin" | "logout" | "outcome-check" | "keep-alive" | "transfer" | "cleanup";
   message: string;
   method?: string;
   attempt?: number;

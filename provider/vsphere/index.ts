@@ -88,3 +88,8 @@ export { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, shadowImportSp
 export type { ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
 export { diskUsers } from "./disk-users.js";
 export type { DiskUser } from "./disk-users.js";
+// The datastore image cache: layout, atomic publish by disk type, copy between datastores.
+export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, imageIdSchema, removeCachedImage, sweepStaging } from "./image-cache.js";
+export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult } from "./image-cache.js";
+export { publishImage, publishSourceOf } from "./image-publish.js";
+export type { ImportStreamOptimized, PublishOptions, PublishResult, PublishSource } from "./image-publish.js";

@@ -1,0 +1,306 @@
+// The datastore image cache against a private simulator, with real images made by
+// qemu-img: each disk type published and read back (files, sizes, descriptor, the
+// disk's bytes), a cache hit that reads nothing, a checksum mismatch and a cut upload
+// that leave nothing behind, two writers racing, the server-side copy to a second
+// datastore, listing, removal and the staging sweep.
+import { createHash, randomBytes, randomUUID } from "node:crypto";
+import { open, readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
+import { FileNotFoundFault, UploadIncompleteError } from "../../provider/vsphere/errors.js";
+import { cachedImages, cacheLocation, copyToDatastore, removeCachedImage, sweepStaging } from "../../provider/vsphere/image-cache.js";
+import { ChecksumMismatchError } from "../../provider/vsphere/image-errors.js";
+import { publishImage, publishSourceOf, type PublishOptions, type PublishResult } from "../../provider/vsphere/image-publish.js";
+import { flatExtentsStream, sniffImageFile } from "../../provider/vsphere/image-stream.js";
+import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { download } from "../../provider/vsphere/transfer.js";
+import { ImageDir, qemuImg } from "../support/images.js";
+import { simOptions } from "../support/clients.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+
+const MiB = 2 ** 20;
+const PREFIX = "cache";
+
+let sim: Vcsim;
+let client: VimClient;
+let other: VimClient;
+let dc: Datacenter;
+let cluster: Cluster;
+let images: ImageDir;
+let DS0: string;
+let DS1: string;
+
+beforeAll(async () => {
+  images = await ImageDir.create();
+  sim = await startVcsim({ clusters: 1, hosts: 1, datastores: 2, nfcReadyMs: 50 });
+  [client, other] = await Promise.all([VimClient.connect(simOptions(sim)), VimClient.connect(simOptions(sim))]);
+  dc = await getDatacenter(client);
+  cluster = await getCluster(client, dc, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
+  [DS0, DS1] = sim.info.inventory.datacenters[0]!.datastores.filter((d) => d.startsWith("LocalDS_")) as [string, string];
+});
+afterAll(async () => {
+  await client?.close();
+  await other?.close();
+  await sim?.stop();
+  await images?.cleanup();
+});
+
+const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+async function fileSha(path: string): Promise<string> {
+  return sha256(await readFile(path));
+}
+
+/** The bytes of a datastore file. */
+async function fetchBytes(path: DatastorePath, c = client): Promise<Buffer> {
+  const d = await download(c, dc, path);
+  const chunks: Buffer[] = [];
+  for await (const chunk of d.stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** Local image → publishImage, as the Image resource will call it. */
+async function publishFile(path: string, imageId: string, opts: Partial<PublishOptions> & { via?: VimClient } = {}): Promise<PublishResult> {
+  const sniffed = await sniffImageFile(path);
+  const flat = sniffed.extents.length
+    ? { stream: flatExtentsStream(sniffed.extents), length: sniffed.extents.reduce((n, e) => n + e.lengthBytes, 0) }
+    : undefined;
+  const source = publishSourceOf(sniffed, { name: path, ...(flat ? { flat } : {}) });
+  const { via, ...rest } = opts;
+  return publishImage(via ?? client, {
+    datacenter: dc,
+    datastore: DS0,
+    cachePrefix: PREFIX,
+    imageId,
+    source,
+    resourcePool: cluster.resourcePool,
+    ...rest,
+  });
+}
+
+/** Names in `[ds] vmware_temp` (none when it does not exist). */
+async function staging(ds = DS0): Promise<string[]> {
+  try {
+    return (await listFolder(client, dc, new DatastorePath(ds, "vmware_temp"))).map((e) => e.name);
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return [];
+    throw err;
+  }
+}
+
+async function rejection(p: Promise<unknown>): Promise<Error> {
+  const outcome = await p.then(
+    (value) => ({ ok: true as const, value }),
+    (err: unknown) => ({ ok: false as const, err }),
+  );
+  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
+  return outcome.err as Error;
+}
+
+/** The disk's bytes as qemu-img reads them (what a flat extent must hold). */
+async function rawSha(vmdk: string): Promise<string> {
+  const raw = `${vmdk}.raw`;
+  await qemuImg("convert", "-f", "vmdk", "-O", "raw", vmdk, raw);
+  return fileSha(raw);
+}
+
+async function cachedFiles(imageId: string, ds = DS0): Promise<Record<string, number | undefined>> {
+  const found = (await cachedImages(client, dc, ds, PREFIX)).find((i) => i.imageId === imageId);
+  return Object.fromEntries((found?.files ?? []).map((f) => [f.name, f.size]));
+}
+
+describe("layout", () => {
+  it("puts an image at [ds] <prefix>_base/<id>/<id>.vmdk (.iso), _base without a prefix, and refuses unsafe ids", () => {
+    expect(cacheLocation("ds1", "pfx", "abc", "disk").disk.toString()).toBe("[ds1] pfx_base/abc/abc.vmdk");
+    expect(cacheLocation("ds1", "", "abc", "iso").disk.toString()).toBe("[ds1] _base/abc/abc.iso");
+    for (const bad of ["", "../x", "a/b", ".hidden", "ts-2024-01-01", "a b", "x".repeat(129)]) {
+      expect(() => cacheLocation("ds1", "", bad, "disk"), bad).toThrow();
+    }
+    expect(() => cacheLocation("ds1", "a/b", "abc", "disk")).toThrow();
+  });
+});
+
+describe("publish by disk type", () => {
+  it("sparse: uploaded as tmp-sparse.vmdk, copied to a flat <id>.vmdk holding the disk's bytes, nothing else left", async () => {
+    const vmdk = await images.convertedVmdk("sparse.vmdk", "monolithicSparse", { adapter: "ide", sizeMiB: 8, dataMiB: 3 });
+    const r = await publishFile(vmdk, "sparse1", { checksums: ["sha256", "md5"] });
+    expect(r).toMatchObject({ alreadyCached: false, diskType: "sparse", adapterType: "ide", capacityBytes: 8 * MiB, sha256: await fileSha(vmdk) });
+    expect(r.md5).toBe(createHash("md5").update(await readFile(vmdk)).digest("hex"));
+    expect(r.paths.disk.toString()).toBe(`[${DS0}] ${PREFIX}_base/sparse1/sparse1.vmdk`);
+    const files = await cachedFiles("sparse1");
+    expect(Object.keys(files).sort()).toEqual(["sparse1-flat.vmdk", "sparse1.vmdk"]);
+    expect(files["sparse1-flat.vmdk"]).toBe(8 * MiB);
+    const descriptor = (await fetchBytes(r.paths.disk)).toString("utf8");
+    expect(descriptor).toMatch(/^RW 16384 (VMFS|FLAT) "sparse1-flat.vmdk"/m);
+    expect(sha256(await fetchBytes(r.paths.folder.join("sparse1-flat.vmdk")))).toBe(await rawSha(vmdk));
+    expect(await staging()).toEqual([]);
+  });
+
+  it("flat: vCenter's descriptor of the right capacity and adapter, the -flat extent replaced by the image's bytes", async () => {
+    const desc = await images.flatVmdk("flat.vmdk", { adapter: "lsilogic", sizeMiB: 4 });
+    const fh = await open(images.path("flat-flat.vmdk"), "r+");
+    await fh.write(randomBytes(MiB), 0, MiB, 512 * 1024);
+    await fh.close();
+    const r = await publishFile(desc, "flat1");
+    expect(r).toMatchObject({ alreadyCached: false, diskType: "preallocated", adapterType: "lsiLogic", capacityBytes: 4 * MiB, bytes: 4 * MiB });
+    expect(r.sha256).toBe(await fileSha(images.path("flat-flat.vmdk")));
+    const files = await cachedFiles("flat1");
+    expect(files).toEqual({ "flat1.vmdk": expect.any(Number), "flat1-flat.vmdk": 4 * MiB });
+    const descriptor = (await fetchBytes(r.paths.disk)).toString("utf8");
+    expect(descriptor).toMatch(/^RW 8192 (VMFS|FLAT) "flat1-flat.vmdk"/m);
+    expect(descriptor).toMatch(/ddb\.adapterType = "lsilogic"/);
+    expect(sha256(await fetchBytes(r.paths.folder.join("flat1-flat.vmdk")))).toBe(r.sha256);
+    expect(await staging()).toEqual([]);
+  });
+
+  it("ISO: PUT as <id>.iso, read back byte for byte", async () => {
+    const iso = await images.iso("cd.iso", "CACHEISO");
+    const r = await publishFile(iso, "iso1");
+    expect(r).toMatchObject({ alreadyCached: false, diskType: undefined });
+    expect(r.paths.disk.toString()).toBe(`[${DS0}] ${PREFIX}_base/iso1/iso1.iso`);
+    expect(sha256(await fetchBytes(r.paths.disk))).toBe(await fileSha(iso));
+    const listed = (await cachedImages(client, dc, DS0, PREFIX)).find((i) => i.imageId === "iso1");
+    expect(listed).toMatchObject({ kind: "iso", bytes: (await readFile(iso)).length });
+    expect(await staging()).toEqual([]);
+  });
+
+  it("streamOptimized: imported through the NFC lease, its disk moved into the cache as a flat disk, no shadow VM left", async () => {
+    const vmdk = await images.convertedVmdk("so.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 3 });
+    const before = (await listVms(client, client.serviceContent.rootFolder)).length;
+    const r = await publishFile(vmdk, "so1");
+    expect(r).toMatchObject({ alreadyCached: false, diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(vmdk) });
+    const files = await cachedFiles("so1");
+    expect(Object.keys(files).sort()).toEqual(["so1-flat.vmdk", "so1.vmdk"]);
+    expect(sha256(await fetchBytes(r.paths.folder.join("so1-flat.vmdk")))).toBe(await rawSha(vmdk));
+    expect((await listVms(client, client.serviceContent.rootFolder)).length).toBe(before);
+    const root = (await listFolder(client, dc, new DatastorePath(DS0, ""))).map((e) => e.name);
+    expect(root.filter((n) => n.startsWith("image-so1"))).toEqual([]);
+    expect(await staging()).toEqual([]);
+  });
+});
+
+describe("safety", () => {
+  let vmdk: string;
+  beforeAll(async () => {
+    vmdk = await images.convertedVmdk("safe.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 4 });
+  });
+
+  it("a cache hit reads nothing and uploads nothing", async () => {
+    await publishFile(vmdk, "hit1");
+    await sim.control.resetStats();
+    const sniffed = await sniffImageFile(vmdk);
+    const source = publishSourceOf(sniffed);
+    const r = await publishImage(client, { datacenter: dc, datastore: DS0, cachePrefix: PREFIX, imageId: "hit1", source });
+    expect(r).toMatchObject({ alreadyCached: true, bytes: 0, sha256: undefined });
+    expect(sniffed.stream.destroyed).toBe(true);
+    const stats = await sim.control.stats();
+    expect(stats.uploads).toBe(0);
+    expect(stats.methods["CopyVirtualDisk_Task"] ?? 0).toBe(0);
+  });
+
+  it("a checksum mismatch publishes nothing, names both values, and leaves no staging", async () => {
+    const wrong = "0".repeat(64);
+    const err = await rejection(publishFile(vmdk, "bad1", { expected: { algorithm: "sha256", hex: wrong } }));
+    expect(err).toBeInstanceOf(ChecksumMismatchError);
+    expect(err.message).toContain(wrong);
+    expect(err.message).toContain(await fileSha(vmdk));
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "bad1", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
+  });
+
+  it("a matching declared checksum publishes", async () => {
+    const r = await publishFile(vmdk, "good1", { expected: { algorithm: "md5", hex: createHash("md5").update(await readFile(vmdk)).digest("hex") } });
+    expect(r.alreadyCached).toBe(false);
+  });
+
+  it("an upload cut after 1 MiB leaves nothing in the cache or vmware_temp, and a re-run succeeds", async () => {
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB });
+    const err = await rejection(publishFile(vmdk, "cut1"));
+    expect(err).toBeInstanceOf(UploadIncompleteError);
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "cut1", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
+    const r = await publishFile(vmdk, "cut1");
+    expect(r.alreadyCached).toBe(false);
+    expect(Object.keys(await cachedFiles("cut1")).sort()).toEqual(["cut1-flat.vmdk", "cut1.vmdk"]);
+  });
+
+  it("two processes publishing one image at once end with one good copy, the loser told it was cached, no staging left", async () => {
+    await sim.control.resetStats();
+    const [a, b] = await Promise.all([publishFile(vmdk, "race1"), publishFile(vmdk, "race1", { via: other })]);
+    expect([a.alreadyCached, b.alreadyCached].sort()).toEqual([false, true]);
+    const stats = await sim.control.stats();
+    // Both staged (neither saw the other's copy when it started): the FileAlreadyExists rule decided.
+    expect(stats.uploads).toBe(2);
+    expect(stats.methods["MoveDatastoreFile_Task"]).toBe(2);
+    const files = await cachedFiles("race1");
+    expect(files).toEqual({ "race1.vmdk": expect.any(Number), "race1-flat.vmdk": 8 * MiB });
+    expect(sha256(await fetchBytes(a.paths.folder.join("race1-flat.vmdk")))).toBe(await rawSha(vmdk));
+    expect(await staging()).toEqual([]);
+  });
+
+  it("a cache folder without its disk gets the staged disk moved into it", async () => {
+    const loc = cacheLocation(DS0, PREFIX, "hollow1", "disk");
+    await makeDirectory(client, dc, loc.folder.join("ts-2024-01-01-00-00-00"));
+    const r = await publishFile(vmdk, "hollow1");
+    expect(r.alreadyCached).toBe(false);
+    expect(Object.keys(await cachedFiles("hollow1")).sort()).toEqual(["hollow1-flat.vmdk", "hollow1.vmdk"]);
+    expect(await staging()).toEqual([]);
+  });
+});
+
+describe("copy to another datastore", () => {
+  it("copies server-side, once under 5 concurrent callers, and publishes atomically there", async () => {
+    const vmdk = await images.convertedVmdk("copy.vmdk", "monolithicSparse", { adapter: "ide", sizeMiB: 8, dataMiB: 2 });
+    await publishFile(vmdk, "copy1");
+    await sim.control.resetStats();
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copy1", kind: "disk" })),
+    );
+    const stats = await sim.control.stats();
+    expect(stats.uploads).toBe(0);
+    expect(stats.methods["CopyVirtualDisk_Task"]).toBe(1);
+    expect(results.every((r) => r.alreadyCached === false && r.paths.disk.toString() === `[${DS1}] ${PREFIX}_base/copy1/copy1.vmdk`)).toBe(true);
+    expect(await cachedFiles("copy1", DS1)).toEqual({ "copy1.vmdk": expect.any(Number), "copy1-flat.vmdk": 8 * MiB });
+    expect(sha256(await fetchBytes(results[0]!.paths.folder.join("copy1-flat.vmdk")))).toBe(await rawSha(vmdk));
+    expect(await staging(DS1)).toEqual([]);
+    // Once there, a copy is a hit.
+    const again = await copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copy1", kind: "disk" });
+    expect(again.alreadyCached).toBe(true);
+  });
+
+  it("an ISO is copied with CopyDatastoreFile_Task; an image not cached at the source is FileNotFound", async () => {
+    const iso = await images.iso("copy.iso");
+    await publishFile(iso, "copyiso");
+    await sim.control.resetStats();
+    const r = await copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copyiso", kind: "iso" });
+    expect((await sim.control.stats()).methods["CopyDatastoreFile_Task"]).toBe(1);
+    expect(sha256(await fetchBytes(r.paths.disk))).toBe(await fileSha(iso));
+    const err = await rejection(copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "nowhere", kind: "disk" }));
+    expect(err).toBeInstanceOf(FileNotFoundFault);
+    expect(await staging(DS1)).toEqual([]);
+  });
+});
+
+describe("listing, removal, sweep", () => {
+  it("removeCachedImage deletes the folder; false when it is not there", async () => {
+    const iso = await images.iso("rm.iso");
+    await publishFile(iso, "rm1");
+    expect((await cachedImages(client, dc, DS0, PREFIX)).map((i) => i.imageId)).toContain("rm1");
+    expect(await removeCachedImage(client, dc, DS0, PREFIX, "rm1")).toBe(true);
+    expect((await cachedImages(client, dc, DS0, PREFIX)).map((i) => i.imageId)).not.toContain("rm1");
+    expect(await removeCachedImage(client, dc, DS0, PREFIX, "rm1")).toBe(false);
+    expect(await cachedImages(client, dc, DS0, "nothing-here")).toEqual([]);
+  });
+
+  it("sweepStaging removes stale vmware_temp/<uuid> folders only", async () => {
+    const stale = new DatastorePath(DS1, `vmware_temp/${randomUUID()}`);
+    await makeDirectory(client, dc, stale.join("img"));
+    await makeDirectory(client, dc, new DatastorePath(DS1, "vmware_temp/not-ours"));
+    expect(await sweepStaging(client, dc, DS1, 3_600_000)).toEqual([]);
+    const future = new Date(Date.now() + 2 * 3_600_000);
+    const swept = await sweepStaging(client, dc, DS1, 3_600_000, future);
+    expect(swept.map(String)).toEqual([stale.toString()]);
+    expect(await staging(DS1)).toEqual(["not-ours"]);
+  });
+});

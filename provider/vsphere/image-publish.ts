@@ -117,19 +117,41 @@ function resultType(s: PublishSource): Pick<PublishResult, "capacityBytes" | "di
   return { capacityBytes: s.capacityBytes, diskType: s.kind === "flat" ? s.diskType : s.kind, adapterType: s.adapterType };
 }
 
+// Publishes of one image to one datastore in flight on a client: a second waits for the
+// first, then finds the image cached (or, when the first failed, publishes its own bytes).
+const inFlight = new WeakMap<VimClient, Map<string, Promise<unknown>>>();
+
 /**
  * Puts an image into the datastore's cache: nothing is read when it is there already;
  * otherwise it is staged, checked against `expected`, and published atomically. The
- * staging folder is deleted on every path.
+ * staging folder is deleted on every path. Callers on one client publishing the same
+ * image take turns (one upload); other processes race safely (the first move wins).
  */
-export async function publishImage(client: VimClient, opts: PublishOptions): Promise<PublishResult> {
+export function publishImage(client: VimClient, opts: PublishOptions): Promise<PublishResult> {
+  let perClient = inFlight.get(client);
+  if (!perClient) inFlight.set(client, (perClient = new Map()));
+  const map = perClient;
+  const key = JSON.stringify([opts.datacenter.ref.toString(), opts.datastore, opts.cachePrefix, opts.imageId]);
+  const before = map.get(key);
+  const mine: Promise<PublishResult> = (async () => {
+    if (before) await before.catch(() => undefined);
+    return publishOnce(client, opts);
+  })();
+  const settled = mine.catch(() => undefined).finally(() => {
+    if (map.get(key) === settled) map.delete(key);
+  });
+  map.set(key, settled);
+  return mine;
+}
+
+async function publishOnce(client: VimClient, opts: PublishOptions): Promise<PublishResult> {
   const { datacenter: dc, source } = opts;
-  const id = imageIdSchema.parse(opts.imageId);
-  const kind = cachedKind(source);
-  const location = cacheLocation(opts.datastore, opts.cachePrefix, id, kind);
-  const paths = { disk: location.disk, folder: location.folder };
-  const checksums = [...new Set<ChecksumAlgorithm>(["sha256", ...(opts.checksums ?? []), ...(opts.expected ? [opts.expected.algorithm] : [])])];
   try {
+    const id = imageIdSchema.parse(opts.imageId);
+    const kind = cachedKind(source);
+    const location = cacheLocation(opts.datastore, opts.cachePrefix, id, kind);
+    const paths = { disk: location.disk, folder: location.folder };
+    const checksums = [...new Set<ChecksumAlgorithm>(["sha256", ...(opts.checksums ?? []), ...(opts.expected ? [opts.expected.algorithm] : [])])];
     if (await statFile(client, dc, location.disk, { details: false })) {
       return { paths, bytes: 0, sha256: undefined, ...resultType(source), alreadyCached: true };
     }
@@ -138,14 +160,7 @@ export async function publishImage(client: VimClient, opts: PublishOptions): Pro
       await makeDirectory(client, dc, staging.folder);
       const sent = await stage(client, opts, staging.folder, id, checksums);
       const { alreadyCached } = await publishStaged(client, dc, staging.folder, location, kind);
-      return {
-        paths,
-        bytes: sent.bytes,
-        sha256: sent.sha256,
-        ...(opts.checksums?.includes("md5") && sent.md5 ? { md5: sent.md5 } : {}),
-        ...resultType(source),
-        alreadyCached,
-      };
+      return { paths, bytes: sent.bytes, sha256: sent.sha256, ...(sent.md5 ? { md5: sent.md5 } : {}), ...resultType(source), alreadyCached };
     } finally {
       await dropStaging(client, dc, staging.root);
     }
@@ -229,7 +244,8 @@ async function importDisk(
     ...(opts.vmFolder ? { folder: opts.vmFolder } : {}),
     datastore: opts.datastore,
     // The staging uuid's first 8 hex make the shadow VM's name (and folder) unique per writer.
-    name: `image-${opts.imageId}-${disk.parent.parent.basename.slice(0, 8)}`,
+    // VM names are at most 80 characters.
+    name: `image-${opts.imageId.slice(0, 48)}-${disk.parent.parent.basename.slice(0, 8)}`,
     capacityBytes: source.capacityBytes,
     adapterType: source.adapterType,
     stream: source.stream,

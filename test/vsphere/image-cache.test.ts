@@ -239,6 +239,55 @@ describe("safety", () => {
     expect(await staging()).toEqual([]);
   });
 
+  it("publishes of one image on one client take turns: one upload, the second finds it cached", async () => {
+    await sim.control.resetStats();
+    const [a, b] = await Promise.all([publishFile(vmdk, "turns1"), publishFile(vmdk, "turns1")]);
+    expect([a.alreadyCached, b.alreadyCached].sort()).toEqual([false, true]);
+    expect((await sim.control.stats()).uploads).toBe(1);
+    expect(await staging()).toEqual([]);
+  });
+
+  it("a failed server-side step (CopyVirtualDisk_Task) leaves no staging and no cache folder", async () => {
+    await sim.control.addRule({ kind: "taskError", method: "CopyVirtualDisk_Task", fault: "CannotCreateFile", message: "disk full" });
+    const err = await rejection(publishFile(vmdk, "fail1"));
+    expect((err as { code?: string }).code).toBe("CannotCreateFile");
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "fail1", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
+  });
+
+  it("a clean-up that fails is logged, not thrown over the real error; sweepStaging removes what it left", async () => {
+    const events: Array<{ event: string; level: string; message: string }> = [];
+    const logged = await VimClient.connect(simOptions(sim, { onLog: (e) => events.push(e) }));
+    try {
+      await sim.control.addRule({ kind: "taskError", method: "DeleteDatastoreFile_Task", fault: "CannotDeleteFile", message: "busy" });
+      const err = await rejection(publishFile(vmdk, "leak1", { via: logged, expected: { algorithm: "sha256", hex: "1".repeat(64) } }));
+      expect(err).toBeInstanceOf(ChecksumMismatchError);
+      const cleanup = events.filter((e) => e.event === "cleanup");
+      expect(cleanup).toHaveLength(1);
+      expect(cleanup[0]).toMatchObject({ level: "warn" });
+      expect(cleanup[0]!.message).toMatch(/vmware_temp\/[0-9a-f-]{36}/);
+      const left = await staging();
+      expect(left).toHaveLength(1);
+      const swept = await sweepStaging(client, dc, DS0, 60_000, new Date(Date.now() + 120_000));
+      expect(swept.map((p) => p.basename)).toEqual(left);
+      expect(await staging()).toEqual([]);
+    } finally {
+      await logged.close();
+    }
+  });
+
+  it("streamOptimized: a checksum mismatch leaves no shadow VM, no import folder, no staging and no cache folder", async () => {
+    const so = await images.convertedVmdk("so-bad.vmdk", "streamOptimized", { adapter: "ide", sizeMiB: 8, dataMiB: 1 });
+    const before = (await listVms(client, client.serviceContent.rootFolder)).length;
+    const err = await rejection(publishFile(so, "sobad1", { expected: { algorithm: "sha256", hex: "2".repeat(64) } }));
+    expect(err).toBeInstanceOf(ChecksumMismatchError);
+    expect((await listVms(client, client.serviceContent.rootFolder)).length).toBe(before);
+    const root = (await listFolder(client, dc, new DatastorePath(DS0, ""))).map((e) => e.name);
+    expect(root.filter((n) => n.startsWith("image-sobad1"))).toEqual([]);
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "sobad1", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
+  });
+
   it("a cache folder without its disk gets the staged disk moved into it", async () => {
     const loc = cacheLocation(DS0, PREFIX, "hollow1", "disk");
     await makeDirectory(client, dc, loc.folder.join("ts-2024-01-01-00-00-00"));

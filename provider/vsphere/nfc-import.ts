@@ -150,15 +150,15 @@ async function whenReady(client: VimClient, lease: MoRef, timeoutMs: number): Pr
     const seen: Record<string, VimValue | undefined> = {};
     const deadline = Date.now() + timeoutMs;
     for (;;) {
+      // The first answer is the lease as it is now; the next ones come when it changes.
       const left = deadline - Date.now();
-      if (left <= 0) throw new Error(`the lease ${lease.value} was still initializing after ${Math.round(timeoutMs / 1000)} s`);
       const changes = (await waiter.next(Math.max(1, Math.min(60, Math.ceil(left / 1000))))).get(lease.toString());
       if (changes) Object.assign(seen, changes);
       const state = seen.state;
-      if (state === undefined || state === "initializing") continue;
       if (state === "ready") return LeaseInfo.parse(seen.info ?? {});
       if (state === "error") throw faultFromLocalized(seen.error);
-      throw new Error(`the lease ${lease.value} is ${String(state)} before any upload`);
+      if (state !== undefined && state !== "initializing") throw new Error(`the lease ${lease.value} is ${String(state)} before any upload`);
+      if (Date.now() >= deadline) throw new Error(`the lease ${lease.value} was still initializing after ${(timeoutMs / 1000).toFixed(1)} s`);
     }
   } finally {
     await waiter.destroy();

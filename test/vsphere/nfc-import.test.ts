@@ -195,6 +195,42 @@ describe("importStreamOptimized", () => {
     expect(await fileExists(client, dc, new DatastorePath(DS, name))).toBe(false);
   });
 
+  it("when the abort itself fails (the VM stays), the shadow VM and its folder are destroyed all the same", async () => {
+    const name = `noabort-${Date.now()}`;
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: 300_000, path: "/nfc/" });
+    await sim.control.addRule({ kind: "fault", method: "HttpNfcLeaseAbort", fault: "SystemError", message: "lost" });
+    const destroys = client.stats.byMethod.Destroy_Task ?? 0;
+    const err = await rejection(importStreamOptimized(client, await importOpts(name)));
+    expect(err).toBeInstanceOf(NfcImportError);
+    expect((err as NfcImportError).leftover).toEqual([]);
+    expect((client.stats.byMethod.Destroy_Task ?? 0) - destroys).toBe(1);
+    expect(await vmNames()).not.toContain(name);
+    expect(await fileExists(client, dc, new DatastorePath(DS, name))).toBe(false);
+  });
+
+  it("a lease still initializing when the wait gives up is aborted: a clear error, no VM, no files", async () => {
+    // A simulator whose leases take a minute to be ready; the import waits one second.
+    const slow = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 60_000 });
+    const slowClient = await VimClient.connect(simOptions(slow));
+    try {
+      const slowDc = await getDatacenter(slowClient);
+      const slowCluster = await getCluster(slowClient, slowDc, slow.info.inventory.datacenters[0]!.clusters[0]!.name);
+      const name = `slowlease-${Date.now()}`;
+      const err = await rejection(
+        importStreamOptimized(slowClient, await importOpts(name, { datacenter: slowDc, resourcePool: slowCluster.resourcePool, readyTimeoutMs: 1000 })),
+      );
+      expect(err).toBeInstanceOf(NfcImportError);
+      expect((err as NfcImportError).stage).toBe("lease");
+      expect(err.message).toMatch(/still initializing after 1\.0 s/);
+      expect(slowClient.stats.byMethod.HttpNfcLeaseAbort).toBe(1);
+      expect((await listVms(slowClient, slowClient.serviceContent.rootFolder)).map((v) => v.name)).not.toContain(name);
+      expect(await fileExists(slowClient, slowDc, new DatastorePath(DS, name))).toBe(false);
+    } finally {
+      await slowClient.close();
+      await slow.stop();
+    }
+  });
+
   it("a source shorter than announced fails the upload and cleans up", async () => {
     const name = `short-${Date.now()}`;
     const length = (await stat(vmdk)).size;

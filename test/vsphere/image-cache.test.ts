@@ -4,7 +4,8 @@
 // that leave nothing behind, two writers racing, the server-side copy to a second
 // datastore, listing, removal and the staging sweep.
 import { createHash, randomBytes, randomUUID } from "node:crypto";
-import { open, readFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { open, readFile, writeFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
@@ -15,7 +16,8 @@ import { publishImage, publishSourceOf, type PublishOptions, type PublishResult 
 import { flatExtentsStream, sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { download } from "../../provider/vsphere/transfer.js";
-import { ImageDir, qemuImg } from "../support/images.js";
+import { openOva } from "../../provider/vsphere/ova.js";
+import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
@@ -178,6 +180,19 @@ describe("publish by disk type", () => {
     expect(root.filter((n) => n.startsWith("image-so1"))).toEqual([]);
     expect(await staging()).toEqual([]);
   });
+
+  it("OVA: the disk the .ovf names, streamed out of the tar into the NFC import, with the OVF's controller as adapter", async () => {
+    await images.convertedVmdk("ova-disk.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 });
+    const diskBytes = await readFile(images.path("ova-disk.vmdk"));
+    await writeFile(images.path("vm.ovf"), ovfText({ diskFile: "ova-disk.vmdk", diskFileSize: diskBytes.length, capacityBytes: 8 * MiB, controller: { resourceType: 6, subType: "VirtualSCSI" } }));
+    const ova = await images.tar("vm.ova", ["vm.ovf", "ova-disk.vmdk"]);
+    const opened = await openOva(createReadStream(ova), { source: ova });
+    const source = publishSourceOf(opened.disk, { name: ova, adapterType: opened.disk.adapterType });
+    const r = await publishImage(client, { datacenter: dc, datastore: DS0, cachePrefix: PREFIX, imageId: "ova1", source, resourcePool: cluster.resourcePool });
+    expect(r).toMatchObject({ alreadyCached: false, diskType: "streamOptimized", adapterType: "paraVirtual", bytes: diskBytes.length, sha256: sha256(diskBytes) });
+    expect(sha256(await fetchBytes(r.paths.folder.join("ova1-flat.vmdk")))).toBe(await rawSha(images.path("ova-disk.vmdk")));
+    expect(await staging()).toEqual([]);
+  });
 });
 
 describe("safety", () => {
@@ -288,6 +303,15 @@ describe("safety", () => {
     expect(await staging()).toEqual([]);
   });
 
+  it("a lost answer to the publishing move is settled by looking: the image is published", async () => {
+    const rule = await sim.control.addRule({ kind: "reset", method: "MoveDatastoreFile_Task", phase: "after" });
+    const r = await publishFile(vmdk, "lost1");
+    expect(r.alreadyCached).toBe(false);
+    expect(Object.keys(await cachedFiles("lost1")).sort()).toEqual(["lost1-flat.vmdk", "lost1.vmdk"]);
+    expect((await sim.control.rule(rule.id)).fired).toBe(1);
+    expect(await staging()).toEqual([]);
+  });
+
   it("a cache folder without its disk gets the staged disk moved into it", async () => {
     const loc = cacheLocation(DS0, PREFIX, "hollow1", "disk");
     await makeDirectory(client, dc, loc.folder.join("ts-2024-01-01-00-00-00"));
@@ -316,6 +340,16 @@ describe("copy to another datastore", () => {
     // Once there, a copy is a hit.
     const again = await copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copy1", kind: "disk" });
     expect(again.alreadyCached).toBe(true);
+  });
+
+  it("two processes copying at once end with one copy there, no staging left", async () => {
+    const vmdk = await images.convertedVmdk("copy2.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 1 });
+    await publishFile(vmdk, "copy2");
+    const opts = { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copy2", kind: "disk" } as const;
+    const [a, b] = await Promise.all([copyToDatastore(client, opts), copyToDatastore(other, opts)]);
+    expect([a.alreadyCached, b.alreadyCached].sort()).toEqual([false, true]);
+    expect(await cachedFiles("copy2", DS1)).toEqual({ "copy2.vmdk": expect.any(Number), "copy2-flat.vmdk": 8 * MiB });
+    expect(await staging(DS1)).toEqual([]);
   });
 
   it("an ISO is copied with CopyDatastoreFile_Task; an image not cached at the source is FileNotFound", async () => {

@@ -32,6 +32,8 @@ export interface StreamOptimizedImport {
   /** The disk's capacity (a stream announcing a larger one grows it). */
   capacityBytes: number;
   adapterType: AdapterType;
+  /** How the imported disk is allocated (default thin: a cached base disk is only read and copied). */
+  provisioning?: DiskProvisioning;
   /** The streamOptimized VMDK's bytes, read once. */
   stream: UploadSource;
   /** Its length in bytes (sent as Content-Length and checked). */
@@ -81,6 +83,9 @@ export class NfcImportError extends VSphereError {
 // ---------------------------------------------------------------------------
 // The import spec
 
+/** vCenter's allocations of a flat disk: thin, thick lazily zeroed, thick eagerly zeroed. */
+export type DiskProvisioning = "thin" | "thick" | "eagerZeroedThick";
+
 /** The controller a disk of each adapter type sits on (vim25 type name). */
 export const CONTROLLER_TYPES: Readonly<Record<AdapterType, string>> = {
   ide: "VirtualIDEController",
@@ -96,7 +101,14 @@ const NEW_CONTROLLER_KEY = -100;
 const NEW_DISK_KEY = -101;
 
 /** The VirtualMachineImportSpec of a one-disk shadow VM (vim25 names, schema order). */
-export function shadowImportSpec(name: string, datastoreName: string, capacityBytes: number, adapterType: AdapterType, resourcePool: MoRef): Record<string, unknown> {
+export function shadowImportSpec(
+  name: string,
+  datastoreName: string,
+  capacityBytes: number,
+  adapterType: AdapterType,
+  resourcePool: MoRef,
+  provisioning: DiskProvisioning = "thin",
+): Record<string, unknown> {
   const root = `[${datastoreName}]`;
   const ide = adapterType === "ide";
   const controllerKey = ide ? IDE_CONTROLLER_KEY : NEW_CONTROLLER_KEY;
@@ -114,7 +126,13 @@ export function shadowImportSpec(name: string, datastoreName: string, capacityBy
       $type: "VirtualDisk",
       key: NEW_DISK_KEY,
       // An empty path below the datastore: vCenter names it <vm>/<vm>.vmdk.
-      backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: root, diskMode: "persistent", thinProvisioned: true },
+      backing: {
+        $type: "VirtualDiskFlatVer2BackingInfo",
+        fileName: root,
+        diskMode: "persistent",
+        thinProvisioned: provisioning === "thin",
+        ...(provisioning === "eagerZeroedThick" ? { eagerlyScrub: true } : {}),
+      },
       controllerKey,
       unitNumber: 0,
       // At least 1 KB, as Nova: a tiny image still makes a disk.
@@ -269,7 +287,7 @@ function abortFault(err: unknown): Record<string, unknown> {
  */
 export async function importStreamOptimized(client: VimClient, opts: StreamOptimizedImport): Promise<ImportedDisk> {
   const dsName = await datastoreName(client, opts.datastore);
-  const spec = shadowImportSpec(opts.name, dsName, opts.capacityBytes, opts.adapterType, opts.resourcePool);
+  const spec = shadowImportSpec(opts.name, dsName, opts.capacityBytes, opts.adapterType, opts.resourcePool, opts.provisioning);
   let lease: MoRef;
   try {
     lease = moRef.parse(await client.invoke("ImportVApp", opts.resourcePool, { spec, folder: opts.folder ?? opts.datacenter.vmFolder }));

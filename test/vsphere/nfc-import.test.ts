@@ -119,6 +119,7 @@ describe("importStreamOptimized", () => {
     const descriptor = await download(client, dc, imported.disk);
     const text = Buffer.concat(await descriptor.stream.toArray()).toString();
     expect(text).toContain('ddb.adapterType = "lsilogic"');
+    expect(text).toContain('ddb.thinProvisioned = "1"');
     expect(await vmNames()).toContain(name);
 
     await imported.release();
@@ -159,6 +160,18 @@ describe("importStreamOptimized", () => {
     const imported = await importStreamOptimized(client, await importOpts(name, { progressIntervalMs: 50, stream: stalling() }));
     expect(duringStall).toBeGreaterThanOrEqual(1);
     await imported.release({ deleteFolder: true });
+  });
+
+  it("makes a thick disk when asked", async () => {
+    const name = `thick-${Date.now()}`;
+    const imported = await importStreamOptimized(client, await importOpts(name, { provisioning: "thick" }));
+    try {
+      const text = Buffer.concat(await (await download(client, dc, imported.disk)).stream.toArray()).toString();
+      expect(text).not.toContain("ddb.thinProvisioned");
+      expect(await sha256((await download(client, dc, flatExtentOf(imported.disk))).stream)).toBe(rawSha);
+    } finally {
+      await imported.release({ deleteFolder: true });
+    }
   });
 
   it("takes the datastore as a reference too", async () => {

@@ -85,7 +85,7 @@ export { ByteReader } from "./byte-reader.js";
 export type { ByteSource } from "./byte-reader.js";
 // Disks into datastores through an NFC lease (a shadow VM), and who uses a disk.
 export { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, shadowImportSpec } from "./nfc-import.js";
-export type { ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
+export type { DiskProvisioning, ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
 export { diskUsers } from "./disk-users.js";
 export type { DiskUser } from "./disk-users.js";
 // The datastore image cache: layout, atomic publish by disk type, copy between datastores.

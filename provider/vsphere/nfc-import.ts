@@ -184,23 +184,26 @@ async function whenReady(client: VimClient, lease: MoRef, timeoutMs: number): Pr
 }
 
 /**
- * Tells the lease how far the upload is: every `intervalMs`, and when it crosses a
- * quarter. Calls go one at a time; a failed one is kept (the lease may have timed
- * out: Complete then says so) and does not stop the upload.
+ * Tells the lease how far the upload is: every `intervalMs` (skipped while a call is
+ * still out, so a slow vCenter is not sent a queue of them), and when it crosses a
+ * quarter. Calls go one at a time; a failed one does not stop the upload (the lease
+ * may have timed out: the upload or HttpNfcLeaseComplete then says so).
  */
 class ProgressReporter {
   private last = -1;
   private chain: Promise<void> = Promise.resolve();
+  private pending = 0;
   private timer: NodeJS.Timeout;
   private percent = 0;
-  failure: unknown;
 
   constructor(
     private readonly client: VimClient,
     private readonly lease: MoRef,
     intervalMs: number,
   ) {
-    this.timer = setInterval(() => this.send(this.percent), intervalMs);
+    this.timer = setInterval(() => {
+      if (this.pending === 0) this.send(this.percent);
+    }, intervalMs);
     this.timer.unref();
   }
 
@@ -211,14 +214,16 @@ class ProgressReporter {
 
   private send(percent: number): void {
     this.last = percent;
+    this.pending++;
     this.chain = this.chain
       .then(() => this.client.invoke("HttpNfcLeaseProgress", this.lease, { percent }))
       .then(
         () => undefined,
-        (err: unknown) => {
-          this.failure ??= err;
-        },
-      );
+        () => undefined,
+      )
+      .finally(() => {
+        this.pending--;
+      });
   }
 
   async stop(): Promise<void> {

@@ -162,6 +162,19 @@ describe("importStreamOptimized", () => {
     await imported.release({ deleteFolder: true });
   });
 
+  it("a refused progress call does not stop the upload", async () => {
+    const name = `noprogress-${Date.now()}`;
+    const rule = await sim.control.addRule({ kind: "fault", method: "HttpNfcLeaseProgress", fault: "InvalidState", times: -1 });
+    try {
+      const imported = await importStreamOptimized(client, await importOpts(name));
+      expect((await sim.control.rule(rule.id)).fired).toBeGreaterThanOrEqual(1);
+      expect(await sha256((await download(client, dc, flatExtentOf(imported.disk))).stream)).toBe(rawSha);
+      await imported.release({ deleteFolder: true });
+    } finally {
+      await sim.control.clearRules();
+    }
+  });
+
   it("makes a thick disk when asked", async () => {
     const name = `thick-${Date.now()}`;
     const imported = await importStreamOptimized(client, await importOpts(name, { provisioning: "thick" }));

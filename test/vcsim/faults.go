@@ -405,13 +405,12 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// With a reset after, the call is served as any other (the harness's corrections
+	// included), but its answer never reaches the client.
+	out := w
 	if resetAfter {
-		// The simulator acts on the call, but its answer never reaches the client.
-		rec := httptest.NewRecorder()
-		in.inner.ServeHTTP(rec, r)
-		in.noteSetCookies(rec.Header())
-		resetConnection(w)
-		return
+		out = httptest.NewRecorder()
+		defer resetConnection(w)
 	}
 	if readsNetworkVms(call.req) {
 		networkMu.Lock()
@@ -419,14 +418,14 @@ func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
 		networkMu.Unlock()
 	}
 	if needsSession(call.method) && !sessionLive(callerSession(r)) {
-		writeFault(w, notAuthenticated(call.this), "The session is not authenticated.")
+		writeFault(out, notAuthenticated(call.this), "The session is not authenticated.")
 		return
 	}
-	if !serveNetwork(w, call, body, time.Duration(lateNetworkMs)*time.Millisecond) && !in.serveDatastoreSOAP(w, r, call) &&
-		!in.pager.serve(in.inner, w, r, call, callerSession(r)) {
-		in.inner.ServeHTTP(w, r)
+	if !serveNetwork(out, call, body, time.Duration(lateNetworkMs)*time.Millisecond) && !in.serveDatastoreSOAP(out, r, call) &&
+		!in.pager.serve(in.inner, out, r, call, callerSession(r)) {
+		in.inner.ServeHTTP(out, r)
 	}
-	in.noteSetCookies(w.Header())
+	in.noteSetCookies(out.Header())
 }
 
 func (in *injector) serveUpload(w http.ResponseWriter, r *http.Request) {

@@ -7,8 +7,8 @@
 //   thin/prealloc.  CreateVirtualDisk_Task makes <id>.vmdk (descriptor + -flat) of the
 //                   capacity, adapter and type; its -flat is deleted and the image's flat
 //                   bytes PUT in its place
-//   streamOptimized ImportVApp + NFC lease (nfc-import.ts), MoveVirtualDisk_Task of the
-//   (and OVA)       shadow VM's disk into staging, then the shadow VM is released
+//   streamOptimized ImportVApp + NFC lease (nfc-import.ts), UnregisterVM of the shadow VM,
+//   (and OVA)       MoveVirtualDisk_Task of its disk into staging, delete its folder
 //   ISO             PUT <id>.iso
 //
 // Flat disks get vCenter's descriptor, not one we write: CreateVirtualDisk_Task writes
@@ -192,6 +192,9 @@ async function stage(client: VimClient, opts: PublishOptions, folder: DatastoreP
     case "sparse": {
       const tmp = folder.join("tmp-sparse.vmdk");
       const sent = await put(tmp);
+      // No destSpec: vCenter does not implement it (ESXi only). vCenter writes a preallocated
+      // disk whose descriptor says busLogic, as for Nova; the VM's controller follows the
+      // image's adapterType, which the result records.
       await copyVirtualDisk(client, dc, tmp, disk);
       await deleteVirtualDisk(client, dc, tmp, { mustExist: true });
       return sent;
@@ -205,11 +208,18 @@ async function stage(client: VimClient, opts: PublishOptions, folder: DatastoreP
       }
       const vdm = client.serviceContent.virtualDiskManager;
       if (!vdm) throw new NotFoundError(`${client.endpoint} has no VirtualDiskManager`, "object");
-      await runTask(client, "CreateVirtualDisk_Task", vdm, {
-        name: disk.toString(),
-        datacenter: dc.ref,
-        spec: { $type: "FileBackedVirtualDiskSpec", diskType: source.diskType, adapterType: vimAdapter(source.adapterType), capacityKb: source.capacityBytes / 1024 },
-      });
+      await runTask(
+        client,
+        "CreateVirtualDisk_Task",
+        vdm,
+        {
+          name: disk.toString(),
+          datacenter: dc.ref,
+          spec: { $type: "FileBackedVirtualDiskSpec", diskType: source.diskType, adapterType: vimAdapter(source.adapterType), capacityKb: source.capacityBytes / 1024 },
+        },
+        // The staging folder is this call's alone: a descriptor there after a lost answer is the one it made.
+        { checkApplied: async () => ((await statFile(client, dc, disk, { details: false })) ? { applied: true } : { applied: false }) },
+      );
       const flat = flatExtentOf(disk);
       await deleteFile(client, dc, flat, { mustExist: true });
       return put(flat);

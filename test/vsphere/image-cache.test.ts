@@ -156,6 +156,16 @@ describe("publish by disk type", () => {
     expect(await staging()).toEqual([]);
   });
 
+  it("flat: a lost answer to CreateVirtualDisk_Task is settled by the descriptor in the private staging folder", async () => {
+    const desc = await images.flatVmdk("flat2.vmdk", { adapter: "ide", sizeMiB: 2 });
+    const rule = await sim.control.addRule({ kind: "reset", method: "CreateVirtualDisk_Task", phase: "after" });
+    const r = await publishFile(desc, "flat2");
+    expect((await sim.control.rule(rule.id)).fired).toBe(1);
+    expect(r).toMatchObject({ alreadyCached: false, adapterType: "ide" });
+    expect(await cachedFiles("flat2")).toEqual({ "flat2.vmdk": expect.any(Number), "flat2-flat.vmdk": 2 * MiB });
+    expect(await staging()).toEqual([]);
+  });
+
   it("ISO: PUT as <id>.iso, read back byte for byte", async () => {
     const iso = await images.iso("cd.iso", "CACHEISO");
     const r = await publishFile(iso, "iso1");

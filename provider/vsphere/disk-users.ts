@@ -50,14 +50,24 @@ function chainFiles(backing: unknown): string[] {
   return out;
 }
 
+/** Who uses the paths, and the VMs whose disks could not be read (any of them may use one). */
+export interface DiskUsage {
+  /** Per path given (as DatastorePath.toString() writes it), the VMs whose disk chains use it; [] when none. */
+  users: Map<string, DiskUser[]>;
+  /** VMs without a readable configuration (orphaned, inaccessible): their disks are unknown. */
+  unreadable: DiskUser[];
+}
+
 /**
- * For each datastore path given, the VMs whose disk chains use it (an empty list
- * when none does). Keys are the paths as DatastorePath.toString() writes them.
+ * For each datastore path given, the VMs whose disk chains use it, and the VMs
+ * whose disks could not be read: a caller deleting a base disk refuses while
+ * either list is not empty.
  */
-export async function diskUsers(client: VimClient, datastorePaths: PathLike[]): Promise<Map<string, DiskUser[]>> {
-  const wanted = new Map<string, DiskUser[]>();
-  for (const p of datastorePaths) wanted.set((typeof p === "string" ? DatastorePath.parse(p) : p).toString(), []);
-  if (wanted.size === 0) return wanted;
+export async function diskUsage(client: VimClient, datastorePaths: PathLike[]): Promise<DiskUsage> {
+  const users = new Map<string, DiskUser[]>();
+  const unreadable: DiskUser[] = [];
+  for (const p of datastorePaths) users.set((typeof p === "string" ? DatastorePath.parse(p) : p).toString(), []);
+  if (users.size === 0) return { users, unreadable };
 
   const contents = await new PropertyCollector(client).retrieve([
     {
@@ -78,12 +88,26 @@ export async function diskUsers(client: VimClient, datastorePaths: PathLike[]): 
   for (const c of contents) {
     if (c.obj.type !== "VirtualMachine") continue;
     const vm = VmDisks.parse(c.props);
+    const devices = vm["config.hardware.device"];
+    if (devices === undefined) {
+      unreadable.push({ vm: c.obj, name: vm.name });
+      continue;
+    }
     const used = new Set<string>();
-    for (const device of vm["config.hardware.device"] ?? []) {
+    for (const device of devices) {
       if (device.$type !== "VirtualDisk") continue;
       for (const file of chainFiles(device.backing)) used.add(file);
     }
-    for (const file of used) wanted.get(file)?.push({ vm: c.obj, name: vm.name });
+    for (const file of used) users.get(file)?.push({ vm: c.obj, name: vm.name });
   }
-  return wanted;
+  return { users, unreadable };
+}
+
+/**
+ * For each datastore path given, the VMs whose disk chains use it (an empty list
+ * when none does). Keys are the paths as DatastorePath.toString() writes them.
+ * VMs whose disks cannot be read are not in it: diskUsage says which they are.
+ */
+export async function diskUsers(client: VimClient, datastorePaths: PathLike[]): Promise<Map<string, DiskUser[]>> {
+  return (await diskUsage(client, datastorePaths)).users;
 }

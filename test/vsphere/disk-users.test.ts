@@ -4,10 +4,10 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, makeDirectory } from "../../provider/vsphere/datastore.js";
-import { diskUsers } from "../../provider/vsphere/disk-users.js";
+import { diskUsage, diskUsers } from "../../provider/vsphere/disk-users.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { moRef } from "../../provider/vsphere/schema.js";
-import type { MoRef } from "../../provider/vsphere/soap/xml.js";
+import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
@@ -121,9 +121,46 @@ describe("diskUsers", () => {
     expect(names(users.get(base.toString()))).toEqual(["deep", "linked"]);
   });
 
+  it("gives the same answer when the VMs come in several pages", async () => {
+    const paged = await VimClient.connect(simOptions(sim, { maximumObjects: 1 }));
+    try {
+      const users = await diskUsers(paged, [base]);
+      expect(names(users.get(base.toString()))).toEqual(["deep", "linked"]);
+      expect(paged.stats.byMethod.ContinueRetrievePropertiesEx).toBeGreaterThanOrEqual(1);
+    } finally {
+      await paged.close();
+    }
+  });
+
   it("asks nothing for no paths", async () => {
     const before = client.stats.roundTrips;
     expect((await diskUsers(client, [])).size).toBe(0);
     expect(client.stats.roundTrips).toBe(before);
+  });
+});
+
+describe("diskUsage", () => {
+  it("names the VMs whose configuration could not be read apart: their disks are unknown", async () => {
+    // A vCenter answer with an orphaned VM (no config) and a readable one; the simulator has no orphaned VMs.
+    const answer = {
+      objects: [
+        { obj: new MoRef("VirtualMachine", "vm-1"), propSet: [{ name: "name", val: "orphan" }] },
+        {
+          obj: new MoRef("VirtualMachine", "vm-2"),
+          propSet: [
+            { name: "name", val: "user" },
+            { name: "config.hardware.device", val: [{ $type: "VirtualDisk", backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: "[ds] a/b.vmdk" } }] },
+          ],
+        },
+      ],
+    };
+    const fake = {
+      serviceContent: { rootFolder: new MoRef("Folder", "group-d1"), propertyCollector: new MoRef("PropertyCollector", "propertyCollector") },
+      options: { maximumObjects: 100 },
+      invoke: async () => answer,
+    } as unknown as VimClient;
+    const usage = await diskUsage(fake, ["[ds] a/b.vmdk"]);
+    expect(usage.unreadable.map((u) => u.name)).toEqual(["orphan"]);
+    expect(names(usage.users.get("[ds] a/b.vmdk"))).toEqual(["user"]);
   });
 });

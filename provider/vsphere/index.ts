@@ -86,8 +86,8 @@ export type { ByteSource } from "./byte-reader.js";
 // Disks into datastores through an NFC lease (a shadow VM), and who uses a disk.
 export { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, shadowImportSpec } from "./nfc-import.js";
 export type { DiskProvisioning, ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
-export { diskUsers } from "./disk-users.js";
-export type { DiskUser } from "./disk-users.js";
+export { diskUsage, diskUsers } from "./disk-users.js";
+export type { DiskUsage, DiskUser } from "./disk-users.js";
 // The datastore image cache: layout, atomic publish by disk type, copy between datastores.
 export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, imageIdSchema, removeCachedImage, sweepStaging } from "./image-cache.js";
 export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult } from "./image-cache.js";

@@ -16,6 +16,7 @@ import { publishImage, publishSourceOf, type PublishOptions, type PublishResult 
 import { flatExtentsStream, sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { download } from "../../provider/vsphere/transfer.js";
+import { NfcImportError } from "../../provider/vsphere/nfc-import.js";
 import { openOva } from "../../provider/vsphere/ova.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { simOptions } from "../support/clients.js";
@@ -164,6 +165,28 @@ describe("publish by disk type", () => {
     expect(r).toMatchObject({ alreadyCached: false, adapterType: "ide" });
     expect(await cachedFiles("flat2")).toEqual({ "flat2.vmdk": expect.any(Number), "flat2-flat.vmdk": 2 * MiB });
     expect(await staging()).toEqual([]);
+  });
+
+  it("flat: a twoGbMaxExtentFlat descriptor's extents are streamed in order into vCenter's one-extent disk", async () => {
+    const desc = await images.flatVmdk("split.vmdk", { adapter: "buslogic", sizeMiB: 3, subformat: "twoGbMaxExtentFlat" });
+    const sniffed = await sniffImageFile(desc);
+    expect(sniffed.extents.length).toBeGreaterThan(0);
+    const r = await publishFile(desc, "split1");
+    expect(r).toMatchObject({ alreadyCached: false, adapterType: "busLogic", capacityBytes: 3 * MiB, bytes: 3 * MiB });
+    sniffed.stream.destroy();
+    const descriptor = (await fetchBytes(r.paths.disk)).toString("utf8");
+    expect(descriptor).toMatch(/ddb\.adapterType = "buslogic"/);
+    expect(await cachedFiles("split1")).toEqual({ "split1.vmdk": expect.any(Number), "split1-flat.vmdk": 3 * MiB });
+  });
+
+  it("progress is told monotonically and ends at the length", async () => {
+    const iso = await images.iso("progress.iso");
+    const seen: Array<[number, number]> = [];
+    const r = await publishFile(iso, "progress1", { onProgress: (sent, total) => seen.push([sent, total]) });
+    expect(seen.length).toBeGreaterThan(0);
+    expect(seen.every(([, total]) => total === r.bytes)).toBe(true);
+    expect(seen.map(([sent]) => sent)).toEqual([...seen.map(([sent]) => sent)].sort((a, b) => a - b));
+    expect(seen.at(-1)![0]).toBe(r.bytes);
   });
 
   it("ISO: PUT as <id>.iso, read back byte for byte", async () => {
@@ -320,6 +343,23 @@ describe("safety", () => {
     expect(Object.keys(await cachedFiles("lost1")).sort()).toEqual(["lost1-flat.vmdk", "lost1.vmdk"]);
     expect((await sim.control.rule(rule.id)).fired).toBe(1);
     expect(await staging()).toEqual([]);
+  });
+
+  it("streamOptimized: an NFC upload cut after 1 MiB leaves no shadow VM, no staging, no cache folder; a re-run succeeds", async () => {
+    const so = await images.convertedVmdk("so-cut.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 6 });
+    const before = (await listVms(client, client.serviceContent.rootFolder)).length;
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB });
+    const err = await rejection(publishFile(so, "socut1"));
+    expect(err).toBeInstanceOf(NfcImportError);
+    expect((err as NfcImportError).stage).toBe("upload");
+    expect((await listVms(client, client.serviceContent.rootFolder)).length).toBe(before);
+    const root = (await listFolder(client, dc, new DatastorePath(DS0, ""))).map((e) => e.name);
+    expect(root.filter((n) => n.startsWith("image-socut1"))).toEqual([]);
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "socut1", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
+    const r = await publishFile(so, "socut1");
+    expect(r.alreadyCached).toBe(false);
+    expect(sha256(await fetchBytes(r.paths.folder.join("socut1-flat.vmdk")))).toBe(await rawSha(so));
   });
 
   it("a cache folder without its disk gets the staged disk moved into it", async () => {

@@ -148,6 +148,7 @@ async function publishOnce(client: VimClient, opts: PublishOptions): Promise<Pub
   const { datacenter: dc, source } = opts;
   try {
     const id = imageIdSchema.parse(opts.imageId);
+    checkSource(source, id);
     const kind = cachedKind(source);
     const location = cacheLocation(opts.datastore, opts.cachePrefix, id, kind);
     const paths = { disk: location.disk, folder: location.folder };
@@ -168,6 +169,17 @@ async function publishOnce(client: VimClient, opts: PublishOptions): Promise<Pub
     // Unread on a hit or an early failure; read to the end otherwise (destroy is then a no-op).
     source.stream.destroy();
   }
+}
+
+/** What can be refused before a round trip. */
+function checkSource(source: PublishSource, id: string): void {
+  const name = source.name ?? `image ${id}`;
+  if (!Number.isSafeInteger(source.length) || source.length <= 0) throw new TypeError(`${name}: the length must be a positive whole number of bytes, got ${source.length}`);
+  if (source.kind !== "flat") return;
+  if (source.capacityBytes % 1024 !== 0 || source.capacityBytes <= 0) {
+    throw new TypeError(`${name}: a flat disk of ${source.capacityBytes} bytes is not whole KiB; vCenter sizes disks in KiB`);
+  }
+  if (source.length !== source.capacityBytes) throw new TypeError(`${name}: the flat bytes (${source.length}) are not the disk's capacity (${source.capacityBytes})`);
 }
 
 function verify(opts: PublishOptions, sent: StreamResult): void {
@@ -200,12 +212,6 @@ async function stage(client: VimClient, opts: PublishOptions, folder: DatastoreP
       return sent;
     }
     case "flat": {
-      if (source.capacityBytes % 1024 !== 0 || source.capacityBytes <= 0) {
-        throw new TypeError(`${source.name ?? `image ${id}`}: a flat disk of ${source.capacityBytes} bytes is not whole KiB; vCenter sizes disks in KiB`);
-      }
-      if (source.length !== source.capacityBytes) {
-        throw new TypeError(`${source.name ?? `image ${id}`}: the flat bytes (${source.length}) are not the disk's capacity (${source.capacityBytes})`);
-      }
       const vdm = client.serviceContent.virtualDiskManager;
       if (!vdm) throw new NotFoundError(`${client.endpoint} has no VirtualDiskManager`, "object");
       await runTask(

@@ -6,6 +6,7 @@
 import { createHash, randomBytes, randomUUID } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, readFile, writeFile } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
@@ -187,6 +188,38 @@ describe("publish by disk type", () => {
     expect(seen.every(([, total]) => total === r.bytes)).toBe(true);
     expect(seen.map(([sent]) => sent)).toEqual([...seen.map(([sent]) => sent)].sort((a, b) => a - b));
     expect(seen.at(-1)![0]).toBe(r.bytes);
+  });
+
+  it("flat thin: a thin descriptor from vCenter, paraVirtual written as lsilogic; a flat of the wrong length is refused before anything is staged", async () => {
+    const bytes = randomBytes(2 * MiB);
+    const r = await publishImage(client, {
+      datacenter: dc,
+      datastore: DS0,
+      cachePrefix: PREFIX,
+      imageId: "thin1",
+      source: { kind: "flat", diskType: "thin", adapterType: "paraVirtual", capacityBytes: 2 * MiB, stream: Readable.from([bytes]), length: bytes.length },
+    });
+    expect(r).toMatchObject({ alreadyCached: false, diskType: "thin", adapterType: "paraVirtual", sha256: sha256(bytes) });
+    const descriptor = (await fetchBytes(r.paths.disk)).toString("utf8");
+    expect(descriptor).toMatch(/ddb\.thinProvisioned = "1"/);
+    expect(descriptor).toMatch(/ddb\.adapterType = "lsilogic"/);
+    expect(sha256(await fetchBytes(r.paths.folder.join("thin1-flat.vmdk")))).toBe(sha256(bytes));
+    const short = Readable.from([bytes.subarray(0, MiB)]);
+    await sim.control.resetStats();
+    const err = await rejection(
+      publishImage(client, {
+        datacenter: dc,
+        datastore: DS0,
+        cachePrefix: PREFIX,
+        imageId: "thin2",
+        source: { kind: "flat", diskType: "thin", adapterType: "lsiLogic", capacityBytes: 2 * MiB, stream: short, length: MiB },
+      }),
+    );
+    expect(err.message).toMatch(/not the disk's capacity/);
+    expect(short.destroyed).toBe(true);
+    expect((await sim.control.stats()).soapRequests).toBe(0);
+    expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "thin2", "disk").folder)).toBe(false);
+    expect(await staging()).toEqual([]);
   });
 
   it("ISO: PUT as <id>.iso, read back byte for byte", async () => {

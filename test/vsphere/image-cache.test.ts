@@ -435,6 +435,20 @@ describe("copy to another datastore", () => {
     expect(await staging(DS1)).toEqual([]);
   });
 
+  it("a failed copy fails every caller sharing it, leaves no staging, and the next call copies again", async () => {
+    const vmdk = await images.convertedVmdk("copy3.vmdk", "monolithicSparse", { adapter: "ide", sizeMiB: 4, dataMiB: 1 });
+    await publishFile(vmdk, "copy3");
+    const opts = { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "copy3", kind: "disk" } as const;
+    await sim.control.addRule({ kind: "taskError", method: "CopyVirtualDisk_Task", fault: "CannotCreateFile", message: "no space" });
+    const errors = await Promise.all([1, 2, 3].map(() => rejection(copyToDatastore(client, opts))));
+    expect(errors.map((e) => (e as { code?: string }).code)).toEqual(["CannotCreateFile", "CannotCreateFile", "CannotCreateFile"]);
+    expect(await staging(DS1)).toEqual([]);
+    expect(await fileExists(client, dc, cacheLocation(DS1, PREFIX, "copy3", "disk").folder)).toBe(false);
+    const r = await copyToDatastore(client, opts);
+    expect(r.alreadyCached).toBe(false);
+    expect(await cachedFiles("copy3", DS1)).toEqual({ "copy3.vmdk": expect.any(Number), "copy3-flat.vmdk": 4 * MiB });
+  });
+
   it("an ISO is copied with CopyDatastoreFile_Task; an image not cached at the source is FileNotFound", async () => {
     const iso = await images.iso("copy.iso");
     await publishFile(iso, "copyiso");

@@ -24,15 +24,7 @@ import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory
 import { download, upload } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const outcome = await p.then(
-    (value) => ({ ok: true as const, value }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.err as Error;
-}
+import { rejection } from "../support/rejection.js";
 
 describe("DatastorePath", () => {
   it("parses and formats, with spaces and brackets in names", () => {

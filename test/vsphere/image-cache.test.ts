@@ -22,6 +22,7 @@ import { openOva } from "../../provider/vsphere/ova.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { rejection } from "../support/rejection.js";
 
 const MiB = 2 ** 20;
 const PREFIX = "cache";
@@ -91,15 +92,6 @@ async function staging(ds = DS0): Promise<string[]> {
     if (err instanceof FileNotFoundFault) return [];
     throw err;
   }
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const outcome = await p.then(
-    (value) => ({ ok: true as const, value }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.err as Error;
 }
 
 /** The disk's bytes as qemu-img reads them (what a flat extent must hold). */

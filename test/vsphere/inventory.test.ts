@@ -23,6 +23,7 @@ import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { rejection } from "../support/rejection.js";
 
 /** One datacenter, two DRS clusters of 3 hosts, per-cluster and per-host datastores, one VM per host. */
 let site: Vcsim;
@@ -40,15 +41,6 @@ function connect(sim: Vcsim): Promise<VimClient> {
 }
 
 /** The error a promise rejects with (fails the test if it resolves). */
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const outcome = await p.then(
-    (value) => ({ ok: true as const, value }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.err as Error;
-}
-
 const SITE_VMS = ["DC0_C0_H0_VM0", "DC0_C0_H1_VM0", "DC0_C0_H2_VM0", "DC0_C1_H0_VM0", "DC0_C1_H1_VM0", "DC0_C1_H2_VM0"];
 
 beforeAll(async () => {

@@ -18,6 +18,7 @@ import { ADAPTER_TYPES } from "../../provider/vsphere/vmdk.js";
 import { simOptions } from "../support/clients.js";
 import { ImageDir, qemuImg } from "../support/images.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { rejection } from "../support/rejection.js";
 
 let sim: Vcsim;
 let client: VimClient;
@@ -67,15 +68,6 @@ async function importOpts(name: string, overrides: Partial<StreamOptimizedImport
 
 async function vmNames(): Promise<string[]> {
   return (await listVms(client, client.serviceContent.rootFolder)).map((v) => v.name);
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const outcome = await p.then(
-    () => undefined,
-    (err: unknown) => err as Error,
-  );
-  if (!outcome) throw new Error("expected a rejection");
-  return outcome;
 }
 
 const Devices = z.object({

@@ -15,6 +15,7 @@ import { runTask } from "../../provider/vsphere/task.js";
 import { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { rejection } from "../support/rejection.js";
 
 const MiB = 2 ** 20;
 
@@ -40,15 +41,6 @@ async function sha256Of(stream: AsyncIterable<Uint8Array>): Promise<{ sha256: st
     bytes += c.byteLength;
   }
   return { sha256: h.digest("hex"), bytes };
-}
-
-async function rejection(p: Promise<unknown>): Promise<Error> {
-  const outcome = await p.then(
-    (value) => ({ ok: true as const, value }),
-    (err: unknown) => ({ ok: false as const, err }),
-  );
-  if (outcome.ok) throw new Error(`expected a rejection, got ${JSON.stringify(outcome.value)}`);
-  return outcome.err as Error;
 }
 
 describe("folderUrl", () => {

@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { InvalidCredentialsError, closeSessions, configure, handle } from "../../provider/handler.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { simulatorConfig } from "./index.js";
 
 let sim: Vcsim;
 beforeAll(async () => {
@@ -13,14 +14,7 @@ const request = (values: Record<string, string>) => ({ config: { get: (key: stri
 
 describe("handler", () => {
   it("keeps one session for every provider configured with the same stack config, and a new one for another", async () => {
-    const values = {
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": sim.info.password,
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-    };
+    const values = simulatorConfig(sim);
     await sim.control.resetStats();
     await configure(request(values));
     await handle("PortGroup", "check", {}, { name: "pg-a", vlanId: 1 });
@@ -50,14 +44,7 @@ describe("handler", () => {
   });
 
   it("says which settings to fix when vCenter refuses the password", async () => {
-    const values = {
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": "wrong-Pw-42",
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-    };
+    const values = simulatorConfig(sim, "wrong-Pw-42");
     await configure(request(values));
     const err = await handle("PortGroup", "check", {}, { name: "pg-x", vlanId: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(InvalidCredentialsError);
@@ -68,15 +55,7 @@ describe("handler", () => {
   });
 
   it("logs out every session it opened when asked to close them (as on SIGINT)", async () => {
-    await configure(request({
-      "vmware:hostIp": sim.info.host,
-      "vmware:hostPort": String(sim.info.port),
-      "vmware:hostUsername": sim.info.username,
-      "vmware:hostPassword": sim.info.password,
-      "vmware:caFile": sim.info.caFile!,
-      "vmware:clusterName": "DC0_C0",
-      "vmware:maximumObjects": "50",
-    }));
+    await configure(request({ ...simulatorConfig(sim), "vmware:maximumObjects": "50" }));
     await sim.control.resetStats();
     await handle("PortGroup", "check", {}, { name: "pg-close", vlanId: 1 });
     expect(await closeSessions()).toBe(true);

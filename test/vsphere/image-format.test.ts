@@ -10,6 +10,7 @@ import { ImageFormatError, MissingExtentError, UnsupportedImageError } from "../
 import { detectImage, PREFIX_BYTES } from "../../provider/vsphere/image-format.js";
 import { flatExtentsStream, sniffImage, sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { ImageDir } from "../support/images.js";
+import { sha256Of } from "../support/hash.js";
 
 let images: ImageDir;
 beforeAll(async () => {
@@ -35,16 +36,6 @@ async function failure(p: Promise<unknown>): Promise<Error> {
 }
 
 const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
-
-async function sha256Of(stream: AsyncIterable<Buffer>): Promise<{ hex: string; bytes: number }> {
-  const h = createHash("sha256");
-  let bytes = 0;
-  for await (const c of stream) {
-    h.update(c);
-    bytes += c.length;
-  }
-  return { hex: h.digest("hex"), bytes };
-}
 
 /** A source that yields `data` in chunks and counts what was pulled from it. */
 function countingSource(data: Buffer, chunk = 16 * 1024) {
@@ -207,7 +198,7 @@ describe("streaming detection", () => {
     await new Promise((r) => setImmediate(r));
     expect(state.pulled).toBe(PREFIX_BYTES);
     const back = await sha256Of(s.stream);
-    expect(back).toEqual({ hex: sha256(data), bytes: data.length });
+    expect(back).toEqual({ sha256: sha256(data), bytes: data.length });
     expect(state.closed).toBe(true);
   });
 
@@ -215,7 +206,7 @@ describe("streaming detection", () => {
     const path = images.path("stream.vmdk");
     const s = await sniffImageFile(path);
     expect(s.info.size).toBe((await readFile(path)).length);
-    expect((await sha256Of(s.stream)).hex).toBe(sha256(await readFile(path)));
+    expect((await sha256Of(s.stream)).sha256).toBe(sha256(await readFile(path)));
   });
 
   it("a source shorter than its declared size fails the stream at its end", async () => {
@@ -282,7 +273,7 @@ describe("flat extents", () => {
       ["part-a.bin", 512, 1536],
       ["part-b.bin", 0, 4096],
     ]);
-    expect((await sha256Of(flatExtentsStream(s.extents))).hex).toBe(sha256(Buffer.concat([a, b])));
+    expect((await sha256Of(flatExtentsStream(s.extents))).sha256).toBe(sha256(Buffer.concat([a, b])));
   });
 
   it("an extent named with a folder is refused: a descriptor must not reach other files", async () => {

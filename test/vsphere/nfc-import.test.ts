@@ -3,6 +3,7 @@
 // qemu-img lands as the shadow VM's flat disk with the image's bytes; every failure
 // aborts the lease and leaves no VM and no files.
 import { createHash } from "node:crypto";
+import { EventEmitter, once } from "node:events";
 import { createReadStream } from "node:fs";
 import { readFile, stat } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -19,6 +20,7 @@ import { simOptions } from "../support/clients.js";
 import { ImageDir, qemuImg } from "../support/images.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { rejection } from "../support/rejection.js";
+import { sha256Of } from "../support/hash.js";
 
 let sim: Vcsim;
 let client: VimClient;
@@ -27,13 +29,9 @@ let cluster: Cluster;
 let images: ImageDir;
 let vmdk: string;
 let rawSha: string;
+/** Emits each method name as the client finishes a call to it. */
+const calls = new EventEmitter();
 const DS = "LocalDS_0";
-
-async function sha256(stream: NodeJS.ReadableStream): Promise<string> {
-  const h = createHash("sha256");
-  for await (const chunk of stream) h.update(chunk as Buffer);
-  return h.digest("hex");
-}
 
 beforeAll(async () => {
   images = await ImageDir.create();
@@ -41,7 +39,7 @@ beforeAll(async () => {
   await qemuImg("convert", "-f", "vmdk", "-O", "raw", vmdk, images.path("so.raw"));
   rawSha = createHash("sha256").update(await readFile(images.path("so.raw"))).digest("hex");
   sim = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 200 });
-  client = await VimClient.connect(simOptions(sim));
+  client = await VimClient.connect(simOptions(sim, { onLog: (e) => e.event === "call" && e.method && calls.emit(e.method) }));
   dc = await getDatacenter(client);
   cluster = await getCluster(client, dc, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
 });
@@ -107,7 +105,7 @@ describe("importStreamOptimized", () => {
     expect(trips).toBeLessThanOrEqual(8 + quarters);
 
     const flat = await download(client, dc, flatExtentOf(imported.disk));
-    expect(await sha256(flat.stream)).toBe(rawSha);
+    expect((await sha256Of(flat.stream)).sha256).toBe(rawSha);
     const descriptor = await download(client, dc, imported.disk);
     const text = Buffer.concat(await descriptor.stream.toArray()).toString();
     expect(text).toContain('ddb.adapterType = "lsilogic"');
@@ -144,8 +142,8 @@ describe("importStreamOptimized", () => {
     let duringStall = 0;
     async function* stalling(): AsyncGenerator<Buffer> {
       yield whole.subarray(0, tenth);
-      // Below 25 %: only the timer can send a progress call. Wait for it (a state, not a time).
-      for (let i = 0; i < 1000 && (client.stats.byMethod.HttpNfcLeaseProgress ?? 0) === before; i++) await new Promise((r) => setTimeout(r, 10));
+      // Below 25 %: only the timer can send a progress call. Wait for that call.
+      await once(calls, "HttpNfcLeaseProgress");
       duringStall = (client.stats.byMethod.HttpNfcLeaseProgress ?? 0) - before;
       yield whole.subarray(tenth);
     }
@@ -160,7 +158,7 @@ describe("importStreamOptimized", () => {
     try {
       const imported = await importStreamOptimized(client, await importOpts(name));
       expect((await sim.control.rule(rule.id)).fired).toBeGreaterThanOrEqual(1);
-      expect(await sha256((await download(client, dc, flatExtentOf(imported.disk))).stream)).toBe(rawSha);
+      expect((await sha256Of((await download(client, dc, flatExtentOf(imported.disk))).stream)).sha256).toBe(rawSha);
       await imported.release({ deleteFolder: true });
     } finally {
       await sim.control.clearRules();
@@ -173,7 +171,7 @@ describe("importStreamOptimized", () => {
     try {
       const text = Buffer.concat(await (await download(client, dc, imported.disk)).stream.toArray()).toString();
       expect(text).not.toContain("ddb.thinProvisioned");
-      expect(await sha256((await download(client, dc, flatExtentOf(imported.disk))).stream)).toBe(rawSha);
+      expect((await sha256Of((await download(client, dc, flatExtentOf(imported.disk))).stream)).sha256).toBe(rawSha);
     } finally {
       await imported.release({ deleteFolder: true });
     }

@@ -16,6 +16,7 @@ import { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } fr
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { rejection } from "../support/rejection.js";
+import { sha256Of } from "../support/hash.js";
 
 const MiB = 2 ** 20;
 
@@ -31,16 +32,6 @@ async function* randomChunks(total: number, seedHash: ReturnType<typeof createHa
     onChunk?.(produced);
     yield chunk;
   }
-}
-
-async function sha256Of(stream: AsyncIterable<Uint8Array>): Promise<{ sha256: string; bytes: number }> {
-  const h = createHash("sha256");
-  let bytes = 0;
-  for await (const c of stream) {
-    h.update(c);
-    bytes += c.byteLength;
-  }
-  return { sha256: h.digest("hex"), bytes };
 }
 
 describe("folderUrl", () => {

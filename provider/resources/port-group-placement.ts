@@ -1,7 +1,7 @@
 // Where a PortGroup goes and how it stands: the cluster or switch by name, the
 // vSwitch on each host, what each host has, and bringing every host to one VLAN.
 import type { HandlerContext } from "./handler-types.js";
-import { NotFoundError, VimFault } from "../vsphere/errors.js";
+import { NotFoundError, VimFault, type NotFoundKind } from "../vsphere/errors.js";
 import type { ClusterNode, InventorySnapshot, SwitchNode } from "../vsphere/inventory-cache.js";
 import { addStandardPortGroup, updateStandardPortGroup, vswitchForNic, type HostNetworking } from "../vsphere/network.js";
 import type { VimClient } from "../vsphere/client.js";
@@ -28,43 +28,47 @@ export function adoptHint(id: string): string {
   return `choose another name, or set adopt: true to take it over (its id is ${JSON.stringify(id)})`;
 }
 
-/** The cluster of that name (in the datacenter, when named); errors say what there is. */
-export function pickCluster(snap: InventorySnapshot, name: string, datacenter: string | undefined): ClusterNode {
+/**
+ * The one item of that name, in the named datacenter or in any; errors say what
+ * there is (`label` writes an item in that list) and blame the datacenter when the
+ * name is in several.
+ */
+function pickNamed<T extends { name: string; datacenter: { name: string } }>(
+  snap: InventorySnapshot,
+  items: T[],
+  what: { noun: string; kind: NotFoundKind; label: (item: T) => string },
+  name: string,
+  datacenter: string | undefined,
+): T {
   if (datacenter !== undefined && !snap.datacenters.some((d) => d.name === datacenter)) {
     throw new NotFoundError(`datacenter "${datacenter}" not found (there are: ${snap.datacenters.map((d) => d.name).join(", ") || "none"})`, "datacenter", datacenter);
   }
-  const candidates = snap.clusters.filter((c) => datacenter === undefined || c.datacenter.name === datacenter);
+  const candidates = items.filter((c) => datacenter === undefined || c.datacenter.name === datacenter);
   const found = candidates.filter((c) => c.name === name);
   if (found.length > 1) {
-    throw new NotFoundError(`cluster "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): set datacenter`, "datacenter", undefined, true);
-  }
-  if (!found[0]) {
-    const names = candidates.map((c) => `${c.name} (${c.datacenter.name})`).join(", ") || "none";
-    throw new NotFoundError(`cluster "${name}" not found${datacenter ? ` in datacenter ${datacenter}` : ""} (there are: ${names})`, "cluster", name);
-  }
-  return found[0];
-}
-
-/** The distributed switch of that name, in any datacenter unless one is named. */
-export function pickSwitch(snap: InventorySnapshot, name: string, datacenter: string | undefined): SwitchNode {
-  if (datacenter !== undefined && !snap.datacenters.some((d) => d.name === datacenter)) {
-    throw new NotFoundError(`datacenter "${datacenter}" not found (there are: ${snap.datacenters.map((d) => d.name).join(", ") || "none"})`, "datacenter", datacenter);
-  }
-  const candidates = snap.switches.filter((s) => datacenter === undefined || s.datacenter.name === datacenter);
-  const found = candidates.filter((s) => s.name === name);
-  if (found.length > 1) {
     throw new NotFoundError(
-      `distributed switch "${name}" exists in several datacenters (${found.map((s) => s.datacenter.name).join(", ")}): set datacenter`,
+      `${what.noun} "${name}" exists in several datacenters (${found.map((c) => c.datacenter.name).join(", ")}): set datacenter`,
       "datacenter",
       undefined,
       true,
     );
   }
   if (!found[0]) {
-    const names = candidates.map((s) => (datacenter ? s.name : `${s.name} (${s.datacenter.name})`)).join(", ") || "none";
-    throw new NotFoundError(`distributed switch "${name}" not found${datacenter ? ` in datacenter ${datacenter}` : ""} (there are: ${names})`, "switch", name);
+    const names = candidates.map(what.label).join(", ") || "none";
+    throw new NotFoundError(`${what.noun} "${name}" not found${datacenter ? ` in datacenter ${datacenter}` : ""} (there are: ${names})`, what.kind, name);
   }
   return found[0];
+}
+
+/** The cluster of that name (in the datacenter, when named); errors say what there is. */
+export function pickCluster(snap: InventorySnapshot, name: string, datacenter: string | undefined): ClusterNode {
+  return pickNamed(snap, snap.clusters, { noun: "cluster", kind: "cluster", label: (c) => `${c.name} (${c.datacenter.name})` }, name, datacenter);
+}
+
+/** The distributed switch of that name, in any datacenter unless one is named. */
+export function pickSwitch(snap: InventorySnapshot, name: string, datacenter: string | undefined): SwitchNode {
+  const label = (s: SwitchNode) => (datacenter ? s.name : `${s.name} (${s.datacenter.name})`);
+  return pickNamed(snap, snap.switches, { noun: "distributed switch", kind: "switch", label }, name, datacenter);
 }
 
 export function hostsOf(snap: InventorySnapshot, cluster: ClusterNode): HostNetworking[] {

@@ -300,12 +300,13 @@ describe("against a private simulator", () => {
   it("never resends a streaming body: a cut upload is OutcomeUnknown, sent once", async () => {
     const client = await connect();
     await sim.control.resetStats();
-    await sim.control.addRule({ kind: "cutUpload", afterBytes: 100_000 });
+    const file = `/folder/cut-${Date.now()}.bin`;
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: 100_000, path: file });
     async function* body() {
       for (let i = 0; i < 16; i++) yield Buffer.alloc(64 * 1024, i);
     }
     const err = await client.http
-      .request({ method: "PUT", path: `/folder/cut-${Date.now()}.bin?dcPath=DC0&dsName=LocalDS_0`, body: body(), length: 16 * 64 * 1024 })
+      .request({ method: "PUT", path: `${file}?dcPath=DC0&dsName=LocalDS_0`, body: body(), length: 16 * 64 * 1024 })
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(OutcomeUnknownError);
     expect((err as Error).message).toMatch(/^PUT \/folder\/cut-/);

@@ -288,7 +288,8 @@ describe("safety", () => {
   });
 
   it("an upload cut after 1 MiB leaves nothing in the cache or vmware_temp, and a re-run succeeds", async () => {
-    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB });
+    // Scoped to staging uploads: an earlier test's aborted upload must not take the rule.
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB, path: "/folder/vmware_temp/" });
     const err = await rejection(publishFile(vmdk, "cut1"));
     expect(err).toBeInstanceOf(UploadIncompleteError);
     expect(await fileExists(client, dc, cacheLocation(DS0, PREFIX, "cut1", "disk").folder)).toBe(false);
@@ -373,7 +374,7 @@ describe("safety", () => {
   it("streamOptimized: an NFC upload cut after 1 MiB leaves no shadow VM, no staging, no cache folder; a re-run succeeds", async () => {
     const so = await images.convertedVmdk("so-cut.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 6 });
     const before = (await listVms(client, client.serviceContent.rootFolder)).length;
-    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB });
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB, path: "/nfc/" });
     const err = await rejection(publishFile(so, "socut1"));
     expect(err).toBeInstanceOf(NfcImportError);
     expect((err as NfcImportError).stage).toBe("upload");

@@ -135,7 +135,8 @@ describe("against the simulator", () => {
 
   it("a cut upload is UploadIncomplete (outcome unknown, not resent); the partial file can be deleted and the upload run again", async () => {
     const file = at("up/cut.bin");
-    const rule = await sim.control.addRule({ kind: "cutUpload", afterBytes: 1_000_000 });
+    // Scoped to this file's path: an earlier test's aborted upload must not take the rule.
+    const rule = await sim.control.addRule({ kind: "cutUpload", afterBytes: 1_000_000, path: "/folder/up/cut.bin" });
     const length = 3 * MiB;
     let pulls = 0;
     const err = await rejection(

@@ -60,6 +60,7 @@ export interface VmdkExtent {
 
 export interface VmdkDescriptor {
   version: number | undefined;
+  /** The content id, as 8 lowercase hex digits (see contentId). */
   cid: string | undefined;
   parentCID: string | undefined;
   createType: string;
@@ -217,13 +218,23 @@ export function parseDescriptor(text: string, source: string): VmdkDescriptor {
   const { createType: _c, version, CID, parentCID, ...rest } = fields;
   return {
     version: version === undefined ? undefined : Number(version),
-    cid: CID,
-    parentCID,
+    cid: contentId(CID),
+    parentCID: contentId(parentCID),
     createType,
     extents,
     ddb,
     fields: rest,
   };
+}
+
+/**
+ * A content id (CID) is a 32-bit number written in hex, with or without leading
+ * zeros (qemu-img writes "31b227c", VMware "031b227c"): 8 lowercase digits, so ids
+ * compare as text. Anything that is not hex is kept as written.
+ */
+function contentId(text: string | undefined): string | undefined {
+  if (text === undefined || !/^[0-9a-fA-F]{1,8}$/.test(text)) return text;
+  return text.toLowerCase().padStart(8, "0");
 }
 
 const FLAT_CREATE_TYPES = new Set(["monolithicFlat", "twoGbMaxExtentFlat", "vmfs", "vmfsThin", "vmfsPreallocated", "vmfsEagerZeroedThick"]);

@@ -132,6 +132,12 @@ ${extra}`;
     expect(vmdkInfo(d, undefined, "t")).toMatchObject({ diskType: "preallocated", hardwareVersion: 13, capacityBytes: 41943040 * 512 });
   });
 
+  it("reads a content id written without leading zeros (as qemu-img does) as the same 8-digit id", () => {
+    const d = parseDescriptor(text("vmfs").replace("CID=fffffffe", "CID=31B227C"), "t");
+    expect(d.cid).toBe("031b227c");
+    expect(d.parentCID).toBe("ffffffff");
+  });
+
   it("a VMFS thin disk's descriptor (ddb.thinProvisioned = 1) reads as thin", () => {
     expect(vmdkInfo(parseDescriptor(text("vmfs", 'ddb.thinProvisioned = "1"'), "t"), undefined, "t").diskType).toBe("thin");
   });

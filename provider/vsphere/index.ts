@@ -93,3 +93,5 @@ export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToD
 export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult } from "./image-cache.js";
 export { publishImage, publishSourceOf } from "./image-publish.js";
 export type { ImportStreamOptimized, PublishOptions, PublishResult, PublishSource } from "./image-publish.js";
+// Guest OS identifiers (vim25 VirtualMachineGuestOsIdentifier, generated from govmomi) and typo suggestions.
+export { GUEST_OS_IDS, GUEST_OS_MIN_API_VERSION, GUEST_OS_NAMES, closestGuestOsIds, isGuestOsId } from "./guest-os.js";

@@ -1,0 +1,151 @@
+// Regenerates provider/vsphere/guest-os-ids.ts, the vim25 VirtualMachineGuestOsIdentifier
+// list, from govmomi's vim25/types/enum.go. Debian's govmomi (0.24.2, vSphere 7.0) is too
+// old for vSphere 8/9 guests, so the source is a govmomi checkout or bare git directory:
+//
+//   node scripts/gen-guest-os.mjs --git-dir /path/to/govmomi.git [--rev HEAD]
+//   node scripts/gen-guest-os.mjs path/to/vim25/types/enum.go [--source "govmomi v0.57.0"] [--api 9.1.0.0]
+//
+// With a file, the API version is read from ../client.go beside it when there is one.
+// `--stdout` prints the module instead of writing it.
+import { execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const OUT = join(ROOT, "provider", "vsphere", "guest-os-ids.ts");
+const TYPE = "VirtualMachineGuestOsIdentifier";
+
+function usage(message) {
+  console.error(`gen-guest-os: ${message}\nusage: gen-guest-os.mjs (<enum.go> | --git-dir DIR [--rev REV]) [--source TEXT] [--api VERSION] [--stdout]`);
+  process.exit(2);
+}
+
+function parseArgs(argv) {
+  const opts = { rev: "HEAD", stdout: false };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const value = () => argv[++i] ?? usage(`${a} needs a value`);
+    if (a === "--git-dir") opts.gitDir = value();
+    else if (a === "--rev") opts.rev = value();
+    else if (a === "--source") opts.source = value();
+    else if (a === "--api") opts.api = value();
+    else if (a === "--stdout") opts.stdout = true;
+    else if (a.startsWith("--")) usage(`unknown option ${a}`);
+    else opts.file = a;
+  }
+  if (!opts.file === !opts.gitDir) usage("give either an enum.go path or --git-dir");
+  return opts;
+}
+
+function git(gitDir, ...args) {
+  return execFileSync("git", ["--git-dir", gitDir, ...args], { encoding: "utf8", maxBuffer: 64 << 20 });
+}
+
+/** The enum text, where it came from, and the vim25 API version govmomi speaks. */
+function readSource(opts) {
+  if (opts.gitDir) {
+    const commit = git(opts.gitDir, "rev-parse", opts.rev).trim();
+    let tag = "";
+    try {
+      tag = git(opts.gitDir, "describe", "--tags", commit).trim();
+    } catch {
+      // an untagged history: the commit alone names the source
+    }
+    const enumGo = git(opts.gitDir, "show", `${commit}:vim25/types/enum.go`);
+    let clientGo = "";
+    try {
+      clientGo = git(opts.gitDir, "show", `${commit}:vim25/client.go`);
+    } catch {
+      // no client.go at that revision: the API version stays unknown unless --api says it
+    }
+    return { enumGo, source: opts.source ?? `govmomi ${tag ? `${tag} ` : ""}(commit ${commit}), vim25/types/enum.go`, api: opts.api ?? apiVersion(clientGo) };
+  }
+  if (!existsSync(opts.file)) usage(`no such file: ${opts.file}`);
+  const clientPath = join(dirname(opts.file), "..", "client.go");
+  const clientGo = existsSync(clientPath) ? readFileSync(clientPath, "utf8") : "";
+  return { enumGo: readFileSync(opts.file, "utf8"), source: opts.source ?? resolve(opts.file), api: opts.api ?? apiVersion(clientGo) };
+}
+
+function apiVersion(clientGo) {
+  return /^\s*Version\s*=\s*"([^"]+)"/m.exec(clientGo)?.[1];
+}
+
+/** The ids in the enum's declaration order, each with its one-line description. */
+function parseIds(enumGo) {
+  const start = enumGo.indexOf(`type ${TYPE} string`);
+  if (start < 0) throw new Error(`no "type ${TYPE} string" in the enum file`);
+  const open = enumGo.indexOf("const (", start);
+  const close = enumGo.indexOf("\n)", open);
+  if (open < 0 || close < 0) throw new Error(`no const block after ${TYPE}`);
+  const ids = [];
+  let comment = [];
+  for (const raw of enumGo.slice(open, close).split("\n")) {
+    const line = raw.trim();
+    const c = /^\/\/\s?(.*)$/.exec(line);
+    if (c) {
+      comment.push(c[1]);
+      continue;
+    }
+    const m = new RegExp(`=\\s*${TYPE}\\("([^"]+)"\\)`).exec(line);
+    if (m) {
+      // Deprecation notes follow the name; the first line is the retail name.
+      ids.push({ id: m[1], name: (comment[0] ?? "").trim() });
+    }
+    comment = [];
+  }
+  if (ids.length === 0) throw new Error(`the ${TYPE} const block has no values`);
+  const seen = new Set();
+  for (const { id } of ids) {
+    if (seen.has(id)) throw new Error(`duplicate guest id ${id}`);
+    seen.add(id);
+  }
+  return ids;
+}
+
+/** Ids added after vSphere 6.x carry the API version that introduced them. */
+function parseMinVersions(enumGo) {
+  const m = new RegExp(`minAPIVersionForEnumValue\\["${TYPE}"\\]\\s*=\\s*map\\[string\\]string\\{([^}]*)\\}`).exec(enumGo);
+  const out = {};
+  for (const [, id, v] of (m?.[1] ?? "").matchAll(/"([^"]+)":\s*"([^"]+)"/g)) out[id] = v;
+  return out;
+}
+
+function render({ source, api }, ids, minVersions) {
+  const q = (s) => JSON.stringify(s);
+  const lines = [
+    "// Generated by scripts/gen-guest-os.mjs: do not edit by hand.",
+    `// Source: ${source}, ${TYPE}.`,
+    `// vim25 API version of that govmomi: ${api ?? "unknown"}. ${ids.length} ids, in the enum's order.`,
+    "",
+    "/** Every vim25 guest OS identifier (a VM's `guestId`), in the API's declaration order. */",
+    "export const GUEST_OS_IDS: readonly string[] = [",
+    ...ids.map(({ id }) => `  ${q(id)},`),
+    "];",
+    "",
+    "/** The API reference's retail name of each id. */",
+    "export const GUEST_OS_NAMES: Readonly<Record<string, string>> = {",
+    ...ids.map(({ id, name }) => `  ${q(id)}: ${q(name)},`),
+    "};",
+    "",
+    "/** The first vSphere API version that knows an id; ids absent here are older than vSphere 7.0.1. */",
+    "export const GUEST_OS_MIN_API_VERSION: Readonly<Record<string, string>> = {",
+    ...Object.entries(minVersions).map(([id, v]) => `  ${q(id)}: ${q(v)},`),
+    "};",
+    "",
+  ];
+  return lines.join("\n");
+}
+
+const opts = parseArgs(process.argv.slice(2));
+const src = readSource(opts);
+const ids = parseIds(src.enumGo);
+const minVersions = parseMinVersions(src.enumGo);
+const unknown = Object.keys(minVersions).filter((id) => !ids.some((x) => x.id === id));
+if (unknown.length) throw new Error(`minimum versions for ids the enum does not declare: ${unknown.join(", ")}`);
+const text = render(src, ids, minVersions);
+if (opts.stdout) process.stdout.write(text);
+else {
+  writeFileSync(OUT, text);
+  console.error(`gen-guest-os: ${ids.length} ids from ${src.source} → ${OUT}`);
+}

@@ -81,3 +81,74 @@ export class ChecksumMismatchError extends VSphereError {
     super(`${source}: ${algorithm} checksum mismatch: expected ${expected}, the bytes read have ${actual}`);
   }
 }
+
+/** A source path or URL that is not there (no such file; HTTP 404 or 410). */
+export class SourceNotFoundError extends VSphereError {
+  readonly code = "SourceNotFound";
+  constructor(
+    readonly source: string,
+    /** What was looked for and where, e.g. "no such file: /abs/path (…)". */
+    readonly detail: string,
+  ) {
+    super(`${source}: ${detail}`);
+  }
+}
+
+/** A URL source could not be fetched: an HTTP error status, a refused or dropped connection. */
+export class SourceFetchError extends VSphereError {
+  readonly code = "SourceFetchFailed";
+  constructor(
+    readonly source: string,
+    readonly detail: string,
+    /** The HTTP status, when the server answered. */
+    readonly status?: number,
+    readonly hint?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${source}: ${detail}${hint ? `. ${hint}` : ""}`, options);
+  }
+}
+
+/** The source is not what was inspected (at preview or earlier in this run): its content may differ. */
+export class SourceChangedError extends VSphereError {
+  readonly code = "SourceChanged";
+  constructor(
+    readonly source: string,
+    /** Each difference, e.g. "size 1024 → 2048". */
+    readonly changes: string[],
+  ) {
+    super(`${source} changed since it was inspected (${changes.join("; ")}). Run again so the new content is inspected and checked.`);
+  }
+}
+
+/** An image that needs converting to a VMDK, and no converter (qemu-img) installed. */
+export class ConversionToolMissingError extends VSphereError {
+  readonly code = "ConversionToolMissing";
+  constructor(
+    readonly source: string,
+    /** What the image is, e.g. "qcow2". */
+    readonly format: string,
+    /** The command looked for. */
+    readonly tool: string,
+  ) {
+    super(
+      `${source}: a ${format} image is converted to a VMDK with qemu-img, and ${JSON.stringify(tool)} was not found. ` +
+        "Install it (Debian/Ubuntu: `apt-get install qemu-utils`; Fedora/RHEL: `dnf install qemu-img`; macOS: `brew install qemu`), " +
+        "or convert the image yourself: `qemu-img convert -O vmdk -o subformat=streamOptimized <image> out.vmdk`, and give out.vmdk.",
+    );
+  }
+}
+
+/** qemu-img refused or failed to convert the image. */
+export class ConversionFailedError extends VSphereError {
+  readonly code = "ConversionFailed";
+  constructor(
+    readonly source: string,
+    readonly format: string,
+    /** qemu-img's own words. */
+    readonly stderr: string,
+    readonly exitCode: number | null,
+  ) {
+    super(`${source}: qemu-img could not convert this ${format} image to a VMDK (exit ${exitCode ?? "by signal"}): ${stderr.trim() || "no message"}`);
+  }
+}

@@ -189,9 +189,10 @@ export interface OpenedOva {
 /**
  * Opens an OVA from a stream: reads the .ovf and manifest, skips to the boot disk, and
  * returns it as a sniffed VMDK stream. Consume (or destroy) `disk.stream`; the tar after
- * the disk is never read.
+ * the disk is never read, unless `readToEnd`: then the disk stream ends only once the
+ * rest of the source has been read (and discarded), for a digest of the whole .ova.
  */
-export async function openOva(source: ByteSource, opts: { source?: string } = {}): Promise<OpenedOva> {
+export async function openOva(source: ByteSource, opts: { source?: string; readToEnd?: boolean } = {}): Promise<OpenedOva> {
   const name = opts.source ?? "OVA";
   const reader = new ByteReader(source);
   try {
@@ -224,6 +225,7 @@ export async function openOva(source: ByteSource, opts: { source?: string } = {}
       async function* diskBytes(): AsyncGenerator<Buffer> {
         try {
           yield* entry.stream();
+          if (opts.readToEnd) for await (const _ of reader.rest());
         } finally {
           await reader.close();
         }

@@ -95,3 +95,10 @@ export { publishImage, publishSourceOf } from "./image-publish.js";
 export type { ImportStreamOptimized, PublishOptions, PublishResult, PublishSource } from "./image-publish.js";
 // Guest OS identifiers (vim25 VirtualMachineGuestOsIdentifier, generated from govmomi) and typo suggestions.
 export { GUEST_OS_IDS, GUEST_OS_MIN_API_VERSION, GUEST_OS_NAMES, closestGuestOsIds, isGuestOsId } from "./guest-os.js";
+// Image sources: a local path or http(s) URL inspected, hashed and opened for publishImage (qemu-img conversions).
+export { ConversionFailedError, ConversionToolMissingError, SourceChangedError, SourceFetchError, SourceNotFoundError } from "./image-errors.js";
+export { digestSource, inspectSource, openSource } from "./image-source.js";
+export type { InspectedSource, OpenOptions, OpenedSource, SourceDigestAlgorithm, SourceDigests, SourceFingerprint, SourceSpec } from "./image-source.js";
+export { MAX_REDIRECTS, displayUrl } from "./image-source-http.js";
+export { checkQemuImg, qemuAdapter } from "./image-convert.js";
+export type { QemuFormat } from "./image-convert.js";

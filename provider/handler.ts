@@ -10,12 +10,14 @@
 import { isMainThread } from "node:worker_threads";
 import { CONFIG_KEYS, ConfigError, InvalidCredentialsError, clientOptions, configSources, resolveConfig, type DriverConfig } from "./config.js";
 import type { HandlerContext, ResourceHandler } from "./resources/handler-types.js";
+import { imageHandler } from "./resources/image.js";
 import { portGroupHandler } from "./resources/port-group.js";
 import { VimClient } from "./vsphere/client.js";
 import { InvalidLoginFault } from "./vsphere/errors.js";
 
 const HANDLERS: Record<string, ResourceHandler> = {
   PortGroup: portGroupHandler,
+  Image: imageHandler,
 };
 
 type Getter = (key: string) => string | undefined;

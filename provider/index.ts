@@ -6,6 +6,8 @@
  * Settings come from the stack configuration (`vmware:*`, see README), never from
  * resource inputs.
  */
+export { Image, ImageInUseError } from "./resources/image.js";
+export type { ImageArgs, ImageCopy, ImageState } from "./resources/image.js";
 export { PortGroup } from "./resources/port-group.js";
 export type { PortGroupArgs, PortGroupState } from "./resources/port-group.js";
 export { CONFIG_KEYS, ConfigError, resolveConfig } from "./config.js";

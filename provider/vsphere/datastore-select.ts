@@ -35,6 +35,8 @@ export interface HostName {
 
 export interface Selection {
   datastore: Datastore;
+  /** Every datastore that fits, best first (the chosen one first). */
+  candidates: Datastore[];
   /** The candidates that lost, and why (fit but had less free space: "less free space than X"). */
   rejected: DatastoreRejection[];
 }
@@ -89,7 +91,7 @@ export function chooseDatastore(clusterName: string, datastores: Datastore[], ho
   const [best, ...rest] = fit;
   if (!best) throw new NoSuitableDatastoreError(clusterName, rejected, opts.requiredBytes);
   for (const ds of rest) rejected.push({ name: ds.name, reasons: [`less free space (${gib(ds.freeSpace)}) than ${best.name} (${gib(best.freeSpace)})`] });
-  return { datastore: best, rejected };
+  return { datastore: best, candidates: fit, rejected };
 }
 
 const HostProps = z.object({ name: str });

@@ -1,0 +1,50 @@
+// Who holds a cached image. Two stacks (or two Image resources) whose image has the
+// same content share one cached copy (the default imageId comes from the content, and
+// stacks may share a cachePrefix). Deleting one of them must not take the copy from
+// under the other, so each holder leaves a marker file in the image's cache folder,
+// `holder-<id>.json`, and a delete removes the copy only when no other marker is left
+// (and no VM uses it: disk-users.ts). Nova keeps no such record: its cache manager
+// ages images out by what its own instances use.
+//
+// The markers live beside the image, not in a state file: every process sees them, a
+// crash leaves at most one stale marker (the image is then kept, never lost), and they
+// go with the folder when the image is purged.
+import type { VimClient } from "./client.js";
+import { deleteFile, listFolder, type DatastorePath } from "./datastore.js";
+import { FileNotFoundFault } from "./errors.js";
+import type { Datacenter } from "./inventory.js";
+import { upload } from "./transfer.js";
+
+const MARKER = /^holder-([A-Za-z0-9_-]{1,64})\.json$/;
+
+/** A holder id: letters, digits, '_' and '-' (a uuid). */
+export function markerName(holder: string): string {
+  const name = `holder-${holder}.json`;
+  if (!MARKER.test(name)) throw new TypeError(`a holder id is 1-64 letters, digits, '_' or '-', got ${JSON.stringify(holder)}`);
+  return name;
+}
+
+/** Records `holder` on the cached image in `folder` (one PUT of a small file). */
+export async function addHolder(client: VimClient, datacenter: Datacenter, folder: DatastorePath, holder: string, note: Record<string, unknown> = {}): Promise<void> {
+  const body = Buffer.from(`${JSON.stringify({ holder, since: new Date().toISOString(), ...note })}\n`);
+  await upload(client, datacenter, folder.join(markerName(holder)), () => [body], { length: body.length, checksums: [] });
+}
+
+/** The holders recorded in `folder` ([] when the folder is gone). */
+export async function holdersOf(client: VimClient, datacenter: Datacenter, folder: DatastorePath): Promise<string[]> {
+  try {
+    const entries = await listFolder(client, datacenter, folder, { matchPattern: ["holder-*.json"] });
+    return entries.flatMap((e) => {
+      const m = MARKER.exec(e.name);
+      return m && !e.folder ? [m[1]!] : [];
+    });
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return [];
+    throw err;
+  }
+}
+
+/** Removes `holder`'s marker; false when it was not there. */
+export async function removeHolder(client: VimClient, datacenter: Datacenter, folder: DatastorePath, holder: string): Promise<boolean> {
+  return deleteFile(client, datacenter, folder.join(markerName(holder)));
+}

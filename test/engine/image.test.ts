@@ -1,0 +1,408 @@
+// Image end to end: program -> serialized dynamic provider -> the real dynamic-provider
+// process -> driver -> the simulator, read back from vCenter (the files in the
+// datastore, their sizes and descriptors), with real qemu-img images.
+import { createHash } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { readFile, utimes, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { DatastorePath, listFolder } from "../../provider/vsphere/datastore.js";
+import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
+import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { moRef } from "../../provider/vsphere/schema.js";
+import type { MoRef } from "../../provider/vsphere/soap/xml.js";
+import { runTask } from "../../provider/vsphere/task.js";
+import { download } from "../../provider/vsphere/transfer.js";
+import { simOptions } from "../support/clients.js";
+import { ImageDir, ovfText, qemuImg } from "../support/images.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
+
+const PASSWORD = "pw-Image-5c1d";
+const MiB = 2 ** 20;
+let sim: Vcsim;
+let client: VimClient;
+let dc: Datacenter;
+let cluster: Cluster;
+let dir: string;
+let images: ImageDir;
+let DS: string[];
+
+beforeAll(async () => {
+  sim = await startVcsim({ tls: true, clusters: 1, hosts: 2, datastores: 2, nfcReadyMs: 20, password: PASSWORD });
+  client = await VimClient.connect(simOptions(sim));
+  dc = await getDatacenter(client);
+  cluster = await getCluster(client, dc, "DC0_C0");
+  DS = sim.info.inventory.datacenters[0]!.datastores.filter((d) => d.startsWith("LocalDS_")).sort();
+  dir = mkdtempSync(join(tmpdir(), "image-harness-"));
+  images = await ImageDir.create();
+});
+afterAll(async () => {
+  await client?.close();
+  await sim?.stop();
+  await images?.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function stack(name: string, specs: Record<string, Record<string, unknown>>, config: Record<string, string> = {}): HarnessStack & { set(specs: Record<string, Record<string, unknown>>): void } {
+  // Each stack its own cache (vmware:cachePrefix = its name) unless told otherwise, so tests cannot see each other's images.
+  const s = simulatorStack(sim, {
+    dir,
+    name,
+    program: "test/engine/programs/images.ts",
+    password: PASSWORD,
+    config: { "vmware:cachePrefix": name, ...config, "imgtest:images": JSON.stringify(specs) },
+  });
+  return Object.assign(s, {
+    set(next: Record<string, Record<string, unknown>>) {
+      s.opts.config["imgtest:images"] = JSON.stringify(next);
+    },
+  });
+}
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+const fileSha = async (p: string) => sha(await readFile(p));
+
+function resource(s: HarnessStack, name: string): StateResource {
+  const r = s.state().resources.find((x) => x.name === name);
+  if (!r) throw new Error(`no ${name} in the state`);
+  return r;
+}
+const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
+
+function ok(r: HarnessResult): HarnessResult {
+  expect(r.errors).toEqual([]);
+  return r;
+}
+
+/** Names in a datastore folder ([] when it does not exist). */
+async function names(path: DatastorePath): Promise<string[]> {
+  try {
+    return (await listFolder(client, dc, path)).map((e) => e.name).sort();
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return [];
+    throw err;
+  }
+}
+
+async function sizes(path: DatastorePath): Promise<Record<string, number | undefined>> {
+  return Object.fromEntries((await listFolder(client, dc, path, { details: true })).map((e) => [e.name, e.size]));
+}
+
+async function fetch(path: string): Promise<Buffer> {
+  const d = await download(client, dc, DatastorePath.parse(path));
+  const chunks: Buffer[] = [];
+  for await (const c of d.stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+/** What a flat extent must hold: the disk's bytes as qemu-img reads them. */
+async function rawSha(image: string, format = "vmdk"): Promise<string> {
+  const raw = `${image}.raw`;
+  await qemuImg("convert", "-f", format, "-O", "raw", image, raw);
+  return fileSha(raw);
+}
+
+/** Nothing of a cache left anywhere: no image folder (of `imageId`, or any), no staging folder. */
+async function expectNothingLeft(prefix: string, imageId?: string): Promise<void> {
+  for (const ds of DS) {
+    expect(await names(new DatastorePath(ds, "vmware_temp"))).toEqual([]);
+    expect(await names(new DatastorePath(ds, imageId ? `${prefix}_base/${imageId}` : `${prefix}_base`))).toEqual([]);
+  }
+}
+
+async function mbrDisk(name: string, bytes: number): Promise<string> {
+  const b = Buffer.alloc(bytes);
+  b.fill(7, 0, 446);
+  b[510] = 0x55;
+  b[511] = 0xaa;
+  b.fill(9, 4096, 64 * 1024);
+  await writeFile(images.path(name), b);
+  return images.path(name);
+}
+
+async function ova(name: string, adapter: "lsilogic" | "ide", osType?: string): Promise<string> {
+  const disk = await images.convertedVmdk(`${name}-disk.vmdk`, "streamOptimized", { adapter, sizeMiB: 8, dataMiB: 2 });
+  const size = (await readFile(disk)).length;
+  await writeFile(
+    images.path(`${name}.ovf`),
+    ovfText({ diskFile: `${name}-disk.vmdk`, diskFileSize: size, capacityBytes: 8 * MiB, controller: adapter === "ide" ? { resourceType: 5 } : { resourceType: 6, subType: "lsilogic" }, ...(osType ? { osType } : {}) }),
+  );
+  return images.tar(`${name}.ova`, [`${name}.ovf`, `${name}-disk.vmdk`]);
+}
+
+describe("Image through the dynamic-provider process", () => {
+  it("caches every format qemu-img makes, detected from the bytes, each as vCenter needs it, and destroy removes them", async () => {
+    const src = {
+      sparseIde: await images.convertedVmdk("sparse-ide.vmdk", "monolithicSparse", { adapter: "ide", sizeMiB: 8, dataMiB: 2 }),
+      sparseLsi: await images.convertedVmdk("sparse-lsi.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 }),
+      sparseBus: await images.convertedVmdk("sparse-bus.vmdk", "monolithicSparse", { adapter: "buslogic", sizeMiB: 8, dataMiB: 2 }),
+      sparseLegacy: await images.convertedVmdk("sparse-legacy.vmdk", "monolithicSparse", { adapter: "legacyESX", sizeMiB: 8, dataMiB: 2 }),
+      streamIde: await images.convertedVmdk("stream-ide.vmdk", "streamOptimized", { adapter: "ide", sizeMiB: 8, dataMiB: 2 }),
+      streamLsi: await images.convertedVmdk("stream-lsi.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 }),
+      flatLsi: await images.flatVmdk("flat-lsi.vmdk", { adapter: "lsilogic", sizeMiB: 4 }),
+      flatIde: await images.flatVmdk("flat-ide.vmdk", { adapter: "ide", sizeMiB: 4 }),
+      ova: await ova("appliance", "lsilogic", "ubuntu64Guest"),
+      iso: await images.iso("tools.iso"),
+      qcow2: await images.qemu("disk.qcow2", "qcow2", 8),
+      raw: await mbrDisk("disk.raw", 4 * MiB),
+    };
+    // Data in the flat extents, so their bytes are worth comparing.
+    for (const f of ["flat-lsi-flat.vmdk", "flat-ide-flat.vmdk"]) {
+      const b = await readFile(images.path(f));
+      b.fill(5, 0, 512 * 1024);
+      await writeFile(images.path(f), b);
+    }
+    const specs: Record<string, Record<string, unknown>> = Object.fromEntries(Object.entries(src).map(([k, p]) => [k, { source: p }]));
+    specs.flatLsi = { source: src.flatLsi, diskType: "thin", adapterType: "paraVirtual" };
+    const s = stack("formats", specs);
+    ok(await s.up());
+
+    const expected: Record<string, { format: string; diskType?: string; adapterType?: string; capacityBytes: number; sha256: string }> = {
+      sparseIde: { format: "vmdk", diskType: "sparse", adapterType: "ide", capacityBytes: 8 * MiB, sha256: await fileSha(src.sparseIde) },
+      sparseLsi: { format: "vmdk", diskType: "sparse", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.sparseLsi) },
+      sparseBus: { format: "vmdk", diskType: "sparse", adapterType: "busLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.sparseBus) },
+      sparseLegacy: { format: "vmdk", diskType: "sparse", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.sparseLegacy) },
+      streamIde: { format: "vmdk", diskType: "streamOptimized", adapterType: "ide", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamIde) },
+      streamLsi: { format: "vmdk", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamLsi) },
+      flatLsi: { format: "vmdkDescriptor", diskType: "thin", adapterType: "paraVirtual", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-lsi-flat.vmdk")) },
+      flatIde: { format: "vmdkDescriptor", diskType: "preallocated", adapterType: "ide", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-ide-flat.vmdk")) },
+      ova: { format: "ova", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.ova) },
+      iso: { format: "iso", capacityBytes: 18 * 2048, sha256: await fileSha(src.iso) },
+      qcow2: { format: "qcow2", diskType: "sparse", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.qcow2) },
+      raw: { format: "raw", diskType: "preallocated", adapterType: "lsiLogic", capacityBytes: 4 * MiB, sha256: await fileSha(src.raw) },
+    };
+    for (const [name, want] of Object.entries(expected)) {
+      const o = outs(s, name);
+      expect({ name, format: o.format, diskType: o.diskType, adapterType: o.adapterType, capacityBytes: o.capacityBytes, sha256: o.sha256 }).toEqual({ name, ...want });
+      // The id is the content's: the first 32 hex of its sha256; a flat upload's also says its adapter and disk type.
+      if (want.format === "vmdkDescriptor" || want.format === "raw") expect(o.imageId).toMatch(/^[0-9a-f]{32}$/);
+      else expect(o.imageId).toBe(want.sha256.slice(0, 32));
+      const file = name === "iso" ? `${o.imageId}.iso` : `${o.imageId}.vmdk`;
+      const ds = Object.keys(o.cached)[0]!;
+      expect(o.path).toBe(`[${ds}] formats_base/${o.imageId}/${file}`);
+      const inFolder = await sizes(new DatastorePath(ds, `formats_base/${o.imageId}`));
+      if (name === "iso") {
+        expect(inFolder[file]).toBe(18 * 2048);
+      } else {
+        // A flat disk ESXi runs: descriptor + -flat of the whole capacity.
+        expect(inFolder[`${o.imageId}-flat.vmdk`]).toBe(want.capacityBytes);
+      }
+      expect(Object.keys(inFolder).filter((n) => n.startsWith("holder-"))).toHaveLength(1);
+    }
+    // The same flat bytes for another adapter: another cached copy.
+    expect(expected.flatLsi!.sha256).toBe(expected.flatIde!.sha256);
+    expect(outs(s, "flatLsi").imageId).not.toBe(outs(s, "flatIde").imageId);
+    expect(outs(s, "ova").osType).toBe("ubuntu64Guest");
+    expect(outs(s, "sparseIde").osType).toBe("otherGuest");
+    expect(outs(s, "flatLsi").hardwareVersion).toBeTypeOf("number");
+
+    // The bytes are the disk's: the flat extent of a converted qcow2 and of a flat upload.
+    const qcow = outs(s, "qcow2");
+    expect(sha(await fetch(qcow.path.replace(".vmdk", "-flat.vmdk")))).toBe(await rawSha(src.qcow2, "qcow2"));
+    const flat = outs(s, "flatLsi");
+    expect(sha(await fetch(flat.path.replace(".vmdk", "-flat.vmdk")))).toBe(expected.flatLsi!.sha256);
+    // A flat disk's descriptor is vCenter's (CreateVirtualDisk_Task) for the adapter asked: paraVirtual takes an lsiLogic disk.
+    expect((await fetch(flat.path)).toString("latin1")).toMatch(/ddb\.adapterType\s*=\s*"lsilogic"/);
+    expect((await fetch(outs(s, "flatIde").path)).toString("latin1")).toMatch(/ddb\.adapterType\s*=\s*"ide"/);
+    for (const ds of DS) expect(await names(new DatastorePath(ds, "vmware_temp"))).toEqual([]);
+
+    ok(await s.destroy());
+    await expectNothingLeft("formats");
+  });
+
+  it("refuses bad input at preview, naming the property, the value and what is accepted, and writes nothing", async () => {
+    const ide = await images.convertedVmdk("refuse-ide.vmdk", "monolithicSparse", { adapter: "ide", sizeMiB: 4, dataMiB: 1 });
+    const empty = images.path("empty.vmdk");
+    await writeFile(empty, Buffer.alloc(0));
+    const truncated = images.path("truncated.vmdk");
+    await writeFile(truncated, (await readFile(ide)).subarray(0, 700));
+    const gz = images.path("disk.vmdk.gz");
+    await writeFile(gz, Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0]), Buffer.alloc(4092)]));
+    const noExtent = await images.flatVmdk("lost.vmdk", { sizeMiB: 1 });
+    rmSync(images.path("lost-flat.vmdk"));
+    const text = images.path("notes.vmdk");
+    await writeFile(text, Buffer.alloc(4096, 0x41));
+    const s = stack("refusals", {
+      ideAsScsi: { source: ide, adapterType: "lsiLogic" },
+      sparseAsStream: { source: ide, diskType: "streamOptimized" },
+      osTypo: { source: ide, osType: "ubunt64Guest" },
+      badSum: { source: ide, checksum: "sha256:1234" },
+      hv: { source: ide, hypervisorType: "kvm" },
+      typo: { source: ide, adapterTyp: "ide" },
+      missing: { source: images.path("nope.vmdk") },
+      empty: { source: empty },
+      truncated: { source: truncated },
+      gzip: { source: gz },
+      noExtent: { source: noExtent },
+      noEvidence: { source: text },
+      ftp: { source: "ftp://example.com/x.vmdk" },
+    });
+    const r = await s.preview();
+    const failed = Object.fromEntries(r.events.filter((e) => e.op === "check-failed").map((e) => [e.key.split("::").pop()!, e.failures!]));
+    const one = (name: string) => {
+      expect(failed[name], name).toBeDefined();
+      return failed[name]!.map((f) => `${f.property}: ${f.reason}`).join(" | ");
+    };
+    expect(one("ideAsScsi")).toMatch(/^adapterType: .*"lsiLogic".*"ide".*IDE disk cannot boot from a SCSI controller/);
+    expect(one("sparseAsStream")).toMatch(/^diskType: .*"streamOptimized".*monolithicSparse/);
+    expect(one("osTypo")).toMatch(/^osType: osType "ubunt64Guest" is not a vSphere guest id.*"ubuntu64Guest"/);
+    expect(one("badSum")).toMatch(/^checksum: .*64 hex digits/);
+    expect(one("hv")).toMatch(/^hypervisorType: .*"kvm".*vmware/);
+    expect(one("typo")).toMatch(/^adapterTyp: .*did you mean "adapterType"/);
+    expect(one("missing")).toMatch(/^source: .*nope\.vmdk/);
+    expect(one("empty")).toMatch(/^source: .*empty/);
+    expect(one("truncated")).toMatch(/^source: .*truncated/);
+    expect(one("gzip")).toMatch(/^source: .*gzip.*gunzip/);
+    expect(one("noExtent")).toMatch(/^source: .*lost-flat\.vmdk/);
+    expect(one("noEvidence")).toMatch(/^source: /);
+    expect(one("ftp")).toMatch(/^source: .*http\(s\) URL/);
+    expect(Object.keys(failed)).toHaveLength(13);
+    await expectNothingLeft("refusals");
+  });
+
+  it("publishes nothing on a checksum mismatch, and says both values", async () => {
+    const img = await images.convertedVmdk("sum.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const wrong = "0".repeat(64);
+    const s = stack("checksum", { img: { source: img, checksum: `sha256:${wrong}` } });
+    const r = await s.up();
+    expect(r.errors.join("\n")).toContain(wrong);
+    expect(r.errors.join("\n")).toContain(await fileSha(img));
+    expect(s.state().resources).toEqual([]);
+    await expectNothingLeft("checksum");
+
+    s.set({ img: { source: img, checksum: `sha256:${await fileSha(img)}`, computeMd5: true } });
+    ok(await s.up());
+    expect(outs(s, "img").md5).toBe(createHash("md5").update(await readFile(img)).digest("hex"));
+    ok(await s.destroy());
+  });
+
+  it("leaves nothing in the cache or in vmware_temp when the upload is cut, and the next up succeeds", async () => {
+    const img = await images.convertedVmdk("cut.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 16, dataMiB: 6 });
+    const id = (await fileSha(img)).slice(0, 32);
+    await sim.control.addRule({ kind: "cutUpload", afterBytes: MiB, path: "/folder/vmware_temp/" });
+    const s = stack("cut", { img: { source: img } });
+    const r = await s.up();
+    await sim.control.clearRules();
+    expect(r.errors.join("\n")).not.toBe("");
+    expect(s.state().resources).toEqual([]);
+    await expectNothingLeft("cut");
+    ok(await s.up());
+    expect(outs(s, "img").imageId).toBe(id);
+    ok(await s.destroy());
+    await expectNothingLeft("cut");
+  });
+
+  it("two stacks publishing one image at once share one copy, and each delete leaves it to the other", async () => {
+    const img = await images.convertedVmdk("shared.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 3 });
+    // One cache for both; the datastore named, since two first publishes choose at the same time.
+    const shared = { "vmware:cachePrefix": "shared" };
+    const a = stack("shared-a", { img: { source: img, datastores: [DS[1]] } }, shared);
+    const b = stack("shared-b", { img: { source: img, datastores: [DS[1]] } }, shared);
+    const [ra, rb] = await Promise.all([a.up(), b.up()]);
+    ok(ra);
+    ok(rb);
+    const oa = outs(a, "img");
+    expect(outs(b, "img").path).toBe(oa.path);
+    const folder = DatastorePath.parse(oa.path).parent;
+    expect((await names(folder)).filter((n) => n.startsWith("holder-"))).toHaveLength(2);
+    for (const ds of DS) expect(await names(new DatastorePath(ds, "vmware_temp"))).toEqual([]);
+    // A third stack, later, without naming a datastore: it finds the copy and holds it too.
+    const c = stack("shared-c", { img: { source: img } }, shared);
+    ok(await c.up());
+    expect(outs(c, "img").path).toBe(oa.path);
+    ok(await c.destroy());
+    ok(await a.destroy());
+    expect(await names(folder)).toContain(`${oa.imageId}.vmdk`);
+    ok(await b.destroy());
+    expect(await names(folder)).toEqual([]);
+  });
+
+  it("refuses to delete an image a VM's disk chain uses, naming the VM; retainWhileInUse leaves it to the cache policy", async () => {
+    const img = await images.convertedVmdk("used.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const s = stack("used", { img: { source: img } });
+    ok(await s.up());
+    const base = outs(s, "img").path as string;
+    const vm = await linkedCloneOf(base, "clone-of-used");
+    const r = await s.destroy();
+    expect(r.errors.join("\n")).toMatch(/clone-of-used.*retainWhileInUse/);
+    expect(s.state().resources).toHaveLength(1);
+    expect(await names(DatastorePath.parse(base).parent)).toContain(DatastorePath.parse(base).basename);
+
+    s.set({ img: { source: img, retainWhileInUse: true } });
+    const up = ok(await s.up());
+    expect(up.events.find((e) => e.key.endsWith("::img"))?.op).toBe("update");
+    ok(await s.destroy());
+    expect(s.state().resources).toEqual([]);
+    const left = await names(DatastorePath.parse(base).parent);
+    expect(left).toContain(DatastorePath.parse(base).basename);
+    expect(left.filter((n) => n.startsWith("holder-"))).toEqual([]);
+    await runTask(client, "Destroy_Task", vm, {});
+  });
+
+  it("previews a content change as a replacement, a touched or moved file and a property as an update, and puts back a copy deleted outside", async () => {
+    const img = await images.convertedVmdk("life.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const s = stack("life", { img: { source: img } });
+    ok(await s.up());
+    const first = outs(s, "img");
+    const ev = (r: HarnessResult) => r.events.find((e) => e.key.endsWith("::img"));
+
+    expect(ev(ok(await s.preview()))?.op).toBe("same");
+    const later = new Date(Date.now() + 60_000);
+    await utimes(img, later, later);
+    expect(ev(ok(await s.preview()))?.op).toBe("same");
+
+    s.set({ img: { source: img, osType: "ubuntu64Guest", linkedClone: false } });
+    expect(ev(ok(await s.up()))?.op).toBe("update");
+    expect(outs(s, "img")).toMatchObject({ osType: "ubuntu64Guest", linkedClone: false, imageId: first.imageId, path: first.path });
+
+    // Deleted outside: refresh sees it, the next up puts it back.
+    await runTask(client, "DeleteDatastoreFile_Task", client.serviceContent.fileManager!, { name: DatastorePath.parse(first.path).parent.toString(), datacenter: dc.ref });
+    const refreshed = ok(await s.refresh());
+    expect(ev(refreshed)?.op).toBe("drift");
+    expect(outs(s, "img").missingDatastores).toEqual([Object.keys(first.cached)[0]]);
+    expect(ev(ok(await s.up()))?.op).toBe("update");
+    expect(await names(DatastorePath.parse(first.path).parent)).toContain(`${first.imageId}.vmdk`);
+
+    // New content: a replacement, previewed as one.
+    await images.convertedVmdk("life.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 2 });
+    const p = ok(await s.preview());
+    expect(ev(p)).toMatchObject({ op: "replace", replaces: ["source"] });
+    ok(await s.up());
+    expect(outs(s, "img").imageId).not.toBe(first.imageId);
+    expect(await names(DatastorePath.parse(first.path).parent)).toEqual([]);
+    ok(await s.destroy());
+  });
+});
+
+/** A VM whose disk is a delta on top of `base`, as Nova's linked clone. */
+async function linkedCloneOf(base: string, name: string): Promise<MoRef> {
+  const ds = DatastorePath.parse(base).datastore;
+  const vm = moRef.parse(
+    await runTask(client, "CreateVM_Task", dc.vmFolder, {
+      config: { name, guestId: "otherGuest", files: { vmPathName: `[${ds}]` }, numCPUs: 1, memoryMB: 64 },
+      pool: cluster.resourcePool,
+    }),
+  );
+  await runTask(client, "ReconfigVM_Task", vm, {
+    spec: {
+      deviceChange: [
+        {
+          operation: "add",
+          fileOperation: "create",
+          device: {
+            $type: "VirtualDisk",
+            key: -1,
+            backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: `[${ds}] ${name}/${name}.vmdk`, diskMode: "persistent", parent: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: base, diskMode: "persistent" } },
+            controllerKey: 200,
+            unitNumber: 0,
+            capacityInKB: 1024,
+          },
+        },
+      ],
+    },
+  });
+  return vm;
+}

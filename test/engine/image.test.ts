@@ -16,6 +16,7 @@ import type { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { download } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
+import { HttpSource } from "../support/http-source.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
@@ -29,6 +30,7 @@ let cluster: Cluster;
 let dir: string;
 let images: ImageDir;
 let DS: string[];
+let web: HttpSource;
 
 beforeAll(async () => {
   sim = await startVcsim({ tls: true, clusters: 1, hosts: 2, datastores: 2, nfcReadyMs: 20, password: PASSWORD });
@@ -38,8 +40,10 @@ beforeAll(async () => {
   DS = sim.info.inventory.datacenters[0]!.datastores.filter((d) => d.startsWith("LocalDS_")).sort();
   dir = mkdtempSync(join(tmpdir(), "image-harness-"));
   images = await ImageDir.create();
+  web = await HttpSource.start(images.dir, { authorization: "Bearer t0ken" });
 });
 afterAll(async () => {
+  await web?.close();
   await client?.close();
   await sim?.stop();
   await images?.cleanup();
@@ -374,6 +378,79 @@ describe("Image through the dynamic-provider process", () => {
     expect(outs(s, "img").imageId).not.toBe(first.imageId);
     expect(await names(DatastorePath.parse(first.path).parent)).toEqual([]);
     ok(await s.destroy());
+  });
+
+  it("streams from a URL with auth headers, converts a URL qcow2, and previews a new ETag as a replacement", async () => {
+    const img = await images.convertedVmdk("web.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 3 });
+    const qcow = await images.qemu("web.qcow2", "qcow2", 4);
+    const s = stack("web", {
+      noAuth: { source: web.url("/auth/web.vmdk") },
+    });
+    const refused = await s.preview();
+    const f = refused.events.find((e) => e.op === "check-failed")?.failures ?? [];
+    expect(f.map((x) => x.property)).toEqual(["headers"]);
+    expect(f[0]!.reason).toMatch(/401/);
+
+    s.set({
+      img: { source: web.url("/redirect/2/files/web.vmdk"), osType: "debian10_64Guest" },
+      authed: { source: web.url("/auth/web.vmdk"), headers: { Authorization: "Bearer t0ken" }, checksum: `sha256:${await fileSha(img)}` },
+      qcow: { source: web.url("/files/web.qcow2") },
+    });
+    ok(await s.up());
+    const o = outs(s, "img");
+    expect(o).toMatchObject({ format: "vmdk", diskType: "streamOptimized", sha256: await fileSha(img), sizeBytes: (await readFile(img)).length });
+    // A URL's id comes from its version (URL and ETag) unless a sha256 checksum gives the content's.
+    expect(o.imageId).not.toBe((await fileSha(img)).slice(0, 32));
+    expect(outs(s, "authed").imageId).toBe((await fileSha(img)).slice(0, 32));
+    // The credentials are stored as a secret (the engine marks the output of a secret input secret).
+    expect(resource(s, "authed").outputs.headers).toEqual({ "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value: { Authorization: "Bearer t0ken" } });
+    expect(outs(s, "qcow")).toMatchObject({ format: "qcow2", diskType: "sparse", sha256: await fileSha(qcow), capacityBytes: 4 * MiB });
+    expect(sha(await fetch(outs(s, "qcow").path.replace(".vmdk", "-flat.vmdk")))).toBe(await rawSha(qcow, "qcow2"));
+    // Nothing to fetch when nothing changed: the preview asks for the first bytes only.
+    web.requests.length = 0;
+    const same = ok(await s.preview());
+    expect(same.events.filter((e) => e.op !== "same")).toEqual([]);
+    expect(web.requests.every((r) => r.method === "HEAD" || r.headers.range !== undefined)).toBe(true);
+
+    await images.convertedVmdk("web.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 });
+    const p = ok(await s.preview());
+    expect(p.events.find((e) => e.key.endsWith("::img"))).toMatchObject({ op: "replace", replaces: ["source"] });
+    ok(await s.up());
+    expect(outs(s, "img").sha256).toBe(await fileSha(img));
+    ok(await s.destroy());
+    await expectNothingLeft("web");
+  });
+
+  it("an OVA from a URL whose checksum is wrong is taken back out of the cache, and the error says both values", async () => {
+    const appliance = await ova("bad-sum", "ide");
+    const s = stack("ovasum", { app: { source: web.url("/files/bad-sum.ova"), checksum: `md5:${"ab".repeat(16)}` } });
+    const r = await s.up();
+    const msg = r.errors.join("\n");
+    expect(msg).toContain("ab".repeat(16));
+    expect(msg).toContain(createHash("md5").update(await readFile(appliance)).digest("hex"));
+    expect(s.state().resources).toEqual([]);
+    await expectNothingLeft("ovasum");
+  });
+
+  it("caches on every datastore named, uploading once and copying server-side, and drops a copy no longer wanted", async () => {
+    const img = await images.convertedVmdk("multi.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 3 });
+    const s = stack("multi", { img: { source: img, datastores: DS } });
+    const before = await sim.control.stats();
+    ok(await s.up());
+    const after = await sim.control.stats();
+    const o = outs(s, "img");
+    expect(Object.keys(o.cached).sort()).toEqual(DS);
+    // One upload of the image (plus one small holder marker per datastore); copies: the sparse upload's into a flat disk, then one server-side to each other datastore.
+    expect(after.uploads - before.uploads).toBe(1 + DS.length);
+    expect((after.methods.CopyVirtualDisk_Task ?? 0) - (before.methods.CopyVirtualDisk_Task ?? 0)).toBe(1 + (DS.length - 1));
+    for (const ds of DS) expect(await names(new DatastorePath(ds, `multi_base/${o.imageId}`))).toContain(`${o.imageId}-flat.vmdk`);
+
+    s.set({ img: { source: img, datastores: [DS[0]] } });
+    expect(ok(await s.up()).events.find((e) => e.key.endsWith("::img"))?.op).toBe("update");
+    expect(Object.keys(outs(s, "img").cached)).toEqual([DS[0]]);
+    expect(await names(new DatastorePath(DS[1]!, `multi_base/${o.imageId}`))).toEqual([]);
+    ok(await s.destroy());
+    await expectNothingLeft("multi");
   });
 });
 

@@ -97,8 +97,13 @@ export class DynamicProviderProcess {
     });
   }
 
+  /**
+   * Properties as the engine sends them to this provider. The dynamic provider answers
+   * configure with acceptSecrets: false, so the engine takes the secret wrappers off
+   * before every call (and puts them back on the outputs: see annotateSecrets).
+   */
   private struct(v: Record<string, unknown>): Any {
-    return this.modules.struct.Struct.fromJavaScript(JSON.parse(JSON.stringify(v)) as Record<string, unknown>);
+    return this.modules.struct.Struct.fromJavaScript(unwrapSecrets(JSON.parse(JSON.stringify(v))) as Record<string, unknown>);
   }
 
   /** Configure with the stack configuration, as `project:key` -> value. */
@@ -200,4 +205,27 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   } catch {
     // The group is gone already.
   }
+}
+
+/** Pulumi's serialized secret: `{ [SECRET_SIG]: SECRET_VALUE, value }`. */
+export const SECRET_SIG = "4dabf18193072939515e22adb298388d";
+const SECRET_VALUE = "1b47061264138c4ac30d75fd1eb44270";
+
+export function isSecret(v: unknown): v is { value: unknown } {
+  return typeof v === "object" && v !== null && (v as Record<string, unknown>)[SECRET_SIG] === SECRET_VALUE;
+}
+
+export function unwrapSecrets(v: unknown): unknown {
+  if (isSecret(v)) return unwrapSecrets(v.value);
+  if (Array.isArray(v)) return v.map(unwrapSecrets);
+  if (typeof v === "object" && v !== null) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, unwrapSecrets(x)]));
+  return v;
+}
+
+/**
+ * The engine's annotateSecrets (pulumi's provider_plugin.go) for a provider that does not
+ * accept secrets: an output whose input of the same name was secret is stored secret.
+ */
+export function annotateSecrets(outs: Record<string, unknown>, ins: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(outs).map(([k, v]) => [k, isSecret(ins[k]) && !isSecret(v) ? { [SECRET_SIG]: SECRET_VALUE, value: v } : v]));
 }

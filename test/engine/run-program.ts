@@ -8,7 +8,7 @@ import { readFileSync, writeFileSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join, resolve } from "node:path";
 import { stripProvider } from "../../provider/resources/check.js";
-import { DynamicProviderProcess, ProviderCallError, type ProviderExit } from "./provider-process.js";
+import { DynamicProviderProcess, ProviderCallError, annotateSecrets, type ProviderExit } from "./provider-process.js";
 import type { HarnessEvent, HarnessJob, HarnessResult, StateFile, StateResource } from "./types.js";
 
 const job = JSON.parse(process.env.HARNESS_JOB ?? "{}") as HarnessJob;
@@ -62,10 +62,10 @@ async function refresh(proc: DynamicProviderProcess, state: StateFile): Promise<
       continue;
     }
     const before = stripProvider(r.outputs);
-    const after = stripProvider(read.props);
+    const after = stripProvider(annotateSecrets(read.props, r.inputs));
     const changed = Object.keys({ ...before, ...after }).filter((k) => JSON.stringify(before[k]) !== JSON.stringify(after[k]));
     events.push({ op: changed.length ? "drift" : "same", key: r.key, ...(changed.length ? { changed: Object.fromEntries(changed.map((k) => [k, { from: before[k], to: after[k] }])) } : {}) });
-    kept.push({ ...r, id: read.id, outputs: { ...read.props, __provider: r.outputs.__provider } });
+    kept.push({ ...r, id: read.id, outputs: { ...after, __provider: r.outputs.__provider } });
   }
   saveState({ resources: kept });
   return { events, errors, outputs: state.outputs ?? {} };
@@ -116,13 +116,15 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
             events.push({ op: "check-failed", key, failures: checked.failures });
             throw new Error(`${key}: ${msg}`);
           }
-          const inputs = checked.inputs;
+          // The engine puts the secret wrappers the provider cannot see back on its answers.
+          const inputs = annotateSecrets(checked.inputs, news);
           if (!prior) {
             if (preview) {
               events.push({ op: "create", key, preview: true });
               return { id: undefined as unknown as string, state: stripProvider(inputs) };
             }
             const made = await proc.create(urn, inputs);
+            made.outs = annotateSecrets(made.outs, inputs);
             events.push({ op: "create", key, id: made.id });
             next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
             return { id: made.id, state: stripProvider(made.outs) };
@@ -134,6 +136,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
             if (diff.deleteBeforeReplace) await proc.delete(urn, prior.id, prior.outputs);
             else replacedOlds.push(prior);
             const made = await proc.create(urn, inputs);
+            made.outs = annotateSecrets(made.outs, inputs);
             next.push({ key, type: args.type, name: args.name, urn, id: made.id, inputs, outputs: made.outs });
             return { id: made.id, state: stripProvider(made.outs) };
           }
@@ -147,7 +150,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
           if (changes === "some") {
             events.push({ op: "update", key, ...(preview ? { preview: true } : {}) });
             if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
-            const outs = await proc.update(urn, prior.id, prior.outputs, inputs);
+            const outs = annotateSecrets(await proc.update(urn, prior.id, prior.outputs, inputs), inputs);
             next.push({ ...prior, urn, inputs, outputs: outs });
             return { id: prior.id, state: stripProvider(outs) };
           }

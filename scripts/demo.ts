@@ -2,13 +2,18 @@
 // simulator. With the Pulumi CLI installed it runs `pulumi preview / up / up /
 // destroy` on a local file backend in a temp folder; without it, the same program
 // runs through the engine-protocol harness (the real dynamic-provider process).
+// The image it caches is made here with qemu-img: a streamOptimized VMDK of a few MiB
+// of random data, as an appliance vendor ships one.
 //   --keep   leave the simulator and the resources up until Ctrl-C
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { VimClient } from "../provider/vsphere/client.js";
-import { findCluster } from "../provider/vsphere/inventory.js";
+import { DatastorePath, listFolder } from "../provider/vsphere/datastore.js";
+import { FileNotFoundFault } from "../provider/vsphere/errors.js";
+import { findCluster, getDatacenter } from "../provider/vsphere/inventory.js";
 import { getHostNetworking } from "../provider/vsphere/network.js";
 import { HarnessStack, type HarnessResult } from "../test/engine/index.js";
 import { PROJECT_ROOT } from "../test/vcsim/build.mjs";
@@ -18,7 +23,9 @@ const keep = process.argv.includes("--keep");
 const hasPulumi = spawnSync("pulumi", ["version"], { stdio: "ignore" }).status === 0;
 const PROGRAM = "examples/quickstart/index.ts";
 
-function stackConfig(sim: Vcsim): Record<string, string> {
+const MiB = 2 ** 20;
+
+function stackConfig(sim: Vcsim, imageSource: string): Record<string, string> {
   return {
     "vmware:hostIp": sim.info.host,
     "vmware:hostPort": String(sim.info.port),
@@ -26,18 +33,62 @@ function stackConfig(sim: Vcsim): Record<string, string> {
     "vmware:hostPassword": sim.info.password,
     "vmware:caFile": sim.info.caFile!,
     "vmware:clusterName": sim.info.inventory.datacenters[0]!.clusters[0]!.name,
+    "quickstart:imageSource": imageSource,
   };
 }
 
-async function showInVCenter(sim: Vcsim, name: string): Promise<void> {
-  const cfg = stackConfig(sim);
-  const client = await VimClient.connect({ host: sim.info.host, port: sim.info.port, username: sim.info.username, password: sim.info.password, caFile: sim.info.caFile });
+/** A 32 MiB disk with 4 MiB of random data, as a streamOptimized VMDK for an LSI Logic controller (qemu-img). */
+function makeImage(dir: string): string {
+  const raw = join(dir, "disk.raw");
+  const vmdk = join(dir, "quickstart-disk.vmdk");
+  const bytes = Buffer.alloc(32 * MiB);
+  randomBytes(4 * MiB).copy(bytes, MiB);
+  writeFileSync(raw, bytes);
   try {
-    const cluster = await findCluster(client, cfg["vmware:clusterName"]!);
+    execFileSync("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized,adapter_type=lsilogic", raw, vmdk]);
+  } catch (err) {
+    throw new Error(`qemu-img could not make the demo image (install qemu-utils, or run node scripts/bootstrap.mjs): ${(err as Error).message}`);
+  } finally {
+    rmSync(raw, { force: true });
+  }
+  return vmdk;
+}
+
+const connect = (sim: Vcsim) => VimClient.connect({ host: sim.info.host, port: sim.info.port, username: sim.info.username, password: sim.info.password, caFile: sim.info.caFile });
+
+async function showInVCenter(sim: Vcsim, name: string): Promise<void> {
+  const client = await connect(sim);
+  try {
+    const cluster = await findCluster(client, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
     for (const h of await getHostNetworking(client, cluster.hosts)) {
       const pg = h.portgroups.find((p) => p.name === name);
       console.log(`    ${h.hostName}: ${pg ? `port group ${pg.name}, VLAN ${pg.vlanId}, on ${pg.vswitchName}` : "(none)"}`);
     }
+  } finally {
+    await client.close();
+  }
+}
+
+/** The image's cache folder as the datastore browser lists it (SearchDatastore_Task): each file and its size. */
+async function showImageFolder(sim: Vcsim, imagePath: string): Promise<void> {
+  const folder = DatastorePath.parse(imagePath).parent;
+  const client = await connect(sim);
+  try {
+    const dc = await getDatacenter(client);
+    let files;
+    try {
+      files = await listFolder(client, dc, folder, { details: true });
+    } catch (err) {
+      if (!(err instanceof FileNotFoundFault)) throw err;
+      console.log(`    ${folder}: (gone)`);
+      return;
+    }
+    console.log(`    ${folder}:`);
+    for (const f of files.sort((a, b) => a.name.localeCompare(b.name))) console.log(`      ${f.name.padEnd(48)} ${f.folder ? "(folder)" : `${f.size ?? "?"} bytes`}`);
+    // Uploads are staged under vmware_temp/<uuid> and moved into the cache in one step: nothing stays behind.
+    const staging = new DatastorePath(folder.datastore, "vmware_temp");
+    const left = await listFolder(client, dc, staging).catch((err: unknown) => (err instanceof FileNotFoundFault ? [] : Promise.reject(err)));
+    console.log(`    ${staging}: ${left.length ? left.map((f) => f.name).join(", ") : "(empty)"}`);
   } finally {
     await client.close();
   }
@@ -52,9 +103,9 @@ function report(step: string, r: HarnessResult): void {
   if (r.errors.length) throw new Error(`${step} failed`);
 }
 
-async function withHarness(sim: Vcsim): Promise<void> {
+async function withHarness(sim: Vcsim, config: Record<string, string>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "vmware-demo-"));
-  const stack = new HarnessStack({ program: PROGRAM, stateFile: join(dir, "state.json"), config: stackConfig(sim), secretKeys: ["vmware:hostPassword"] });
+  const stack = new HarnessStack({ program: PROGRAM, stateFile: join(dir, "state.json"), config, secretKeys: ["vmware:hostPassword"] });
   try {
     report("preview", await stack.preview());
     const up = await stack.up();
@@ -63,6 +114,8 @@ async function withHarness(sim: Vcsim): Promise<void> {
     for (const [k, v] of Object.entries(up.outputs)) console.log(`    ${k}: ${JSON.stringify(v)}`);
     console.log("  in vCenter now:");
     await showInVCenter(sim, String(up.outputs.networkName));
+    console.log("  the image in the datastore cache:");
+    await showImageFolder(sim, String(up.outputs.imagePath));
     const again = await stack.up();
     report("up (again: expect no changes)", again);
     if (again.events.some((e) => e.op !== "same")) throw new Error("the second up changed something");
@@ -73,12 +126,13 @@ async function withHarness(sim: Vcsim): Promise<void> {
     report("destroy", await stack.destroy());
     console.log("  in vCenter now:");
     await showInVCenter(sim, String(up.outputs.networkName));
+    await showImageFolder(sim, String(up.outputs.imagePath));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 }
 
-function withPulumiCli(sim: Vcsim): void {
+async function withPulumiCli(sim: Vcsim, config: Record<string, string>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "vmware-demo-pulumi-"));
   const env = { ...process.env, PULUMI_BACKEND_URL: `file://${dir}`, PULUMI_CONFIG_PASSPHRASE: "demo", PULUMI_SKIP_UPDATE_CHECK: "true" };
   const pulumi = (...args: string[]) => {
@@ -87,14 +141,18 @@ function withPulumiCli(sim: Vcsim): void {
   };
   try {
     execFileSync("pulumi", ["stack", "init", "demo", "--non-interactive"], { cwd: PROJECT_ROOT, env, stdio: "inherit" });
-    for (const [key, value] of Object.entries(stackConfig(sim))) {
+    for (const [key, value] of Object.entries(config)) {
       const secret = key === "vmware:hostPassword" ? ["--secret"] : [];
       execFileSync("pulumi", ["config", "set", ...secret, key, value, "--stack", "demo"], { cwd: PROJECT_ROOT, env, stdio: "ignore" });
     }
     pulumi("preview");
     pulumi("up", "--yes");
+    const imagePath = execFileSync("pulumi", ["stack", "output", "imagePath", "--stack", "demo", "--non-interactive"], { cwd: PROJECT_ROOT, env, encoding: "utf8" }).trim();
+    console.log("  the image in the datastore cache:");
+    await showImageFolder(sim, imagePath);
     pulumi("up", "--yes", "--expect-no-changes");
     pulumi("destroy", "--yes");
+    await showImageFolder(sim, imagePath);
   } finally {
     spawnSync("pulumi", ["stack", "rm", "demo", "--yes", "--force", "--non-interactive"], { cwd: PROJECT_ROOT, env, stdio: "ignore" });
     rmSync(join(PROJECT_ROOT, "Pulumi.demo.yaml"), { force: true });
@@ -108,17 +166,22 @@ async function main(): Promise<void> {
       ? "demo: the quickstart with the Pulumi CLI (local file backend in a temp folder), on the embedded vCenter simulator"
       : "demo: the Pulumi CLI is not installed, so the quickstart runs through the engine-protocol harness (the real dynamic-provider process, state in a JSON file), on the embedded vCenter simulator",
   );
+  const work = mkdtempSync(join(tmpdir(), "vmware-demo-image-"));
+  const image = makeImage(work);
+  console.log(`\nimage: ${image}, ${statSync(image).size} bytes (qemu-img: streamOptimized VMDK, lsilogic, 32 MiB disk with 4 MiB of random data)`);
   const sim = await startVcsim({ tls: true, clusters: 1, hosts: 3, datastores: 2, vms: 6 });
   try {
+    const config = stackConfig(sim, image);
     const dc = sim.info.inventory.datacenters[0]!;
     console.log(`\nvCenter simulator at ${sim.info.url} (TLS, CA ${sim.info.caFile}), ready in ${sim.info.startupMs} ms`);
     console.log(`  datacenter ${dc.name}; cluster ${dc.clusters.map((c) => `${c.name} (${c.hosts.join(", ")})`).join("; ")}`);
     console.log(`  datastores ${dc.datastores.join(", ")}; networks ${dc.networks.join(", ")}`);
-    console.log(`\nstack config: ${Object.entries(stackConfig(sim)).map(([k, v]) => `${k}=${k.endsWith("Password") ? "[secret]" : v}`).join(" ")}`);
-    if (hasPulumi) withPulumiCli(sim);
-    else await withHarness(sim);
+    console.log(`\nstack config: ${Object.entries(config).map(([k, v]) => `${k}=${k.endsWith("Password") ? "[secret]" : v}`).join(" ")}`);
+    if (hasPulumi) await withPulumiCli(sim, config);
+    else await withHarness(sim, config);
   } finally {
     await sim.stop();
+    rmSync(work, { recursive: true, force: true });
   }
   console.log("\ndemo done: simulator stopped");
 }

@@ -14,7 +14,7 @@ import { NoSuitableDatastoreError, NotFoundError, VSphereError } from "../vspher
 import { cacheLocation, copyToDatastore, removeCachedImage, type CachedKind } from "../vsphere/image-cache.js";
 import { ChecksumMismatchError, SourceChangedError } from "../vsphere/image-errors.js";
 import { describeFormat } from "../vsphere/image-format.js";
-import { addHolder, holdersOf, removeHolder } from "../vsphere/image-holders.js";
+import { addHolder, holdersIn, holdersOf, removeHolder } from "../vsphere/image-holders.js";
 import { publishImage } from "../vsphere/image-publish.js";
 import { digestSource, inspectSource, openSource, type InspectedSource, type SourceDigests, type SourceFingerprint } from "../vsphere/image-source.js";
 import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
@@ -339,6 +339,7 @@ async function place(
         source: opened.publish,
         checksums: algorithms,
         ...(direct && expected ? { expected } : {}),
+        knownAbsent: true,
         resourcePool: cluster.resourcePool,
         vmFolder: dc.vmFolder,
       });
@@ -382,10 +383,24 @@ async function rollback(client: VimClient, dc: Datacenter, published: string[], 
   );
 }
 
+// The cluster as check read it, kept for the create or update that follows in the same
+// process (one traversal fewer); per client, so a new session reads it again.
+const clusters = new WeakMap<VimClient, Map<string, Promise<Cluster>>>();
+
 async function clusterOf(ctx: HandlerContext, client: VimClient, name: string | undefined, datacenter?: string): Promise<Cluster> {
   const clusterName = name ?? ctx.config().clusterName;
   if (!clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config", "cluster");
-  return findCluster(client, clusterName, datacenter);
+  let perClient = clusters.get(client);
+  if (!perClient) clusters.set(client, (perClient = new Map()));
+  const key = JSON.stringify([clusterName, datacenter ?? null]);
+  let found = perClient.get(key);
+  if (!found) {
+    const map = perClient;
+    found = findCluster(client, clusterName, datacenter);
+    map.set(key, found);
+    found.catch(() => map.delete(key));
+  }
+  return found;
 }
 
 /** The error of a failed inspection, as the check failure of the input to fix. */
@@ -395,21 +410,20 @@ function inspectFailure(err: unknown): pulumi.dynamic.CheckFailure {
   return { property, reason: e.message ?? String(err) };
 }
 
-/** The VMs (and unreadable VMs) using any disk in the given cache folders, by datastore. */
-async function usersOf(client: VimClient, dc: Datacenter, folders: Array<{ ds: string; folder: DatastorePath }>): Promise<Map<string, string[]>> {
+/** A cache folder's files, or undefined when the folder is gone. */
+async function filesIn(client: VimClient, dc: Datacenter, folder: DatastorePath): Promise<FileEntry[] | undefined> {
+  try {
+    return (await listFolder(client, dc, folder)).filter((f) => !f.folder);
+  } catch (err) {
+    if ((err as VSphereError).code === "FileNotFound") return undefined;
+    throw err;
+  }
+}
+
+/** The VMs (and VMs whose disks cannot be read) using any disk in each folder, by datastore. */
+async function usersOf(client: VimClient, folders: Array<{ ds: string; files: FileEntry[] }>): Promise<Map<string, string[]>> {
   const disks = new Map<string, string>();
-  await Promise.all(
-    folders.map(async ({ ds, folder }) => {
-      let files: FileEntry[];
-      try {
-        files = await listFolder(client, dc, folder, { matchPattern: ["*.vmdk"] });
-      } catch (err) {
-        if ((err as VSphereError).code === "FileNotFound") return;
-        throw err;
-      }
-      for (const f of files) if (!f.folder) disks.set(f.path.toString(), ds);
-    }),
-  );
+  for (const { ds, files } of folders) for (const f of files) if (f.name.endsWith(".vmdk")) disks.set(f.path.toString(), ds);
   const out = new Map<string, string[]>();
   if (disks.size === 0) return out;
   const usage = await diskUsage(client, [...disks.keys()]);
@@ -708,10 +722,16 @@ export const imageHandler: ResourceHandler = {
  * with `retain`, the copy is left for the cache policy and a warning says so.
  */
 async function release(client: VimClient, dc: Datacenter, s: ImageState, datastores: string[], retain: boolean): Promise<void> {
-  const folders = datastores.map((ds) => ({ ds, folder: cacheLocation(ds, s.cachePrefix, s.imageId, s.kind).folder }));
-  const held = await Promise.all(folders.map(async (f) => (await holdersOf(client, dc, f.folder)).filter((h) => h !== s.holder)));
-  const sole = folders.filter((_, i) => held[i]!.length === 0);
-  const users = await usersOf(client, dc, sole);
+  // One listing per folder says both who else holds the copy and which disks to ask about.
+  const folders = await Promise.all(
+    datastores.map(async (ds) => {
+      const folder = cacheLocation(ds, s.cachePrefix, s.imageId, s.kind).folder;
+      const files = await filesIn(client, dc, folder);
+      return { ds, folder, files: files ?? [], gone: files === undefined, others: holdersIn((files ?? []).map((f) => f.name)).filter((h) => h !== s.holder) };
+    }),
+  );
+  const sole = folders.filter((f) => !f.gone && f.others.length === 0);
+  const users = await usersOf(client, sole);
   if (users.size && !retain) {
     const list = [...users].map(([ds, vms]) => `${ds}: ${vms.slice(0, 5).join(", ")}${vms.length > 5 ? ", ..." : ""}`).join("; ");
     throw new ImageInUseError(
@@ -719,14 +739,14 @@ async function release(client: VimClient, dc: Datacenter, s: ImageState, datasto
     );
   }
   await Promise.all(
-    folders.map(async ({ ds, folder }) => {
-      await removeHolder(client, dc, folder, s.holder);
-      if (!sole.some((f) => f.ds === ds)) return; // another stack's Image holds it
-      if (users.has(ds)) {
-        warn(`image ${s.imageId} on ${ds} is used by ${users.get(ds)!.join(", ")}: left in the cache for the image cache policy (retainWhileInUse)`);
+    folders.map(async (f) => {
+      if (f.gone) return;
+      if (sole.includes(f) && !users.has(f.ds)) {
+        await removeCachedImage(client, dc, f.ds, s.cachePrefix, s.imageId); // the marker goes with the folder
         return;
       }
-      await removeCachedImage(client, dc, ds, s.cachePrefix, s.imageId);
+      await removeHolder(client, dc, f.folder, s.holder);
+      if (users.has(f.ds)) warn(`image ${s.imageId} on ${f.ds} is used by ${users.get(f.ds)!.join(", ")}: left in the cache for the image cache policy (retainWhileInUse)`);
     }),
   );
 }

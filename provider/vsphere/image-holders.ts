@@ -30,6 +30,14 @@ export async function addHolder(client: VimClient, datacenter: Datacenter, folde
   await upload(client, datacenter, folder.join(markerName(holder)), () => [body], { length: body.length, checksums: [] });
 }
 
+/** The holders among a folder's file names (a listing read for other reasons too). */
+export function holdersIn(names: string[]): string[] {
+  return names.flatMap((n) => {
+    const m = MARKER.exec(n);
+    return m ? [m[1]!] : [];
+  });
+}
+
 /** The holders recorded in `folder` ([] when the folder is gone). */
 export async function holdersOf(client: VimClient, datacenter: Datacenter, folder: DatastorePath): Promise<string[]> {
   try {

@@ -91,6 +91,11 @@ export interface PublishOptions {
   resourcePool?: MoRef;
   vmFolder?: MoRef;
   onProgress?: (sent: number, total: number) => void;
+  /**
+   * The caller has just looked and the image is not cached there: skip that look (one
+   * search task). A writer that gets there meanwhile still wins by the move's rule.
+   */
+  knownAbsent?: boolean;
   /** Replaces the NFC import (tests; default nfc-import.ts). */
   importStreamOptimized?: ImportStreamOptimized;
 }
@@ -153,7 +158,7 @@ async function publishOnce(client: VimClient, opts: PublishOptions): Promise<Pub
     const location = cacheLocation(opts.datastore, opts.cachePrefix, id, kind);
     const paths = { disk: location.disk, folder: location.folder };
     const checksums = [...new Set<ChecksumAlgorithm>(["sha256", ...(opts.checksums ?? []), ...(opts.expected ? [opts.expected.algorithm] : [])])];
-    if (await statFile(client, dc, location.disk, { details: false })) {
+    if (!opts.knownAbsent && (await statFile(client, dc, location.disk, { details: false }))) {
       return { paths, bytes: 0, sha256: undefined, ...resultType(source), alreadyCached: true };
     }
     const staging = stagingFor(opts.datastore, id);

@@ -23,11 +23,25 @@
 //   its VMs, Destroy_Task, one read of the task;
 // - up with nothing to change: 1 (check reads the cluster or switch once; the
 //   API would allow 0, but check validates the inputs against vCenter).
+// - Image create from a sparse VMDK (check + create): 18 = check: the cluster (one
+//   traversal, kept for create) and the datastore choice (one read); create: the
+//   choice again (free space now), the datastore's browser, a search of the cache
+//   (task + its read), the staging folder, the datacenter's path for /folder, the
+//   upload (HTTP), CopyVirtualDisk_Task into a flat disk and DeleteVirtualDisk_Task
+//   of the sparse file (2 each), the cache folder, MoveDatastoreFile_Task into the
+//   cache and DeleteDatastoreFile_Task of staging (2 each), the holder marker (HTTP),
+//   a listing of the cached files for their sizes (2);
+// - Image up with nothing to change: 2 = check validates the cluster and that a
+//   datastore fits (no file is read: the source's size and time are unchanged);
+// - Image refresh: 3 = the datacenter, the browser, a listing of the cache folder;
+// - Image delete: 6 = the datacenter, the browser, one listing (holders and disks),
+//   one read of every VM's disk chains, DeleteDatastoreFile_Task of the folder.
 // Each operation must stay within one call of that.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ImageDir } from "../support/images.js";
 import { startVcsim, type SimulatorStats, type Vcsim } from "../vcsim/index.js";
 import { HarnessStack, type HarnessResult , simulatorStack } from "./index.js";
 
@@ -84,5 +98,27 @@ describe("round trips per PortGroup operation (3 hosts)", () => {
     expect(await count("distributed refresh", 1, () => s.refresh())).toBeLessThanOrEqual(2);
     expect(await count("distributed VLAN update (check + update)", 3, () => s.up({ ...s.opts.config, "pg:vlanId": "13" }))).toBeLessThanOrEqual(4);
     expect(await count("distributed delete (with in-use check)", 3, () => s.destroy())).toBeLessThanOrEqual(4);
+  });
+});
+
+describe("round trips per Image operation", () => {
+  it("sparse VMDK: create, up with nothing to change, refresh and delete", async () => {
+    const images = await ImageDir.create();
+    try {
+      const img = await images.convertedVmdk("rt.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+      const s = simulatorStack(sim, {
+        dir,
+        name: "image",
+        program: "test/engine/programs/images.ts",
+        password: PASSWORD,
+        config: { "imgtest:images": JSON.stringify({ img: { source: img } }) },
+      });
+      expect(await count("image create (check + create)", 18, () => s.up())).toBeLessThanOrEqual(19);
+      expect(await count("image up with nothing to change", 2, () => s.up())).toBeLessThanOrEqual(3);
+      expect(await count("image refresh", 3, () => s.refresh())).toBeLessThanOrEqual(4);
+      expect(await count("image delete (holders, in-use check)", 6, () => s.destroy())).toBeLessThanOrEqual(7);
+    } finally {
+      await images.cleanup();
+    }
   });
 });

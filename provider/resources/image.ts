@@ -453,7 +453,9 @@ export const imageHandler: ResourceHandler = {
     if (misspelt.length) return { inputs: props, failures: misspelt };
     const unknown = Object.keys(props).filter((k) => isUnknown(props[k]));
     const known = Object.fromEntries(Object.entries(props).filter(([k]) => !unknown.includes(k)));
-    const parsed = InputsSchema.safeParse(known);
+    // Unknown inputs (outputs of resources not made yet, at preview) are not validated yet, nor required.
+    const mask = Object.fromEntries(unknown.filter((k) => k in InputsSchema.shape).map((k) => [k, true])) as Partial<Record<keyof typeof InputsSchema.shape, true>>;
+    const parsed = InputsSchema.omit(mask).safeParse(known);
     if (!parsed.success) return { inputs: props, failures: checkFailures(parsed.error, known, "Image") };
     const inputs: Record<string, unknown> = { ...parsed.data };
     for (const k of unknown) inputs[k] = UNKNOWN;

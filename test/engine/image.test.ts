@@ -452,6 +452,22 @@ describe("Image through the dynamic-provider process", () => {
     ok(await s.destroy());
     await expectNothingLeft("multi");
   });
+
+  it("previews with unknown inputs: nothing is read or refused, no replacement is announced, and the up that resolves them changes nothing", async () => {
+    const img = await images.convertedVmdk("unknowns.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const s = simulatorStack(sim, { dir, name: "unknowns", program: "test/engine/programs/image-unknowns.ts", password: PASSWORD, config: { "vmware:cachePrefix": "unknowns", "iu:source": img } });
+    ok(await s.up());
+    const id = outs(s, "img").imageId;
+    s.opts.config["iu:withDep"] = "true";
+    const p = ok(await s.preview());
+    expect(p.events.find((e) => e.key.endsWith("::dep"))?.op).toBe("create");
+    expect(p.events.find((e) => e.key.endsWith("::img"))?.op).not.toBe("replace");
+    const up = ok(await s.up());
+    expect(up.events.find((e) => e.key.endsWith("::img"))?.op).toBe("same");
+    expect(outs(s, "img").imageId).toBe(id);
+    ok(await s.destroy());
+    await expectNothingLeft("unknowns");
+  });
 });
 
 /** A VM whose disk is a delta on top of `base`, as Nova's linked clone. */

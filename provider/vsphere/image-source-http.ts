@@ -3,7 +3,7 @@
 // known and credentials never follow a redirect to another origin; statuses become the
 // source errors a user can act on; a body that breaks off fails as a fetch error.
 import { Readable } from "node:stream";
-import { request } from "undici";
+import { EnvHttpProxyAgent, request, type Dispatcher } from "undici";
 import { ImageFormatError, MissingExtentError, SourceChangedError, SourceFetchError, SourceNotFoundError, UnsupportedImageError } from "./image-errors.js";
 import { PREFIX_BYTES } from "./image-format.js";
 import { SECTOR, type VmdkDescriptor } from "./vmdk.js";
@@ -56,6 +56,20 @@ export function httpTarget(source: string, headers: Record<string, string> = {},
   return { url: u.toString(), headers: out, name: displayUrl(u), ...(signal ? { signal } : {}) };
 }
 
+// Image servers are often reached through a proxy: HTTP_PROXY / HTTPS_PROXY / NO_PROXY
+// (either case) are honoured, as curl does: http URLs forwarded through the proxy, https
+// ones tunnelled (CONNECT). One dispatcher per distinct setting.
+const PROXY_VARS = ["http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY"];
+let proxied: { key: string; dispatcher: Dispatcher } | undefined;
+function dispatcher(): Dispatcher {
+  const key = PROXY_VARS.map((v) => process.env[v] ?? "").join("\n");
+  if (proxied?.key !== key) {
+    void proxied?.dispatcher.close().catch(() => undefined);
+    proxied = { key, dispatcher: new EnvHttpProxyAgent({ proxyTunnel: false }) };
+  }
+  return proxied.dispatcher;
+}
+
 const header = (h: Record<string, string | string[] | undefined>, name: string): string | undefined => {
   const v = h[name];
   return Array.isArray(v) ? v[0] : v;
@@ -75,6 +89,7 @@ export async function fetchSource(target: HttpTarget, opts: { method?: "GET" | "
     try {
       res = await request(url, {
         method,
+        dispatcher: dispatcher(),
         headers: { ...headers, ...(opts.range ? { range: `bytes=${opts.range.start}-${opts.range.end ?? ""}` } : {}) },
         ...(target.signal ? { signal: target.signal } : {}),
       });

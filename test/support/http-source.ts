@@ -6,12 +6,14 @@
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { join } from "node:path";
 
 export interface RecordedRequest {
   method: string;
   path: string;
+  /** The request target as sent: absolute ("http://host/…") when it came through as a proxy request. */
+  target: string;
   headers: IncomingHttpHeaders;
   /** Settles when the request's connection closes. */
   socketClosed: Promise<void>;
@@ -67,14 +69,23 @@ export class HttpSource {
     await new Promise<void>((resolve, reject) => this.server.close((err) => (err ? reject(err) : resolve())));
   }
 
+  // One promise per connection: a kept-alive socket serves many requests.
+  private readonly closes = new WeakMap<Socket, Promise<void>>();
+  private closedOf(socket: Socket): Promise<void> {
+    let p = this.closes.get(socket);
+    if (!p) this.closes.set(socket, (p = socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve()))));
+    return p;
+  }
+
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", this.origin);
     const socket = req.socket;
     this.requests.push({
       method: req.method ?? "GET",
       path: url.pathname + url.search,
+      target: req.url ?? "/",
       headers: req.headers,
-      socketClosed: socket.destroyed ? Promise.resolve() : new Promise((resolve) => socket.once("close", () => resolve())),
+      socketClosed: this.closedOf(socket),
     });
     const parts = url.pathname.split("/").slice(1).map(decodeURIComponent);
     const [route, ...rest] = parts;

@@ -365,9 +365,41 @@ describe("HTTP", () => {
 
   it("a server that ignores Range: inspect reads only the prefix and drops the connection", async () => {
     const before = http.requests.length;
-    const s = await inspectSource({ source: http.url("/norange/cd.iso") });
-    expect(s).toMatchObject({ info: { format: "iso" }, sizeBytes: bytes["cd.iso"]!.length });
+    const s = await inspectSource({ source: http.url("/norange/stream.vmdk") });
+    expect(s).toMatchObject({ info: { format: "vmdk" }, sizeBytes: bytes["stream.vmdk"]!.length });
+    expect(bytes["stream.vmdk"]!.length).toBeGreaterThan(1 << 20);
     await http.requests[before]!.socketClosed;
+  });
+
+  it("goes through the proxy HTTP_PROXY names", async () => {
+    const saved = { HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY, no_proxy: process.env.no_proxy };
+    const target = other.url("/files/cd.iso");
+    const [proxyBefore, otherBefore] = [http.requests.length, other.requests.length];
+    process.env.HTTP_PROXY = http.origin;
+    process.env.NO_PROXY = process.env.no_proxy = "";
+    try {
+      const s = await inspectSource({ source: target });
+      expect(s.info.format).toBe("iso");
+      expect(http.requests.slice(proxyBefore).map((r) => r.target)).toEqual([target]);
+      expect(other.requests.length).toBe(otherBefore);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+    await inspectSource({ source: target });
+    expect(other.requests.length).toBe(otherBefore + 1);
+  });
+
+  it("an abort signal stops a download in flight", async () => {
+    const abort = new AbortController();
+    const opened = await openSource(await inspect("url", "sparse.vmdk"), { algorithms: ["sha256"], signal: abort.signal });
+    await opened.publish.stream[Symbol.asyncIterator]().next();
+    abort.abort(new Error("stop here"));
+    expect((await rejection(sha256Of(opened.publish.stream))).message).toMatch(/stop here|aborted/);
+    await rejection(opened.digests);
+    await opened.dispose();
   });
 
   it("a connection dropped mid-body fails the stream and the digests", async () => {

@@ -224,6 +224,9 @@ export interface UrlExtent {
   lengthBytes: number;
   /** The extent file's size (HEAD). */
   size: number | undefined;
+  /** Its validators then, so a later read can tell it is the same file. */
+  etag: string | undefined;
+  lastModified: string | undefined;
 }
 
 /**
@@ -256,7 +259,7 @@ export async function urlExtents(descriptor: VmdkDescriptor, base: Pick<HttpAnsw
     if (head.size !== undefined && head.size < offsetBytes + lengthBytes) {
       throw new ImageFormatError(target.name, "truncated", `extent "${fileName}" of at least ${offsetBytes + lengthBytes} bytes`, `${head.size} bytes`);
     }
-    out.push({ fileName, url, offsetBytes, lengthBytes, size: head.size });
+    out.push({ fileName, url, offsetBytes, lengthBytes, size: head.size, etag: head.etag, lastModified: head.lastModified });
   }
   if (missing.length) throw new MissingExtentError(target.name, missing, displayUrl(new URL(".", base.url)));
   return out;

@@ -130,7 +130,7 @@ export async function flatBytes(inspected: InspectedSource, h: Holdings, signal?
   for await (const _ of main.bytes);
   const extents = await urlExtents(descriptor, { url: inspected.fingerprint.url, headers: main.headers ?? target.headers }, target);
   async function* all(): AsyncGenerator<Buffer> {
-    for (const e of extents) yield* rangeBytes({ ...target, url: e.url }, e.offsetBytes, e.offsetBytes + e.lengthBytes - 1);
+    for (const e of extents) yield* rangeBytes({ ...target, url: e.url, headers: main.headers ?? target.headers }, e.offsetBytes, e.offsetBytes + e.lengthBytes - 1, e);
   }
   return { bytes: all(), size: extents.reduce((n, e) => n + e.lengthBytes, 0) };
 }

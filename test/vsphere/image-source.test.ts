@@ -232,6 +232,22 @@ describe.each(["file", "url"] as const)("openSource (%s)", (where) => {
     await opened.dispose();
   });
 
+  it("a raw disk that is not whole KiB is converted (vCenter sizes flat disks in KiB), its data kept", async () => {
+    const root = await tmpRoot();
+    const opened = await openSource(await inspect(where, "odd-mbr.img"), { algorithms: ["sha256"], tmpDir: root, adapterType: "ide" });
+    try {
+      const [tmp] = await readdir(root);
+      const converted = join(root, tmp!, "disk.vmdk");
+      await run("qemu-img", ["compare", "-q", "-f", "raw", "-F", "vmdk", images.path("odd-mbr.img"), converted]);
+      expect(opened.publish).toMatchObject({ kind: "sparse", adapterType: "ide", capacityBytes: 2049 * 512 });
+      expect((await readFile(converted)).toString("latin1")).toContain('ddb.adapterType = "ide"');
+      expect((await opened.digests).sha256).toBe(sha256(bytes["mbr.img"]!.subarray(0, 2049 * 512)));
+    } finally {
+      await opened.dispose();
+    }
+    expect(await readdir(root)).toEqual([]);
+  });
+
   it("a failed conversion says what qemu-img said, and leaves no temp folder", async () => {
     const bad = Buffer.alloc(1 << 20);
     bytes["disk.qcow2"]!.copy(bad, 0, 0, 512);

@@ -31,6 +31,7 @@ beforeAll(async () => {
   const flat = await readFile(images.path("flat-flat.vmdk"));
   (await images.raw("noise", 1 << 20)) && (await readFile(images.path("noise"))).copy(flat, 4096);
   await writeFile(images.path("flat-flat.vmdk"), flat);
+  await images.flatVmdk("two.vmdk", { adapter: "buslogic", sizeMiB: 2, subformat: "twoGbMaxExtentFlat" });
   await images.iso("cd.iso", "SOURCEISO");
   // An OVA around a streamOptimized disk, with a paravirtual SCSI controller.
   await images.convertedVmdk("ova-disk1.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 });
@@ -53,7 +54,7 @@ beforeAll(async () => {
   await images.qemu("disk.vhd", "vpc", 8);
   await images.qemu("disk.vhdx", "vhdx", 8);
   await images.qemu("disk.vdi", "vdi", 8);
-  for (const f of ["sparse.vmdk", "stream.vmdk", "flat.vmdk", "flat-flat.vmdk", "cd.iso", "ova-disk1.vmdk", "vm.ova", "mbr.img", "disk.qcow2"]) bytes[f] = await readFile(images.path(f));
+  for (const f of ["sparse.vmdk", "stream.vmdk", "flat.vmdk", "flat-flat.vmdk", "two.vmdk", "two-f001.vmdk", "cd.iso", "ova-disk1.vmdk", "vm.ova", "mbr.img", "disk.qcow2"]) bytes[f] = await readFile(images.path(f));
   http = await HttpSource.start(images.dir);
   other = await HttpSource.start(images.dir);
 });
@@ -177,6 +178,15 @@ describe.each(["file", "url"] as const)("openSource (%s)", (where) => {
   it("an adapterType given overrides the file's", async () => {
     const { publish } = await drain(await inspect(where, "sparse.vmdk"), { adapterType: "lsiLogicsas" });
     expect(publish).toMatchObject({ kind: "sparse", adapterType: "lsiLogicsas" });
+  });
+
+  it("a twoGbMaxExtentFlat descriptor streams its -f001 extent as a flat disk", async () => {
+    const s = await inspect(where, "two.vmdk");
+    expect(s.sizeBytes).toBe(bytes["two.vmdk"]!.length + (2 << 20));
+    const { publish, read } = await drain(s);
+    expect(publish).toMatchObject({ kind: "flat", adapterType: "busLogic", capacityBytes: 2 << 20, length: 2 << 20 });
+    expect(read.sha256).toBe(sha256(bytes["two-f001.vmdk"]!));
+    expect((await digestSource(s, ["sha256"])).sha256).toBe(read.sha256);
   });
 
   it("an ISO streams as iso", async () => {

@@ -12,7 +12,8 @@ import { ADAPTER_TYPES, DISK_TYPES, contradictions, type AdapterType, type DiskT
 
 export interface ImageArgs {
   /**
-   * The image: a local path (relative paths are from the program's directory) or an
+   * The image: a local path (a relative path is made absolute against the program's
+   * working directory, where `pulumi` runs it: the project folder) or an
    * http(s) URL (redirects are followed). VMDK (monolithicSparse, streamOptimized, or a
    * monolithicFlat descriptor with its -flat file beside it), OVA, ISO; qcow2, VHD(X),
    * VDI and raw disks are converted with qemu-img. The format is read from the bytes.
@@ -67,7 +68,9 @@ const sourceSchema = z
   .string()
   .trim()
   .min(1, "a local path or an http(s) URL")
-  .refine((s) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^https?:\/\//i.test(s), "a local path or an http(s) URL (other URL schemes are not fetched)");
+  .refine((s) => !/^[a-z][a-z0-9+.-]*:\/\//i.test(s) || /^https?:\/\//i.test(s), "a local path or an http(s) URL (other URL schemes are not fetched)")
+  // The source is stored in plain text in the state; credentials belong in `headers`, which is secret.
+  .refine((s) => !/^https?:\/\/[^/?#]*@/i.test(s), "a URL without user:password@ (give credentials in headers, e.g. { Authorization: \"Basic ...\" }, which the state keeps secret)");
 
 export const InputsSchema = z.strictObject({
   source: sourceSchema,

@@ -5,6 +5,7 @@
 // img_linked_clone, img_hv_type) as inputs. Instance boots from it.
 import * as pulumi from "@pulumi/pulumi";
 import { createHash, randomUUID } from "node:crypto";
+import { resolve as resolvePath } from "node:path";
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
 import { listFolder, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
@@ -53,8 +54,10 @@ export interface ImageCopy {
 /** What the state holds (outputs). */
 export interface ImageState extends Resolved {
   imageId: string;
-  /** The imageId was derived from the content (no imageId input). */
-  imageIdFromContent: boolean;
+  /** The id the content gets by default (what imageId is without an imageId input). */
+  contentImageId: string;
+  /** Uploaded as a flat disk whose descriptor vCenter wrote for its adapter and disk type (a flat descriptor, a raw disk). */
+  flatUpload: boolean;
   /** This resource's marker in each cache folder (image-holders.ts). */
   holder: string;
   cachePrefix: string;
@@ -76,6 +79,8 @@ export interface ImageState extends Resolved {
   osType: string;
   /** An OVA's own guest id, when it had a valid one (the default of osType, else otherGuest). */
   detectedOsType?: string;
+  /** The disk type the file says (the default of diskType). */
+  detectedDiskType?: DiskType;
   /** The adapter type the file says (ddb.adapterType, an OVA's controller; lsiLogic when it says none): the default of adapterType. */
   detectedAdapterType?: AdapterType;
   /** Boot instances as linked clones (this image's linkedClone, else vmware:useLinkedClone). */
@@ -102,7 +107,9 @@ export interface ImageState extends Resolved {
 
 const OUTPUT_KEYS = [
   ...COMPUTED_INPUT_KEYS,
-  "imageIdFromContent",
+  "contentImageId",
+  "flatUpload",
+  "detectedDiskType",
   "holder",
   "cachePrefix",
   "datacenter",
@@ -129,7 +136,7 @@ const OUTPUT_KEYS = [
  * Replaced (uploaded again) when the content changes (a local file's size or time
  * changed and its hash with them; a URL's checksum, ETag or Last-Modified), or when
  * imageId, diskType, the flat disk's adapterType, clusterName or `vmware:cachePrefix`
- * change. Updated in place: osType, linkedClone, hypervisorType, checksum and
+ * change. Updated in place: osType, linkedClone, checksum and
  * computeMd5 (when the content is the same), headers, datastores, retainWhileInUse,
  * a moved file of the same content, and copies found missing by refresh.
  *
@@ -161,6 +168,8 @@ export class Image extends pulumi.dynamic.Resource {
 
   constructor(name: string, args: ImageArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs: Record<string, unknown> = { ...Object.fromEntries(OUTPUT_KEYS.map((k) => [k, undefined])), ...args };
+    // A relative path means the program's folder, not wherever the engine starts the provider process.
+    inputs.source = pulumi.output(args.source).apply((src) => (typeof src === "string" && src !== "" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(src) ? resolvePath(src) : src));
     // Credentials for the source stay secret in the state, whatever the program passed.
     if (args.headers !== undefined) inputs.headers = pulumi.secret(args.headers);
     super(imageProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "headers"] }, "vmware", "Image");
@@ -191,9 +200,12 @@ function defaultImageId(sha256: string | undefined, contentId: string | undefine
 function flatShape(inspected: InspectedSource, r: Resolved): string | undefined {
   const flat = inspected.info.format === "vmdkDescriptor" || (inspected.info.format === "raw" && !inspected.conversion);
   if (!flat) return undefined;
-  const adapter = effectiveAdapterType(inspected, r.adapterType);
-  const vim = adapter === "ide" || adapter === "busLogic" ? adapter : "lsiLogic";
-  return `${vim}:${effectiveDiskType(inspected, r.diskType)}`;
+  return `${vimAdapterOf(effectiveAdapterType(inspected, r.adapterType))}:${effectiveDiskType(inspected, r.diskType)}`;
+}
+
+/** The adapter a flat disk's descriptor is made for: vim25 knows ide, busLogic and lsiLogic (SAS and paravirtual take an lsiLogic disk). */
+function vimAdapterOf(a: AdapterType | undefined): string | undefined {
+  return a === undefined || a === "ide" || a === "busLogic" ? a : "lsiLogic";
 }
 
 /** Whether what check found identifies the content the state holds. */
@@ -497,8 +509,15 @@ export const imageHandler: ResourceHandler = {
     inputs.sourceFingerprint = fp;
     if (contentId !== undefined) inputs.contentId = contentId;
 
-    // Where it would go, now: a datastore named that is unfit, or none that fits.
-    if (!isUnknown(r.clusterName) && !isUnknown(r.datastores) && !(Array.isArray(r.datastores) && r.datastores.some(isUnknown))) {
+    // Where it would go, now: a datastore named that is unfit, or none that fits. Only for
+    // an image to be placed (new, new content, other datastores or cluster): one cached
+    // already needs no room, and a full datastore must not fail every later preview.
+    const placing =
+      o.source === undefined ||
+      !sameFingerprint(o.sourceFingerprint, fp) ||
+      JSON.stringify(o.datastores ?? null) !== JSON.stringify(r.datastores ?? null) ||
+      o.clusterName !== r.clusterName;
+    if (placing && !isUnknown(r.clusterName) && !isUnknown(r.datastores) && !(Array.isArray(r.datastores) && r.datastores.some(isUnknown))) {
       try {
         const client = await ctx.client();
         const cluster = await clusterOf(ctx, client, r.clusterName);
@@ -524,15 +543,14 @@ export const imageHandler: ResourceHandler = {
       const have = declaredSum.algorithm === "sha256" ? o.sha256 : o.md5;
       if (have !== undefined && have !== declaredSum.hex) replaces.push("checksum");
     }
-    if (!isUnknown(n.imageId) && (n.imageId ?? undefined) !== (o.declared?.imageId ?? undefined)) {
-      // Dropping an imageId goes back to the content's id: a change unless it is that id.
-      if (n.imageId !== undefined || !o.imageIdFromContent) replaces.push("imageId");
-    }
-    if (!isUnknown(n.diskType) && n.diskType !== undefined && n.diskType !== o.diskType) replaces.push("diskType");
-    // The adapter is written into a flat disk's descriptor (CreateVirtualDisk_Task); for the others it only tells Instance which controller to use.
-    const flat = o.format === "vmdkDescriptor" || o.format === "raw";
-    const adapterChanged = o.kind === "disk" && !isUnknown(n.adapterType) && (n.adapterType ?? o.detectedAdapterType) !== o.adapterType;
-    if (adapterChanged && flat) replaces.push("adapterType");
+    // Without an imageId input the id is the content's own.
+    if (!isUnknown(n.imageId) && (n.imageId ?? o.contentImageId ?? o.imageId) !== o.imageId) replaces.push("imageId");
+    // A flat upload's cached copy is made for its disk type and adapter (CreateVirtualDisk_Task writes them);
+    // for the others the adapter only tells Instance which controller to use, and the disk type is the file's.
+    if (!isUnknown(n.diskType) && o.kind === "disk" && (n.diskType ?? o.detectedDiskType ?? o.diskType) !== o.diskType) replaces.push("diskType");
+    const nextAdapter = isUnknown(n.adapterType) ? o.adapterType : (n.adapterType ?? o.detectedAdapterType ?? o.adapterType);
+    const adapterChanged = o.kind === "disk" && nextAdapter !== o.adapterType;
+    if (adapterChanged && o.flatUpload && vimAdapterOf(nextAdapter) !== vimAdapterOf(o.adapterType)) replaces.push("adapterType");
     if (!isUnknown(n.clusterName) && n.clusterName !== undefined && n.clusterName !== o.clusterName) replaces.push("clusterName");
     if ((cfg.cachePrefix ?? "") !== (o.cachePrefix ?? "")) replaces.push("cachePrefix");
     if (replaces.length) return { changes: true, replaces, deleteBeforeReplace: false };
@@ -575,7 +593,8 @@ export const imageHandler: ResourceHandler = {
       md5 = d.md5;
     }
     if (expected?.algorithm === "sha256") sha256 ??= expected.hex;
-    const imageId = r.imageId ?? defaultImageId(sha256, r.contentId, fp, flatShape(inspected, r));
+    const contentImageId = defaultImageId(sha256, r.contentId, fp, flatShape(inspected, r));
+    const imageId = r.imageId ?? contentImageId;
     const kind: CachedKind = inspected.info.format === "iso" ? "iso" : "disk";
     const cachePrefix = cfg.cachePrefix ?? "";
     const cachedOn = async (ds: string) => (await statFile(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).disk, { details: false })) !== undefined;
@@ -601,6 +620,7 @@ export const imageHandler: ResourceHandler = {
       md5 ??= placed.md5;
       const outs = stateOf(r, inspected, {
         imageId,
+        contentImageId,
         holder,
         cachePrefix,
         cluster,
@@ -660,7 +680,10 @@ export const imageHandler: ResourceHandler = {
     const dc = cluster.datacenter;
     const present = Object.keys(o.cached ?? {});
     const required = o.capacityBytes ?? o.sizeBytes;
-    const wanted = n.datastores ? await chooseDatastores(client, cluster, n.datastores, cfg.datastoreRegex, required) : [...new Set([...present, ...(o.missingDatastores ?? [])])];
+    // Only a datastore that does not have the copy yet must have room for it.
+    const adding = n.datastores?.filter((ds) => !present.includes(ds));
+    if (adding?.length) await chooseDatastores(client, cluster, adding, cfg.datastoreRegex, required);
+    const wanted = n.datastores ? [...new Set(n.datastores)] : [...new Set([...present, ...(o.missingDatastores ?? [])])];
     if (wanted.length === 0) wanted.push(...(await chooseDatastores(client, cluster, undefined, cfg.datastoreRegex, required)));
     const loc = (ds: string) => cacheLocation(ds, o.cachePrefix, o.imageId, o.kind);
 
@@ -774,6 +797,7 @@ function stateOf(
   inspected: InspectedSource,
   x: {
     imageId: string;
+    contentImageId: string;
     holder: string;
     cachePrefix: string;
     cluster: Cluster;
@@ -792,12 +816,14 @@ function stateOf(
   const fromOvf = effectiveOsType(inspected, undefined);
   const detectedOsType = fromOvf === "otherGuest" ? undefined : fromOvf;
   const detectedAdapterType = effectiveAdapterType(inspected, undefined);
+  const detectedDiskType = effectiveDiskType(inspected, undefined);
   return {
     ...r,
     ...(x.contentId ? { contentId: x.contentId } : {}),
     sourceFingerprint: inspected.fingerprint,
     imageId: x.imageId,
-    imageIdFromContent: r.imageId === undefined,
+    contentImageId: x.contentImageId,
+    flatUpload: flatShape(inspected, r) !== undefined,
     holder: x.holder,
     cachePrefix: x.cachePrefix,
     clusterName: x.cluster.name,
@@ -811,6 +837,7 @@ function stateOf(
     osType: effectiveOsType(inspected, r.osType),
     ...(detectedOsType ? { detectedOsType } : {}),
     ...(detectedAdapterType ? { detectedAdapterType } : {}),
+    ...(detectedDiskType ? { detectedDiskType } : {}),
     linkedClone: r.linkedClone ?? x.cfg.useLinkedClone,
     hypervisorType: "vmware",
     ...(inspected.capacityBytes !== undefined ? { capacityBytes: inspected.capacityBytes } : {}),

@@ -5,7 +5,7 @@ import { createHash } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { readFile, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, listFolder } from "../../provider/vsphere/datastore.js";
@@ -18,6 +18,7 @@ import { download } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { HttpSource } from "../support/http-source.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
+import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
 
@@ -146,15 +147,19 @@ describe("Image through the dynamic-provider process", () => {
       sparseLegacy: await images.convertedVmdk("sparse-legacy.vmdk", "monolithicSparse", { adapter: "legacyESX", sizeMiB: 8, dataMiB: 2 }),
       streamIde: await images.convertedVmdk("stream-ide.vmdk", "streamOptimized", { adapter: "ide", sizeMiB: 8, dataMiB: 2 }),
       streamLsi: await images.convertedVmdk("stream-lsi.vmdk", "streamOptimized", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 }),
+      streamBus: await images.convertedVmdk("stream-bus.vmdk", "streamOptimized", { adapter: "buslogic", sizeMiB: 8, dataMiB: 2 }),
+      streamLegacy: await images.convertedVmdk("stream-legacy.vmdk", "streamOptimized", { adapter: "legacyESX", sizeMiB: 8, dataMiB: 2 }),
       flatLsi: await images.flatVmdk("flat-lsi.vmdk", { adapter: "lsilogic", sizeMiB: 4 }),
       flatIde: await images.flatVmdk("flat-ide.vmdk", { adapter: "ide", sizeMiB: 4 }),
+      flatBus: await images.flatVmdk("flat-bus.vmdk", { adapter: "buslogic", sizeMiB: 4 }),
+      flatLegacy: await images.flatVmdk("flat-legacy.vmdk", { adapter: "legacyESX", sizeMiB: 4 }),
       ova: await ova("appliance", "lsilogic", "ubuntu64Guest"),
       iso: await images.iso("tools.iso"),
       qcow2: await images.qemu("disk.qcow2", "qcow2", 8),
       raw: await mbrDisk("disk.raw", 4 * MiB),
     };
     // Data in the flat extents, so their bytes are worth comparing.
-    for (const f of ["flat-lsi-flat.vmdk", "flat-ide-flat.vmdk"]) {
+    for (const f of ["flat-lsi-flat.vmdk", "flat-ide-flat.vmdk", "flat-bus-flat.vmdk", "flat-legacy-flat.vmdk"]) {
       const b = await readFile(images.path(f));
       b.fill(5, 0, 512 * 1024);
       await writeFile(images.path(f), b);
@@ -171,8 +176,12 @@ describe("Image through the dynamic-provider process", () => {
       sparseLegacy: { format: "vmdk", diskType: "sparse", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.sparseLegacy) },
       streamIde: { format: "vmdk", diskType: "streamOptimized", adapterType: "ide", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamIde) },
       streamLsi: { format: "vmdk", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamLsi) },
+      streamBus: { format: "vmdk", diskType: "streamOptimized", adapterType: "busLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamBus) },
+      streamLegacy: { format: "vmdk", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.streamLegacy) },
       flatLsi: { format: "vmdkDescriptor", diskType: "thin", adapterType: "paraVirtual", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-lsi-flat.vmdk")) },
       flatIde: { format: "vmdkDescriptor", diskType: "preallocated", adapterType: "ide", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-ide-flat.vmdk")) },
+      flatBus: { format: "vmdkDescriptor", diskType: "preallocated", adapterType: "busLogic", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-bus-flat.vmdk")) },
+      flatLegacy: { format: "vmdkDescriptor", diskType: "preallocated", adapterType: "lsiLogic", capacityBytes: 4 * MiB, sha256: await fileSha(images.path("flat-legacy-flat.vmdk")) },
       ova: { format: "ova", diskType: "streamOptimized", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.ova) },
       iso: { format: "iso", capacityBytes: 18 * 2048, sha256: await fileSha(src.iso) },
       qcow2: { format: "qcow2", diskType: "sparse", adapterType: "lsiLogic", capacityBytes: 8 * MiB, sha256: await fileSha(src.qcow2) },
@@ -211,7 +220,15 @@ describe("Image through the dynamic-provider process", () => {
     // A flat disk's descriptor is vCenter's (CreateVirtualDisk_Task) for the adapter asked: paraVirtual takes an lsiLogic disk.
     expect((await fetch(flat.path)).toString("latin1")).toMatch(/ddb\.adapterType\s*=\s*"lsilogic"/);
     expect((await fetch(outs(s, "flatIde").path)).toString("latin1")).toMatch(/ddb\.adapterType\s*=\s*"ide"/);
+    expect((await fetch(outs(s, "flatBus").path)).toString("latin1")).toMatch(/ddb\.adapterType\s*=\s*"buslogic"/);
     for (const ds of DS) expect(await names(new DatastorePath(ds, "vmware_temp"))).toEqual([]);
+
+    // A flat copy is made for its disk type: thin declared, then left out (the file's preallocated) is a new copy.
+    // paraVirtual -> the file's lsilogic is not: both take an lsiLogic disk.
+    s.set({ ...specs, flatLsi: { source: src.flatLsi } });
+    const p = ok(await s.preview());
+    expect(p.events.find((e) => e.key.endsWith("::flatLsi"))).toMatchObject({ op: "replace", replaces: ["diskType"] });
+    expect(p.events.filter((e) => e.op !== "same").map((e) => e.key.split("::").pop())).toEqual(["flatLsi"]);
 
     ok(await s.destroy());
     await expectNothingLeft("formats");
@@ -227,6 +244,10 @@ describe("Image through the dynamic-provider process", () => {
     await writeFile(gz, Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0]), Buffer.alloc(4092)]));
     const noExtent = await images.flatVmdk("lost.vmdk", { sizeMiB: 1 });
     rmSync(images.path("lost-flat.vmdk"));
+    const corrupt = images.path("corrupt.vmdk");
+    const damaged = await readFile(ide);
+    damaged.fill(0xee, 512, 1024); // the embedded descriptor (sector 1) overwritten
+    await writeFile(corrupt, damaged);
     const text = images.path("notes.vmdk");
     await writeFile(text, Buffer.alloc(4096, 0x41));
     const s = stack("refusals", {
@@ -241,8 +262,10 @@ describe("Image through the dynamic-provider process", () => {
       truncated: { source: truncated },
       gzip: { source: gz },
       noExtent: { source: noExtent },
+      corrupt: { source: corrupt },
       noEvidence: { source: text },
       ftp: { source: "ftp://example.com/x.vmdk" },
+      creds: { source: "https://user:pw@example.com/x.vmdk" },
     });
     const r = await s.preview();
     const failed = Object.fromEntries(r.events.filter((e) => e.op === "check-failed").map((e) => [e.key.split("::").pop()!, e.failures!]));
@@ -261,9 +284,11 @@ describe("Image through the dynamic-provider process", () => {
     expect(one("truncated")).toMatch(/^source: .*truncated/);
     expect(one("gzip")).toMatch(/^source: .*gzip.*gunzip/);
     expect(one("noExtent")).toMatch(/^source: .*lost-flat\.vmdk/);
+    expect(one("corrupt")).toMatch(/^source: .*corrupt/);
     expect(one("noEvidence")).toMatch(/^source: /);
     expect(one("ftp")).toMatch(/^source: .*http\(s\) URL/);
-    expect(Object.keys(failed)).toHaveLength(13);
+    expect(one("creds")).toMatch(/^source: .*without user:password@.*headers/);
+    expect(Object.keys(failed)).toHaveLength(15);
     await expectNothingLeft("refusals");
   });
 
@@ -348,9 +373,11 @@ describe("Image through the dynamic-provider process", () => {
 
   it("previews a content change as a replacement, a touched or moved file and a property as an update, and puts back a copy deleted outside", async () => {
     const img = await images.convertedVmdk("life.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
-    const s = stack("life", { img: { source: img } });
+    // A relative path is the program's folder's (the harness runs programs in the project folder).
+    const s = stack("life", { img: { source: relative(PROJECT_ROOT, img) } });
     ok(await s.up());
     const first = outs(s, "img");
+    expect(first.source).toBe(img);
     const ev = (r: HarnessResult) => r.events.find((e) => e.key.endsWith("::img"));
 
     expect(ev(ok(await s.preview()))?.op).toBe("same");
@@ -358,9 +385,16 @@ describe("Image through the dynamic-provider process", () => {
     await utimes(img, later, later);
     expect(ev(ok(await s.preview()))?.op).toBe("same");
 
+    // A property, and the same bytes at another path: an update in place, nothing uploaded.
+    const moved = images.path("life-moved.vmdk");
+    await writeFile(moved, await readFile(img));
+    s.set({ img: { source: moved, osType: "ubuntu64Guest", linkedClone: false } });
+    const stats = await sim.control.stats();
+    expect(ev(ok(await s.up()))?.op).toBe("update");
+    expect((await sim.control.stats()).uploads).toBe(stats.uploads + 1); // the holder marker only
+    expect(outs(s, "img")).toMatchObject({ source: moved, osType: "ubuntu64Guest", linkedClone: false, imageId: first.imageId, path: first.path });
     s.set({ img: { source: img, osType: "ubuntu64Guest", linkedClone: false } });
     expect(ev(ok(await s.up()))?.op).toBe("update");
-    expect(outs(s, "img")).toMatchObject({ osType: "ubuntu64Guest", linkedClone: false, imageId: first.imageId, path: first.path });
 
     // Deleted outside: refresh sees it, the next up puts it back.
     await runTask(client, "DeleteDatastoreFile_Task", client.serviceContent.fileManager!, { name: DatastorePath.parse(first.path).parent.toString(), datacenter: dc.ref });
@@ -467,6 +501,27 @@ describe("Image through the dynamic-provider process", () => {
     expect(outs(s, "img").imageId).toBe(id);
     ok(await s.destroy());
     await expectNothingLeft("unknowns");
+  });
+
+  it("chooses the datastore by vmware:datastoreRegex, anchored at the start as Nova's, and refuses at preview when none fits", async () => {
+    const img = await images.convertedVmdk("regex.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const s = stack("regex", { img: { source: img } }, { "vmware:datastoreRegex": "LocalDS_1" });
+    ok(await s.up());
+    expect(Object.keys(outs(s, "img").cached)).toEqual(["LocalDS_1"]);
+    // The rule places new images; one cached already stays, and its previews do not fail.
+    const again = ok(await s.preview({ ...s.opts.config, "vmware:datastoreRegex": "nomatch" }));
+    expect(again.events.map((e) => e.op)).toEqual(["same"]);
+    ok(await s.destroy());
+    // "DS_1" would match LocalDS_1 with re.search, not with re.match.
+    const none = stack("regex-none", { img: { source: img } }, { "vmware:datastoreRegex": "DS_1" });
+    const p = await none.preview();
+    const f = p.events.find((e) => e.op === "check-failed")?.failures ?? [];
+    expect(f).toHaveLength(1);
+    expect(f[0]!.property).toBe("source");
+    expect(f[0]!.reason).toMatch(/no datastore of cluster DC0_C0 fits.*LocalDS_1: name does not match datastoreRegex DS_1/);
+    const named = stack("regex-named", { img: { source: img, datastores: ["nosuch"] } });
+    const q = await named.preview();
+    expect(q.events.find((e) => e.op === "check-failed")?.failures?.[0]).toMatchObject({ property: "datastores" });
   });
 });
 

@@ -162,9 +162,25 @@ export function effectiveOsType(inspected: InspectedSource | undefined, declared
   return fromOvf !== undefined && isGuestOsId(fromOvf) ? fromOvf : "otherGuest";
 }
 
-/** Same fingerprint: the same files with the same sizes and times, or the same URL version. */
+/**
+ * Same fingerprint: the same files with the same sizes and times, or the same URL version.
+ * Compared canonically: a state's objects come back from the engine with their keys sorted.
+ */
 export function sameFingerprint(a: SourceFingerprint | undefined, b: SourceFingerprint | undefined): boolean {
-  return a !== undefined && b !== undefined && JSON.stringify(a) === JSON.stringify(b);
+  return a !== undefined && b !== undefined && canonical(a) === canonical(b);
+}
+
+/** JSON with object keys sorted, for comparing values that went through a protobuf Struct. */
+export function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (typeof v === "object" && v !== null) {
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  }
+  return JSON.stringify(v) ?? "null";
 }
 
 /**

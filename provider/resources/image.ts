@@ -26,6 +26,7 @@ import { UNKNOWN, isUnknown } from "./handler-types.js";
 import {
   COMPUTED_INPUT_KEYS,
   INPUT_KEYS,
+  canonical,
   InputsSchema,
   checksumFailure,
   effectiveAdapterType,
@@ -192,7 +193,7 @@ const hex32 = (text: string) => createHash("sha256").update(text).digest("hex").
 function defaultImageId(sha256: string | undefined, contentId: string | undefined, fp: SourceFingerprint, shape: string | undefined): string {
   const hash = sha256 ?? (contentId?.startsWith("sha256:") ? contentId.slice(7) : undefined);
   if (hash && !shape) return hash.slice(0, 32);
-  const content = hash ?? contentId ?? (fp.kind === "url" ? `url:${fp.url}|size:${fp.size ?? "?"}` : JSON.stringify(fp));
+  const content = hash ?? contentId ?? (fp.kind === "url" ? `url:${fp.url}|size:${fp.size ?? "?"}` : canonical(fp));
   return hex32(shape ? `${content}|${shape}` : content);
 }
 
@@ -515,7 +516,7 @@ export const imageHandler: ResourceHandler = {
     const placing =
       o.source === undefined ||
       !sameFingerprint(o.sourceFingerprint, fp) ||
-      JSON.stringify(o.datastores ?? null) !== JSON.stringify(r.datastores ?? null) ||
+      canonical(o.datastores ?? null) !== canonical(r.datastores ?? null) ||
       o.clusterName !== r.clusterName;
     if (placing && !isUnknown(r.clusterName) && !isUnknown(r.datastores) && !(Array.isArray(r.datastores) && r.datastores.some(isUnknown))) {
       try {
@@ -561,10 +562,10 @@ export const imageHandler: ResourceHandler = {
       (!isUnknown(n.osType) && (given("osType") ?? o.detectedOsType ?? "otherGuest") !== o.osType) ||
       (!isUnknown(n.linkedClone) && (given("linkedClone") ?? cfg.useLinkedClone) !== o.linkedClone) ||
       (!isUnknown(n.computeMd5) && n.computeMd5 === true && o.md5 === undefined) ||
-      (!isUnknown(n.datastores) && JSON.stringify(n.datastores ?? null) !== JSON.stringify(o.declared?.datastores ?? null)) ||
+      (!isUnknown(n.datastores) && canonical(n.datastores ?? null) !== canonical(o.declared?.datastores ?? null)) ||
       (!isUnknown(n.retainWhileInUse) && (n.retainWhileInUse ?? false) !== (o.retainWhileInUse ?? false)) ||
       (!isUnknown(n.checksum) && (n.checksum ?? undefined) !== (o.checksum ?? undefined)) ||
-      (!isUnknown(n.headers) && JSON.stringify(n.headers ?? null) !== JSON.stringify(o.headers ?? null)) ||
+      (!isUnknown(n.headers) && canonical(n.headers ?? null) !== canonical(o.headers ?? null)) ||
       (!isUnknown(n.source) && n.source !== o.source) ||
       (o.missingDatastores?.length ?? 0) > 0;
     if (unknowns.length && !update) return { replaces: [] };

@@ -328,8 +328,10 @@ async function place(
     const inspected = await opts.inspected();
     const algorithms = algorithmsFor(opts.r);
     const expected = checksumOf(opts.r);
+    const direct = !inspected.conversion && inspected.info.format !== "ova";
     const opened = await openSource(inspected, {
-      algorithms,
+      // Sent as they are: the upload hashes them, once.
+      algorithms: direct ? [] : algorithms,
       ...(opts.r.adapterType ? { adapterType: opts.r.adapterType } : {}),
       ...(opts.r.diskType === "thin" || opts.r.diskType === "preallocated" ? { diskType: opts.r.diskType } : {}),
     });
@@ -337,7 +339,6 @@ async function place(
     //  - bytes sent as they are (VMDK, descriptor extents, ISO, raw): by publishImage, on what it sent, before the move into the cache;
     //  - converted: the source was read whole before conversion, so before anything is sent;
     //  - OVA: only once the tar has been read to its end, after the disk went: a mismatch takes the copy back out.
-    const direct = !inspected.conversion && inspected.info.format !== "ova";
     const check = (d: SourceDigests) => {
       if (expected && d[expected.algorithm] !== expected.hex) throw new ChecksumMismatchError(inspected.name, expected.algorithm, expected.hex, d[expected.algorithm] ?? "(not computed)");
       if (opts.sha256 && d.sha256 !== opts.sha256) throw new SourceChangedError(inspected.name, [`sha256 ${opts.sha256} → ${d.sha256}`]);

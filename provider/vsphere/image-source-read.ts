@@ -59,13 +59,13 @@ export class Holdings {
   }
 }
 
-/** Passes chunks through and hashes them; `digests` settles at the end, or rejects when the read fails or stops early. */
+/** Passes chunks through and hashes them with `algorithms` (none: counts only); `digests` settles at the end, or rejects when the read fails or stops early. */
 export function hashTap(source: ByteSource, algorithms: readonly SourceDigestAlgorithm[], name: string): { bytes: AsyncGenerator<Buffer>; digests: Promise<SourceDigests> } {
   let settle!: { resolve: (d: SourceDigests) => void; reject: (e: unknown) => void };
   const digests = new Promise<SourceDigests>((resolve, reject) => (settle = { resolve, reject }));
   digests.catch(() => {});
   async function* bytes(): AsyncGenerator<Buffer> {
-    const hashes: Array<[SourceDigestAlgorithm, Hash]> = [...new Set<SourceDigestAlgorithm>(["sha256", ...algorithms])].map((a) => [a, createHash(a)]);
+    const hashes: Array<[SourceDigestAlgorithm, Hash]> = [...new Set<SourceDigestAlgorithm>(algorithms)].map((a) => [a, createHash(a)]);
     let n = 0;
     let done = false;
     try {

@@ -50,8 +50,9 @@ export interface InspectedSource {
 }
 
 export type SourceDigestAlgorithm = "sha256" | "md5";
+/** Bytes read, and the digests asked for. */
 export interface SourceDigests {
-  sha256: string;
+  sha256?: string;
   md5?: string;
   bytes: number;
 }
@@ -66,6 +67,11 @@ export interface OpenedSource {
 }
 
 export interface OpenOptions {
+  /**
+   * Digests of the source to compute as it streams. [] for none: when the bytes sent are
+   * the source's (a VMDK, a flat descriptor's extents, an ISO, a raw disk), the upload
+   * hashes them already, and hashing twice costs throughput.
+   */
   algorithms: SourceDigestAlgorithm[];
   /** Overrides the file's (or the OVF's) adapter; picks qemu-img's adapter_type for a conversion. */
   adapterType?: AdapterType;
@@ -175,13 +181,13 @@ async function describeOva(base: Base, info: ImageInfo, bytes: ByteSource): Prom
 }
 
 /** Hashes the source's bytes (see sourceBytes). */
-export async function digestSource(inspected: InspectedSource, algorithms: SourceDigestAlgorithm[], opts: { signal?: AbortSignal } = {}): Promise<SourceDigests> {
+export async function digestSource(inspected: InspectedSource, algorithms: SourceDigestAlgorithm[], opts: { signal?: AbortSignal } = {}): Promise<SourceDigests & { sha256: string }> {
   const h = new Holdings();
   try {
     const { bytes } = await sourceBytes(inspected, h, opts.signal);
-    const tap = hashTap(bytes, algorithms, inspected.name);
+    const tap = hashTap(bytes, ["sha256", ...algorithms], inspected.name);
     for await (const _ of tap.bytes);
-    return await tap.digests;
+    return (await tap.digests) as SourceDigests & { sha256: string };
   } finally {
     await h.dispose();
   }

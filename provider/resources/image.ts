@@ -322,66 +322,86 @@ async function place(
   const loc = (ds: string) => cacheLocation(ds, cachePrefix, imageId, kind);
   const hits = await Promise.all(wanted.map(async (ds) => (await statFile(client, dc, loc(ds).disk, { details: false })) !== undefined));
   const out: Placed = { published: [] };
-  let from = wanted.find((_, i) => hits[i]);
-  if (from === undefined) {
-    const first = wanted[0]!;
-    const inspected = await opts.inspected();
-    const algorithms = algorithmsFor(opts.r);
-    const expected = checksumOf(opts.r);
-    const direct = !inspected.conversion && inspected.info.format !== "ova";
-    const opened = await openSource(inspected, {
-      // Sent as they are: the upload hashes them, once.
-      algorithms: direct ? [] : algorithms,
-      ...(opts.r.adapterType ? { adapterType: opts.r.adapterType } : {}),
-      ...(opts.r.diskType === "thin" || opts.r.diskType === "preallocated" ? { diskType: opts.r.diskType } : {}),
-    });
-    // How the source's digests are checked against the declared checksum (and a file's earlier hash):
-    //  - bytes sent as they are (VMDK, descriptor extents, ISO, raw): by publishImage, on what it sent, before the move into the cache;
-    //  - converted: the source was read whole before conversion, so before anything is sent;
-    //  - OVA: only once the tar has been read to its end, after the disk went: a mismatch takes the copy back out.
-    const check = (d: SourceDigests) => {
-      if (expected && d[expected.algorithm] !== expected.hex) throw new ChecksumMismatchError(inspected.name, expected.algorithm, expected.hex, d[expected.algorithm] ?? "(not computed)");
-      if (opts.sha256 && d.sha256 !== opts.sha256) throw new SourceChangedError(inspected.name, [`sha256 ${opts.sha256} → ${d.sha256}`]);
-    };
-    try {
-      if (inspected.conversion) check(await opened.digests);
-      const result = await publishImage(client, {
-        datacenter: dc,
-        datastore: first,
-        cachePrefix,
-        imageId,
-        source: opened.publish,
-        checksums: algorithms,
-        ...(direct && expected ? { expected } : {}),
-        knownAbsent: true,
-        resourcePool: cluster.resourcePool,
-        vmFolder: dc.vmFolder,
-      });
-      if (!result.alreadyCached) {
-        out.published.push(first);
-        const d = direct ? { sha256: result.sha256!, bytes: result.bytes, ...(result.md5 ? { md5: result.md5 } : {}) } : await opened.digests;
-        check(d);
-        Object.assign(out, { sha256: d.sha256, bytes: d.bytes, ...(d.md5 ? { md5: d.md5 } : {}) });
-      }
-    } catch (err) {
-      await rollback(client, dc, out.published, cachePrefix, imageId, kind);
-      out.published = [];
-      throw err;
-    } finally {
-      await opened.dispose();
+  try {
+    let from = wanted.find((_, i) => hits[i]);
+    if (from === undefined) {
+      from = wanted[0]!;
+      const { mine, ...digests } = await upload(client, { ...opts, datastore: from });
+      Object.assign(out, digests);
+      if (mine) out.published.push(from);
     }
-    from = first;
+    const source = from;
+    await Promise.all(
+      wanted
+        .filter((ds, i) => ds !== source && !hits[i])
+        .map(async (ds) => {
+          const copied = await copyToDatastore(client, { datacenter: dc, fromDatastore: source, datastore: ds, cachePrefix, imageId, kind });
+          if (!copied.alreadyCached) out.published.push(ds);
+        }),
+    );
+    return out;
+  } catch (err) {
+    // Whatever this call put in the cache goes again (a copy to a second datastore failed, or an OVA's checksum).
+    await rollback(client, dc, out.published, cachePrefix, imageId, kind);
+    throw err;
   }
-  const source = from;
-  await Promise.all(
-    wanted
-      .filter((ds, i) => ds !== source && !hits[i])
-      .map(async (ds) => {
-        const copied = await copyToDatastore(client, { datacenter: dc, fromDatastore: source, datastore: ds, cachePrefix, imageId, kind });
-        if (!copied.alreadyCached) out.published.push(ds);
-      }),
-  );
-  return out;
+}
+
+/**
+ * Uploads the image from its source to one datastore. Resolves the source's digests and
+ * `mine`, or `mine: false` when another writer's copy was there first (nothing was read).
+ */
+async function upload(
+  client: VimClient,
+  opts: { cluster: Cluster; cachePrefix: string; imageId: string; kind: CachedKind; datastore: string; inspected: () => Promise<InspectedSource>; r: Resolved; sha256: string | undefined },
+): Promise<Omit<Placed, "published"> & { mine: boolean }> {
+  const { cluster, cachePrefix, imageId, kind } = opts;
+  const dc = cluster.datacenter;
+  const inspected = await opts.inspected();
+  const algorithms = algorithmsFor(opts.r);
+  const expected = checksumOf(opts.r);
+  const direct = !inspected.conversion && inspected.info.format !== "ova";
+  const opened = await openSource(inspected, {
+    // Sent as they are: the upload hashes them, once.
+    algorithms: direct ? [] : algorithms,
+    ...(opts.r.adapterType ? { adapterType: opts.r.adapterType } : {}),
+    ...(opts.r.diskType === "thin" || opts.r.diskType === "preallocated" ? { diskType: opts.r.diskType } : {}),
+  });
+  // How the source's digests are checked against the declared checksum (and a file's earlier hash):
+  //  - bytes sent as they are (VMDK, descriptor extents, ISO, raw): by publishImage, on what it sent, before the move into the cache;
+  //  - converted: the source was read whole before conversion, so before anything is sent;
+  //  - OVA: only once the tar has been read to its end, after the disk went: a mismatch takes the copy back out (place's rollback).
+  const check = (d: SourceDigests) => {
+    if (expected && d[expected.algorithm] !== expected.hex) throw new ChecksumMismatchError(inspected.name, expected.algorithm, expected.hex, d[expected.algorithm] ?? "(not computed)");
+    if (opts.sha256 && d.sha256 !== opts.sha256) throw new SourceChangedError(inspected.name, [`sha256 ${opts.sha256} → ${d.sha256}`]);
+  };
+  try {
+    if (inspected.conversion) check(await opened.digests);
+    const result = await publishImage(client, {
+      datacenter: dc,
+      datastore: opts.datastore,
+      cachePrefix,
+      imageId,
+      source: opened.publish,
+      checksums: algorithms,
+      ...(direct && expected ? { expected } : {}),
+      knownAbsent: true,
+      resourcePool: cluster.resourcePool,
+      vmFolder: dc.vmFolder,
+    });
+    if (result.alreadyCached) return { mine: false };
+    const d = direct ? { sha256: result.sha256!, bytes: result.bytes, ...(result.md5 ? { md5: result.md5 } : {}) } : await opened.digests;
+    try {
+      check(d);
+    } catch (err) {
+      // Published, then found wrong: take it back out here, where it is known to be ours.
+      await rollback(client, dc, [opts.datastore], cachePrefix, imageId, kind);
+      throw err;
+    }
+    return { mine: true, ...(d.sha256 ? { sha256: d.sha256 } : {}), bytes: d.bytes, ...(d.md5 ? { md5: d.md5 } : {}) };
+  } finally {
+    await opened.dispose();
+  }
 }
 
 /** Takes back copies this run published when it fails later (unless someone else holds them meanwhile). */

@@ -479,6 +479,18 @@ describe("Image through the dynamic-provider process", () => {
     expect((after.methods.CopyVirtualDisk_Task ?? 0) - (before.methods.CopyVirtualDisk_Task ?? 0)).toBe(1 + (DS.length - 1));
     for (const ds of DS) expect(await names(new DatastorePath(ds, `multi_base/${o.imageId}`))).toContain(`${o.imageId}-flat.vmdk`);
 
+    ok(await s.destroy());
+    await expectNothingLeft("multi");
+
+    // The copy to the second datastore fails: the first's upload is taken back too, nothing is left.
+    await sim.control.addRule({ kind: "taskError", method: "CopyVirtualDisk_Task", args: { sourceName: `[${DS[0]}] multi_base/${o.imageId}/${o.imageId}.vmdk` }, fault: "NoDiskSpace", message: "no space" });
+    const failed = await s.up();
+    await sim.control.clearRules();
+    expect(failed.errors.join("\n")).toMatch(/no space/);
+    expect(s.state().resources).toEqual([]);
+    await expectNothingLeft("multi");
+    ok(await s.up());
+
     s.set({ img: { source: img, datastores: [DS[0]] } });
     expect(ok(await s.up()).events.find((e) => e.key.endsWith("::img"))?.op).toBe("update");
     expect(Object.keys(outs(s, "img").cached)).toEqual([DS[0]]);

@@ -5,8 +5,9 @@ import { randomBytes } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { request } from "undici";
+import { Agent, request } from "undici";
 import { RawSoapFault, asArray, moRefXml, toMoRef, xmlEscape, type MoRef, type Parsed } from "../support/raw-soap.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DatastoreHarness } from "./datastore-support.js";
@@ -37,7 +38,7 @@ afterAll(async () => {
 });
 
 /** A VirtualMachineImportSpec as an OVF import of one thin 8 MiB disk on an LSI Logic controller makes it. */
-function importSpec(name: string, capacityKb = 8192): string {
+function importSpec(name: string, capacityKb = 8192, rp = pool): string {
   return (
     `<spec xsi:type="VirtualMachineImportSpec"><configSpec><name>${name}</name><guestId>otherGuest64</guestId>` +
     `<files><vmPathName>[LocalDS_0]</vmPathName></files><numCPUs>1</numCPUs><memoryMB>64</memoryMB>` +
@@ -47,21 +48,21 @@ function importSpec(name: string, capacityKb = 8192): string {
     `<backing xsi:type="VirtualDiskFlatVer2BackingInfo"><fileName></fileName><diskMode>persistent</diskMode>` +
     `<thinProvisioned>true</thinProvisioned></backing><controllerKey>1000</controllerKey><unitNumber>0</unitNumber>` +
     `<capacityInKB>${capacityKb}</capacityInKB></device></deviceChange></configSpec>` +
-    `${moRefXml("resPoolEntity", pool)}</spec>`
+    `${moRefXml("resPoolEntity", rp)}</spec>`
   );
 }
 
-async function leaseProps(lease: MoRef): Promise<Parsed> {
-  const props = await ds.soap.properties(ds.sc, lease, ["state", "info", "transferProgress", "initializeProgress", "error"]);
+async function leaseProps(lease: MoRef, h = ds): Promise<Parsed> {
+  const props = await h.soap.properties(h.sc, lease, ["state", "info", "transferProgress", "initializeProgress", "error"]);
   // An enum value comes typed (xsi:type="HttpNfcLeaseState"): its text is the state.
   if (typeof props.state === "object") props.state = props.state["#text"];
   return props;
 }
 
 /** Reads the lease until it leaves `initializing` (vCenter's clients poll it the same way). */
-async function whenReady(lease: MoRef): Promise<Parsed> {
+async function whenReady(lease: MoRef, h = ds): Promise<Parsed> {
   for (let i = 0; i < 10_000; i++) {
-    const props = await leaseProps(lease);
+    const props = await leaseProps(lease, h);
     if (props.state !== "initializing") return props;
   }
   throw new Error("the lease never left initializing");
@@ -96,6 +97,9 @@ describe("ImportVApp and its NFC lease", () => {
     expect(Number(ready.initializeProgress)).toBe(100);
     const [device] = asArray(ready.info.deviceUrl as Parsed | Parsed[]);
     expect(device!.importKey).toBe(`/${name}/disk:0`);
+    // Without --nfc-host-tls the host is "the one you reached" (vCenter), with no thumbprint of its own.
+    expect(String(device!.url)).toBe(`http://*/nfc/${lease.value}/disk-0.vmdk`);
+    expect(device!.sslThumbprint || undefined).toBeUndefined();
     expect(String(device!.disk)).toBe("true");
     expect(Number(ready.info.totalDiskCapacityInKB)).toBe(8192);
     expect(toMoRef(ready.info.entity).type).toBe("VirtualMachine");
@@ -250,5 +254,77 @@ describe("a lease aborted while it is initializing", () => {
     expect((await whenReady(later)).state).toBe("ready");
     expect((await leaseProps(lease)).state).toBe("error");
     await ds.soap.call("HttpNfcLeaseAbort", later);
+  });
+});
+
+describe("--nfc-host-tls: lease uploads go to an ESXi host of their own, trusted by the lease's sslThumbprint", () => {
+  let hostSim: Vcsim;
+  let hostDs: DatastoreHarness;
+  let hostPool: MoRef;
+  beforeAll(async () => {
+    hostSim = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 0, nfcHostTls: true });
+    hostDs = await DatastoreHarness.open(hostSim);
+    const [rp] = await hostDs.soap.retrieveAll(hostDs.sc, "ResourcePool", ["name"]);
+    hostPool = rp!.obj as MoRef;
+  });
+  afterAll(async () => {
+    await hostSim?.stop();
+  });
+
+  /** The SHA-1 of the certificate a TLS server presents, colon hex, read without trusting it. */
+  function peerSha1(url: string): Promise<string> {
+    const u = new URL(url);
+    return new Promise((resolve, reject) => {
+      const socket = tlsConnect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
+        resolve(socket.getPeerCertificate().fingerprint);
+        socket.destroy();
+      });
+      socket.once("error", reject);
+    });
+  }
+
+  it("names the host's origin with its certificate's thumbprint; vCenter's origin refuses the upload; the host takes it", async () => {
+    const name = `host-${Date.now()}`;
+    const lease = toMoRef((await hostDs.soap.call("ImportVApp", hostPool, importSpec(name, 8192, hostPool)))!);
+    const props = await whenReady(lease, hostDs);
+    const [device] = asArray(props.info.deviceUrl as Parsed | Parsed[]);
+    const url = String(device!.url);
+    expect(new URL(url).origin).toBe(hostSim.info.nfcHostUrl);
+    expect(url).toBe(`${hostSim.info.nfcHostUrl}/nfc/${lease.value}/disk-0.vmdk`);
+    expect(device!.sslThumbprint).toBe(hostSim.info.nfcHostThumbprint);
+    expect(await peerSha1(url)).toBe(hostSim.info.nfcHostThumbprint);
+
+    // Not a certificate anyone's CAs sign: only the thumbprint can trust it.
+    await expect(request(url, { method: "PUT", body: stream })).rejects.toThrow(/self.signed|certificate/i);
+    // vCenter's own origin does not serve the lease's disk: a client must go to the host.
+    expect(await put(`http://${hostSim.info.host}:${hostSim.info.port}/nfc/${lease.value}/disk-0.vmdk`, stream)).toBe(404);
+
+    const trusting = new Agent({ connect: { rejectUnauthorized: false } });
+    try {
+      const res = await request(url, { method: "POST", body: stream, dispatcher: trusting, headers: { "content-type": "application/x-vnd.vmware-streamVmdk" } });
+      await res.body.dump();
+      expect(res.statusCode).toBe(200);
+    } finally {
+      await trusting.close();
+    }
+    await hostDs.soap.call("HttpNfcLeaseComplete", lease);
+    expect((await hostDs.read(`${name}/${name}-flat.vmdk`)).equals(raw)).toBe(true);
+  });
+
+  it("cutUpload applies on the host's listener too", async () => {
+    const name = `hostcut-${Date.now()}`;
+    const lease = toMoRef((await hostDs.soap.call("ImportVApp", hostPool, importSpec(name, 8192, hostPool)))!);
+    const props = await whenReady(lease, hostDs);
+    const [device] = asArray(props.info.deviceUrl as Parsed | Parsed[]);
+    const rule = await hostSim.control.addRule({ kind: "cutUpload", afterBytes: 200_000, path: "/nfc/" });
+    const trusting = new Agent({ connect: { rejectUnauthorized: false } });
+    try {
+      await expect(request(String(device!.url), { method: "POST", body: stream, dispatcher: trusting })).rejects.toThrow();
+    } finally {
+      await trusting.close();
+    }
+    expect(await hostSim.control.rule(rule.id)).toMatchObject({ fired: 1 });
+    await hostDs.soap.call("HttpNfcLeaseAbort", lease);
+    expect(await hostDs.status(`${name}/${name}.vmdk`)).toBe(404);
   });
 });

@@ -36,6 +36,14 @@ export interface VcsimOptions {
   schemaOrder?: "strict" | "off";
   /** How long an ImportVApp lease stays `initializing` before it is `ready` (default 100 ms). */
   nfcReadyMs?: number;
+  /**
+   * Serve ImportVApp lease uploads on a second TLS listener (127.0.0.1, another port) with a
+   * certificate of its own, as an ESXi host: device URLs name it and carry its SHA-1 as
+   * `sslThumbprint`, and vCenter's origin refuses them (info.nfcHostUrl, info.nfcHostThumbprint).
+   */
+  nfcHostTls?: boolean;
+  /** With nfcHostTls: the `sslThumbprint` leases give instead of the host's own ("none": leave it out). */
+  nfcHostThumbprint?: string;
   /** Fault rules installed before the first request (JSON, as for the control endpoint). */
   faults?: object[];
 }
@@ -67,6 +75,9 @@ export interface VcsimInfo {
   /** SHA-1 thumbprint of the server certificate, colon-separated hex (vSphere style). */
   thumbprint?: string;
   thumbprintSha256?: string;
+  /** With nfcHostTls: the NFC host's origin (https://127.0.0.1:port) and its certificate's SHA-1. */
+  nfcHostUrl?: string;
+  nfcHostThumbprint?: string;
   controlUrl: string;
   apiVersion: string;
   pid: number;

@@ -47,6 +47,8 @@ type options struct {
 	dataDir     string
 	schemaOrder string
 	nfcReadyMs  int
+	nfcHostTLS  bool
+	nfcHostTP   string
 	topo        topology
 }
 
@@ -67,6 +69,9 @@ type readyLine struct {
 	PID           int        `json:"pid"`
 	StartupMs     int64      `json:"startupMs"`
 	Inventory     *inventory `json:"inventory"`
+	// With --nfc-host-tls: the NFC host's origin and its certificate's SHA-1.
+	NFCHostURL        string `json:"nfcHostUrl,omitempty"`
+	NFCHostThumbprint string `json:"nfcHostThumbprint,omitempty"`
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -86,6 +91,8 @@ func parseFlags(args []string) (*options, error) {
 
 	fs.StringVar(&o.schemaOrder, "schema-order", "strict", "strict (default): refuse SOAP requests whose elements are out of XSD sequence order or unknown to their type, as vCenter does; off: accept any order, as govmomi's simulator does")
 	fs.IntVar(&o.nfcReadyMs, "nfc-ready-ms", 100, "how long an ImportVApp lease stays initializing before it is ready, as vCenter prepares the host first")
+	fs.BoolVar(&o.nfcHostTLS, "nfc-host-tls", false, "serve ImportVApp lease uploads on a second TLS listener with a certificate of its own (an ESXi host's), named by the device URLs with its sslThumbprint, as vCenter does; vCenter's origin then refuses them")
+	fs.StringVar(&o.nfcHostTP, "nfc-host-thumbprint", "", "with --nfc-host-tls: the sslThumbprint leases give (default: the host certificate's SHA-1; none: leave it out)")
 	t := &o.topo
 	fs.IntVar(&t.Datacenters, "datacenters", 1, "number of datacenters (DC0, DC1, ...)")
 	fs.IntVar(&t.Clusters, "clusters", 1, "clusters per datacenter (DC0_C0, ...)")
@@ -109,6 +116,9 @@ func parseFlags(args []string) (*options, error) {
 	}
 	if o.nfcReadyMs < 0 {
 		return nil, fmt.Errorf("--nfc-ready-ms must be 0 or more")
+	}
+	if o.nfcHostTP != "" && !o.nfcHostTLS {
+		return nil, fmt.Errorf("--nfc-host-thumbprint needs --nfc-host-tls")
 	}
 	if err := t.validate(); err != nil {
 		return nil, err
@@ -229,6 +239,13 @@ func run(o *options, start time.Time) error {
 			serverHook(c, state)
 		}
 	}
+	var nfcHostSrv *nfcHost
+	if o.nfcHostTLS {
+		if nfcHostSrv, err = injector.startNFCHost(o.nfcHostTP); err != nil {
+			return err
+		}
+		defer nfcHostSrv.server.Close()
+	}
 	for _, spec := range o.faults {
 		if _, err := injector.addRuleJSON([]byte(spec)); err != nil {
 			return fmt.Errorf("--fault %s: %v", spec, err)
@@ -260,6 +277,10 @@ func run(o *options, start time.Time) error {
 		PID:        os.Getpid(),
 		DataDir:    o.dataDir,
 		Inventory:  inv,
+	}
+	if nfcHostSrv != nil {
+		line.NFCHostURL = nfcHostSrv.url
+		line.NFCHostThumbprint = nfcHostSrv.thumbprint
 	}
 	if cert != nil {
 		caFile := o.caFile

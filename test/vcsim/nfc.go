@@ -34,6 +34,10 @@ type nfcLeases struct {
 	mu     sync.Mutex
 	leases map[string]*importLease // by lease moref value
 	ready  time.Duration
+	// hostURL, when set, is the NFC host's origin (nfchost.go): device URLs name it,
+	// with hostThumbprint as their sslThumbprint, and only it takes the uploads.
+	hostURL        string
+	hostThumbprint string
 }
 
 type importLease struct {
@@ -141,6 +145,11 @@ func (n *nfcLeases) importVApp(in *injector, r *http.Request, req *types.ImportV
 	l.info = types.HttpNfcLeaseInfo{Lease: ref, Entity: vmRef, LeaseTimeout: 300}
 	devices := object.VirtualDeviceList(vm.Config.Hardware.Device)
 	n.mu.Lock()
+	// "*" is the host the client reached (vCenter); an ESXi host of its own is named, with its certificate's thumbprint.
+	base := fmt.Sprintf("%s://*", scheme)
+	if n.hostURL != "" {
+		base = n.hostURL
+	}
 	ndisk := 0
 	for _, d := range devices {
 		disk, ok := d.(*types.VirtualDisk)
@@ -169,11 +178,12 @@ func (n *nfcLeases) importVApp(in *injector, r *http.Request, req *types.ImportV
 		l.info.TotalDiskCapacityInKB += disk.CapacityInKB
 		// importKey matches the deviceId of the OvfFileItem CreateImportSpec made for this disk.
 		l.info.DeviceUrl = append(l.info.DeviceUrl, types.HttpNfcLeaseDeviceUrl{
-			Key:       fmt.Sprintf("/%s/%d", vmRef.Value, disk.Key),
-			ImportKey: fmt.Sprintf("/%s/%s:%d", vm.Name, devices.Type(disk), ndisk),
-			Url:       fmt.Sprintf("%s://*%s%s/%s", scheme, nfcPrefix, ref.Value, name),
-			Disk:      types.NewBool(true),
-			TargetId:  name,
+			Key:           fmt.Sprintf("/%s/%d", vmRef.Value, disk.Key),
+			ImportKey:     fmt.Sprintf("/%s/%s:%d", vm.Name, devices.Type(disk), ndisk),
+			Url:           fmt.Sprintf("%s%s%s/%s", base, nfcPrefix, ref.Value, name),
+			SslThumbprint: n.hostThumbprint,
+			Disk:          types.NewBool(true),
+			TargetId:      name,
 		})
 		ndisk++
 	}
@@ -352,9 +362,14 @@ func (n *nfcLeases) serveHTTP(w http.ResponseWriter, r *http.Request) bool {
 	if l != nil && !l.closed {
 		disk = l.disks[parts[1]]
 	}
+	hostURL := n.hostURL
 	n.mu.Unlock()
 	if l == nil {
 		return false
+	}
+	if hostURL != "" && !onNFCHost(r) {
+		http.Error(w, "this lease's disks are uploaded to its host, "+hostURL, http.StatusNotFound)
+		return true
 	}
 	if disk == nil { // no such disk, or the lease is over
 		http.NotFound(w, r)

@@ -1,11 +1,23 @@
 // The one HTTP channel to vCenter: one undici Agent (one connection pool) with the TLS
 // policy of transport.ts, the session cookie, whole-answer exchanges for SOAP, and
-// authenticated streaming requests for datastore (`/folder`) and NFC transfers.
+// authenticated streaming requests for datastore (`/folder`) and NFC transfers. A host
+// other than vCenter (the ESXi host an NFC lease names) gets a pool of its own, with
+// the trust vCenter vouched for (trustOrigin), never vCenter's policy or cookie.
 import { setTimeout as sleep } from "node:timers/promises";
 import { Readable } from "node:stream";
 import { request as undiciRequest, type Agent, type Dispatcher } from "undici";
 import { ConnectionError, HttpError, OutcomeUnknownError, VSphereError } from "./errors.js";
-import { checkHost, classifyFailure, classifyStatus, createDispatcher, explainTlsFailure, type TlsOptions } from "./transport.js";
+import {
+  checkHost,
+  classifyFailure,
+  classifyStatus,
+  createDispatcher,
+  createHostDispatcher,
+  explainTlsFailure,
+  normalizeThumbprint,
+  type HostTrust,
+  type TlsOptions,
+} from "./transport.js";
 
 /** A log event; messages never contain the password or the session cookie. */
 export interface LogEvent {
@@ -63,6 +75,13 @@ export function backoffMs(attempt: number, baseMs: number, maxMs: number): numbe
   return cap / 2 + Math.random() * (cap / 2);
 }
 
+/** `https://host:port` with the port always written, so equal origins compare equal. */
+export function canonicalOrigin(origin: string): string {
+  const u = new URL(origin);
+  const port = u.port || (u.protocol === "https:" ? "443" : "80");
+  return `${u.protocol}//${u.hostname}:${port}`;
+}
+
 /** Waits one turn of the event loop: see `exchange`. */
 const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -75,15 +94,55 @@ export class HttpChannel {
   readonly #agent: Agent;
   /** The host without IPv6 brackets. */
   readonly #host: string;
+  /** Pools of other hosts, by canonical origin, with the trust each was made with. */
+  readonly #hosts = new Map<string, { agent: Agent; key: string }>();
+  /** `origin` as canonicalOrigin spells it (lower case host, port written). */
+  readonly #canonical: string;
 
   constructor(readonly opts: ChannelOptions) {
     const host = checkHost(opts.host);
     this.#host = host;
     this.origin = `${opts.protocol}://${host.includes(":") ? `[${host}]` : host}:${opts.port}`;
+    this.#canonical = canonicalOrigin(this.origin);
     this.#agent = createDispatcher(opts);
     this.#agent.on("connect", () => {
       this.connections++;
     });
+  }
+
+  /** Whether a request to `origin` goes to vCenter (default origin, or the same one spelled otherwise). */
+  isVCenter(origin: string | undefined): boolean {
+    return origin === undefined || origin === this.origin || canonicalOrigin(origin) === this.#canonical;
+  }
+
+  /**
+   * How to trust another host before a request to it: its certificate must be the one
+   * `trust.thumbprint` names (as vCenter vouches for an ESXi host in an NFC lease) or be
+   * verified by a CA (caFile, else the system's). vCenter's own origin keeps vCenter's
+   * policy (nothing changes). The host's pool is kept while its trust stays the same;
+   * a different trust replaces it (requests already out finish on the old one).
+   * Without a call, another host is trusted by a CA only. A malformed thumbprint is a TlsError.
+   */
+  trustOrigin(origin: string, trust: HostTrust): void {
+    if (this.isVCenter(origin)) return;
+    this.#hostAgent(canonicalOrigin(origin), trust);
+  }
+
+  #hostAgent(origin: string, trust: HostTrust | undefined): Agent {
+    const known = this.#hosts.get(origin);
+    if (known && trust === undefined) return known.agent;
+    const key = trust?.thumbprint ? normalizeThumbprint(trust.thumbprint) : "";
+    if (known && known.key === key) return known.agent;
+    const agent = createHostDispatcher(trust ?? {}, this.opts);
+    this.#hosts.set(origin, { agent, key });
+    // Closing waits for the requests it has; a failure to close is nothing to report.
+    known?.agent.close().catch(() => undefined);
+    return agent;
+  }
+
+  /** The pool a request to `origin` goes through. */
+  #dispatcher(origin: string | undefined): Dispatcher {
+    return origin === undefined || this.isVCenter(origin) ? this.#agent : this.#hostAgent(canonicalOrigin(origin), undefined);
   }
 
   /** The session cookie (`vmware_soap_session=...`), sent with every request. */
@@ -126,11 +185,15 @@ export class HttpChannel {
   }
 
   /** Turns a socket-level failure into the driver's error when no retry can help. */
-  async explain(err: unknown, method: string, attempt: number): Promise<VSphereError | undefined> {
+  async explain(err: unknown, method: string, attempt: number, origin = this.origin): Promise<VSphereError | undefined> {
     if (err instanceof VSphereError) return err;
     const kind = classifyFailure(err);
-    if (kind === "tls") return explainTlsFailure(err, this.#host, this.opts.port, this.opts);
-    if (kind === "fatal") return new ConnectionError(this.origin, method, attempt, err);
+    if (kind === "tls") {
+      if (this.isVCenter(origin)) return explainTlsFailure(err, this.#host, this.opts.port, this.opts);
+      const u = new URL(canonicalOrigin(origin));
+      return explainTlsFailure(err, u.hostname.replace(/^\[|\]$/g, ""), Number(u.port), { caFile: this.opts.caFile });
+    }
+    if (kind === "fatal") return new ConnectionError(origin, method, attempt, err);
     return undefined;
   }
 
@@ -150,6 +213,9 @@ export class HttpChannel {
       throw new TypeError(`${what}: a streaming body needs its length (vCenter and ESXi require Content-Length)`);
     }
     const maxAttempts = 1 + this.opts.apiRetryCount;
+    const origin = req.origin ?? this.origin;
+    const toVCenter = this.isVCenter(origin);
+    const dispatcher = this.#dispatcher(origin);
     for (let attempt = 1; ; attempt++) {
       let sent = 0;
       const body = this.#body(req, (n) => {
@@ -159,16 +225,16 @@ export class HttpChannel {
       let failure: unknown;
       let notSent = false;
       try {
-        const res = await undiciRequest((req.origin ?? this.origin) + req.path, {
+        const res = await undiciRequest(origin + req.path, {
           method: req.method,
-          dispatcher: this.#agent,
+          dispatcher,
           headers: {
             ...(req.contentType ? { "content-type": req.contentType } : body !== undefined ? { "content-type": "application/octet-stream" } : {}),
             ...(req.length !== undefined ? { "content-length": String(req.length) } : {}),
             ...req.headers,
             // vCenter's session cookie goes to vCenter only: an NFC lease URL on an
             // ESXi host carries its own ticket.
-            ...(this.#cookie && (req.origin === undefined || req.origin === this.origin) ? { cookie: this.#cookie } : {}),
+            ...(this.#cookie && toVCenter ? { cookie: this.#cookie } : {}),
           },
           ...(body !== undefined ? { body } : {}),
           headersTimeout: this.opts.requestTimeoutMs,
@@ -183,21 +249,21 @@ export class HttpChannel {
         }
         const text = (await res.body.text()).trim();
         const kind = classifyStatus(res.statusCode);
-        const error = new HttpError(this.origin, what, res.statusCode, text);
+        const error = new HttpError(origin, what, res.statusCode, text);
         if (kind === undefined) throw error;
         failure = error;
         notSent = kind === "notSent";
       } catch (err) {
         if (err instanceof HttpError && err === failure) throw err;
-        const known = await this.explain(err, what, attempt);
+        const known = await this.explain(err, what, attempt, origin);
         if (known) throw known;
         failure = err;
         notSent = classifyFailure(err) === "notSent";
       }
       const started = sent > 0 || (!notSent && req.body !== undefined);
-      if (started) throw new OutcomeUnknownError(this.origin, what, failure);
-      if (!replayable) throw new ConnectionError(this.origin, what, attempt, failure);
-      if (attempt >= maxAttempts) throw new ConnectionError(this.origin, what, attempt, failure);
+      if (started) throw new OutcomeUnknownError(origin, what, failure);
+      if (!replayable) throw new ConnectionError(origin, what, attempt, failure);
+      if (attempt >= maxAttempts) throw new ConnectionError(origin, what, attempt, failure);
       await sleep(backoffMs(attempt, this.opts.retryBaseDelayMs, this.opts.retryMaxDelayMs));
     }
   }
@@ -220,7 +286,9 @@ export class HttpChannel {
     );
   }
 
-  close(): Promise<void> {
-    return this.#agent.close();
+  async close(): Promise<void> {
+    const hosts = [...this.#hosts.values()].map((h) => h.agent.close());
+    this.#hosts.clear();
+    await Promise.all([this.#agent.close(), ...hosts]);
   }
 }

@@ -156,7 +156,15 @@ export function shadowImportSpec(
 // ---------------------------------------------------------------------------
 // The lease
 
-const DeviceUrl = dataObject({ key: str.optional(), importKey: str.optional(), url: str, disk: bool.optional(), targetId: str.optional() });
+const DeviceUrl = dataObject({
+  key: str.optional(),
+  importKey: str.optional(),
+  url: str,
+  /** SHA-1 of the certificate of the host the URL names, as vCenter knows it. */
+  sslThumbprint: str.optional(),
+  disk: bool.optional(),
+  targetId: str.optional(),
+});
 const LeaseInfo = dataObject({ entity: moRef.optional(), deviceUrl: arrayOf(DeviceUrl), totalDiskCapacityInKB: long.optional(), leaseTimeout: int.optional() });
 type LeaseInfo = z.infer<typeof LeaseInfo>;
 
@@ -275,6 +283,20 @@ async function datastoreName(client: VimClient, datastore: string | MoRef): Prom
   return (await new PropertyCollector(client).get(datastore, z.object({ name: str }))).name;
 }
 
+/**
+ * A device URL names the ESXi host that takes the bytes (`*`: the host the client
+ * reached, i.e. vCenter, whose TLS policy then applies). That host has its own
+ * certificate, which vCenter vouches for by its SHA-1 in the lease: trusted by that
+ * (or by a CA), never by vCenter's caFile-only, insecure or pinned-thumbprint policy.
+ */
+function trustLeaseHost(client: VimClient, lease: MoRef, device: z.infer<typeof DeviceUrl>): void {
+  if (/^https?:\/\/\*(?=[:/])/.test(device.url)) return;
+  client.http.trustOrigin(new URL(device.url).origin, {
+    thumbprint: device.sslThumbprint || undefined,
+    label: `the ESXi host of NFC lease ${lease.value}`,
+  });
+}
+
 /** The fault an abort hands to vCenter (it shows in the lease's error and the task list). */
 function abortFault(err: unknown): Record<string, unknown> {
   const reason = describeCause(err).slice(0, 1000);
@@ -314,6 +336,7 @@ export async function importStreamOptimized(client: VimClient, opts: StreamOptim
     if (!device) throw new Error(`the lease ${lease.value} has no device URL for the disk`);
 
     stage = "upload";
+    trustLeaseHost(client, lease, device);
     const progress = new ProgressReporter(client, lease, opts.progressIntervalMs ?? 5000);
     let transfer: StreamResult;
     try {

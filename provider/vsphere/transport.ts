@@ -1,5 +1,6 @@
 // HTTP(S) to vCenter: the undici dispatcher with the TLS policy (system CAs, a CA
-// file, insecure, or a pinned thumbprint), and what a failed request means for a retry.
+// file, insecure, or a pinned thumbprint), the dispatcher of a host vCenter vouches
+// for (an NFC lease's ESXi host), and what a failed request means for a retry.
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { connect as tlsConnect, type TLSSocket } from "node:tls";
@@ -34,13 +35,7 @@ export function createDispatcher(opts: DispatcherOptions): Agent {
     connections: opts.connections ?? 8,
   };
   if (opts.thumbprint) {
-    const want = normalizeThumbprint(opts.thumbprint);
-    if (want.length !== 40 && want.length !== 64) {
-      throw new TlsError(
-        "ThumbprintMismatch",
-        `thumbprint "${opts.thumbprint}": want a SHA-1 (40 hex digits, e.g. AB:CD:...) or SHA-256 (64 hex digits) fingerprint`,
-      );
-    }
+    const want = thumbprintHex(opts.thumbprint, "thumbprint");
     // Pinning replaces CA verification: the connection is accepted only if the
     // certificate is exactly the pinned one. No TLS session resumption: a resumed
     // session shows no peer certificate to check.
@@ -78,6 +73,84 @@ export function createDispatcher(opts: DispatcherOptions): Agent {
     return new Agent({ ...base, connect: { ca } });
   }
   return new Agent({ ...base, connect: { rejectUnauthorized: !opts.insecure } });
+}
+
+/**
+ * How a host other than vCenter is trusted: an ESXi host that an NFC lease names,
+ * whose certificate vCenter vouches for by its SHA-1 (HttpNfcLeaseDeviceUrl.sslThumbprint).
+ */
+export interface HostTrust {
+  /** The certificate's fingerprint as vCenter gave it: SHA-1 (AB:CD:...) or SHA-256. */
+  thumbprint?: string | undefined;
+  /** What the host is, for errors (e.g. "the ESXi host of NFC lease session[...]"). */
+  label?: string | undefined;
+}
+
+/** Checks a thumbprint's shape; a malformed one is a TlsError naming where it came from. */
+function thumbprintHex(t: string, from: string): string {
+  const hex = normalizeThumbprint(t);
+  if (hex.length !== 40 && hex.length !== 64) {
+    throw new TlsError("ThumbprintMismatch", `${from} "${t}": want a SHA-1 (40 hex digits, e.g. AB:CD:...) or SHA-256 (64 hex digits) fingerprint`);
+  }
+  return hex;
+}
+
+/**
+ * The dispatcher for one host that is not vCenter. Its certificate is accepted when a
+ * CA verifies it (caFile, else the system's CAs; name included) or when it is the one
+ * `trust.thumbprint` names (vCenter vouched for it), and refused otherwise: `insecure`
+ * and a pinned vCenter thumbprint are vCenter's alone, so they never reach here.
+ */
+export function createHostDispatcher(trust: HostTrust, opts: DispatcherOptions): Agent {
+  const want = trust.thumbprint ? thumbprintHex(trust.thumbprint, `the thumbprint given for ${trust.label ?? "the host"}`) : undefined;
+  let ca: Buffer | undefined;
+  if (opts.caFile) {
+    try {
+      ca = readFileSync(opts.caFile);
+    } catch (err) {
+      throw new TlsError("TlsVerificationFailed", `caFile ${opts.caFile}: cannot read it (${(err as Error).message})`, err);
+    }
+  }
+  const timeout = opts.connectTimeoutMs ?? 30_000;
+  // Verification is done here, after the handshake, so that either way of trusting
+  // counts; no session resumption: a resumed session shows no certificate to check.
+  const connector = buildConnector({ rejectUnauthorized: false, timeout, maxCachedSessions: 0, ...(ca ? { ca } : {}) });
+  return new Agent({
+    connectTimeout: timeout,
+    keepAliveTimeout: opts.keepAliveTimeoutMs ?? 30_000,
+    connections: opts.connections ?? 8,
+    connect: (options, callback) => {
+      connector(options, (err, socket) => {
+        if (err || !socket) return callback(err ?? new Error("no socket"), null);
+        if (options.protocol !== "https:") return callback(null, socket);
+        const tls = socket as TLSSocket;
+        if (tls.authorized) return callback(null, socket);
+        const cert = tls.getPeerCertificate?.();
+        const got = normalizeThumbprint(want?.length === 64 ? (cert?.fingerprint256 ?? "") : (cert?.fingerprint ?? ""));
+        if (want !== undefined && got === want) return callback(null, socket);
+        socket.destroy();
+        callback(hostTrustError(trust, want, got, `${options.hostname}:${options.port}`, String(tls.authorizationError ?? "unverified"), opts.caFile), null);
+      });
+    },
+  });
+}
+
+function hostTrustError(trust: HostTrust, want: string | undefined, got: string, address: string, reason: string, caFile: string | undefined): TlsError {
+  const who = `${trust.label ?? "the host"} ${address}`;
+  const cas = caFile ? `a CA in caFile ${caFile}` : "a CA this machine trusts";
+  const seen = `its certificate has thumbprint ${formatThumbprint(got) || "(none)"} and is not signed by ${cas} (${reason})`;
+  if (want !== undefined) {
+    return new TlsError(
+      "ThumbprintMismatch",
+      `cannot trust ${who}: vCenter vouched for a certificate with thumbprint ${formatThumbprint(want)}, but ${seen}. ` +
+        `The host's certificate changed since vCenter last saw it (reconnect the host in vCenter), or something else answers at that address.`,
+    );
+  }
+  return new TlsError(
+    "TlsVerificationFailed",
+    `cannot trust ${who}: vCenter gave no thumbprint for it, and ${seen}. ` +
+      `Add the CA that signs the ESXi hosts' certificates to caFile (insecure applies to vCenter only).`,
+  );
 }
 
 export function formatThumbprint(hex: string): string {

@@ -5,11 +5,14 @@
 import { createHash } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { readFile, stat, writeFile } from "node:fs/promises";
+import { connect as tlsConnect } from "node:tls";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { z } from "zod";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, flatExtentOf } from "../../provider/vsphere/datastore.js";
+import { TlsError } from "../../provider/vsphere/errors.js";
+import { HttpChannel } from "../../provider/vsphere/http.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, type StreamOptimizedImport } from "../../provider/vsphere/nfc-import.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
@@ -274,3 +277,168 @@ describe("importStreamOptimized", () => {
     }
   });
 });
+
+// On vCenter a lease's device URL names the ESXi host that takes the bytes, and that
+// host's certificate is its own: vCenter vouches for it by its SHA-1 in the lease
+// (sslThumbprint). The simulator's --nfc-host-tls serves the uploads so, on a second
+// listener with a certificate no CA here signs, and refuses them on vCenter's origin.
+describe("importStreamOptimized to a lease host with a certificate of its own", () => {
+  /** A simulator with TLS, a client trusting vCenter by its CA file only, and where imports go. */
+  async function tlsTarget(options: Parameters<typeof startVcsim>[0], overrides: Partial<Parameters<typeof simOptions>[1]> = {}) {
+    const s = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 0, tls: true, ...options });
+    const c = await VimClient.connect(simOptions(s, overrides));
+    const d = await getDatacenter(c);
+    const cl = await getCluster(c, d, s.info.inventory.datacenters[0]!.clusters[0]!.name);
+    return {
+      sim: s,
+      client: c,
+      dc: d,
+      opts: (name: string) => importOpts(name, { datacenter: d, resourcePool: cl.resourcePool }),
+      names: async () => (await listVms(c, c.serviceContent.rootFolder)).map((v) => v.name),
+      stop: async () => {
+        await c.close();
+        await s.stop();
+      },
+    };
+  }
+  type Target = Awaited<ReturnType<typeof tlsTarget>>;
+  let host: Target;
+  beforeAll(async () => {
+    host = await tlsTarget({ nfcHostTls: true });
+  });
+  afterAll(async () => {
+    await host?.stop();
+  });
+
+  /** A channel of its own to the host simulator's vCenter (nothing logged in: the NFC host needs no cookie). */
+  function channel(tls: { caFile?: string; insecure?: boolean }): HttpChannel {
+    return new HttpChannel({
+      host: host.sim.info.host,
+      port: host.sim.info.port,
+      protocol: "https",
+      requestTimeoutMs: 10_000,
+      apiRetryCount: 0,
+      retryBaseDelayMs: 1,
+      retryMaxDelayMs: 2,
+      ...tls,
+    });
+  }
+  const hostPath = "/nfc/no-such-lease/disk-0.vmdk";
+  const WRONG = "00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33";
+
+  it("uploads to the host the lease names, trusted by the lease's sslThumbprint (vCenter's CA alone does not sign it)", async () => {
+    expect(host.sim.info.nfcHostUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+    expect(host.sim.info.nfcHostUrl).not.toBe(host.client.http.origin);
+    expect(host.sim.info.nfcHostThumbprint).not.toBe(host.sim.info.thumbprint);
+    const name = `esx-${Date.now()}`;
+    const uploads = (await host.sim.control.stats()).uploads;
+    const imported = await importStreamOptimized(host.client, await host.opts(name));
+    try {
+      expect((await host.sim.control.stats()).uploads - uploads).toBe(1);
+      expect(imported.transfer.bytes).toBe((await stat(vmdk)).size);
+      expect((await sha256Of((await download(host.client, host.dc, flatExtentOf(imported.disk))).stream)).sha256).toBe(rawSha);
+    } finally {
+      await imported.release({ deleteFolder: true });
+    }
+    expect(await host.names()).not.toContain(name);
+  });
+
+  it("the channel: another host is not trusted by vCenter's policy (not even insecure), but by the thumbprint it is given or a CA that signs it", async () => {
+    const origin = host.sim.info.nfcHostUrl!;
+    const address = new URL(origin).host;
+    const insecure = channel({ insecure: true });
+    try {
+      const untrusted = await rejection(insecure.request({ method: "GET", origin, path: hostPath }));
+      expect(untrusted).toBeInstanceOf(TlsError);
+      expect((untrusted as TlsError).code).toBe("TlsVerificationFailed");
+      expect(untrusted.message).toContain(address);
+      expect(untrusted.message).toContain(host.sim.info.nfcHostThumbprint!);
+      expect(untrusted.message).toMatch(/no thumbprint/);
+
+      insecure.trustOrigin(origin, { thumbprint: host.sim.info.nfcHostThumbprint, label: "the test host" });
+      // Through TLS: the host's own answer (no such lease).
+      expect(await rejection(insecure.request({ method: "GET", origin, path: hostPath }))).toMatchObject({ status: 404 });
+
+      insecure.trustOrigin(origin, { thumbprint: WRONG, label: "the test host" });
+      const wrong = await rejection(insecure.request({ method: "GET", origin, path: hostPath }));
+      expect(wrong).toBeInstanceOf(TlsError);
+      expect((wrong as TlsError).code).toBe("ThumbprintMismatch");
+      expect(wrong.message).toContain(`the test host ${address}`);
+      expect(wrong.message).toContain(WRONG);
+      expect(wrong.message).toContain(host.sim.info.nfcHostThumbprint!);
+
+      // vCenter's own origin, however spelled, keeps vCenter's policy: a thumbprint given for it changes nothing.
+      insecure.trustOrigin(`https://${host.sim.info.host}:${host.sim.info.port}/`, { thumbprint: WRONG });
+      expect(await rejection(insecure.request({ method: "GET", path: "/no-such-page" }))).not.toBeInstanceOf(TlsError);
+    } finally {
+      await insecure.close();
+    }
+
+    // A CA file that signs the host's certificate trusts it without any thumbprint.
+    const pem = images.path("nfc-host-ca.pem");
+    await writeFile(pem, await peerCertificatePem(origin));
+    const byCa = channel({ caFile: pem });
+    try {
+      expect(await rejection(byCa.request({ method: "GET", origin, path: hostPath }))).toMatchObject({ status: 404 });
+    } finally {
+      await byCa.close();
+    }
+  });
+
+  it("a lease whose thumbprint is not the host's fails the upload with a TlsError: the lease is aborted, nothing is left", async () => {
+    const wrong = await tlsTarget({ nfcHostTls: true, nfcHostThumbprint: WRONG });
+    try {
+      const name = `wrongtp-${Date.now()}`;
+      const err = await rejection(importStreamOptimized(wrong.client, await wrong.opts(name)));
+      expect(err).toBeInstanceOf(NfcImportError);
+      expect((err as NfcImportError).stage).toBe("upload");
+      expect((err as NfcImportError).leftover).toEqual([]);
+      const cause = (err as NfcImportError).cause;
+      expect(cause).toBeInstanceOf(TlsError);
+      expect((cause as TlsError).code).toBe("ThumbprintMismatch");
+      expect(err.message).toContain(new URL(wrong.sim.info.nfcHostUrl!).host);
+      expect(err.message).toContain(WRONG);
+      expect(wrong.client.stats.byMethod.HttpNfcLeaseAbort).toBe(1);
+      expect((await wrong.sim.control.stats()).uploads).toBe(0);
+      expect(await wrong.names()).not.toContain(name);
+      expect(await fileExists(wrong.client, wrong.dc, new DatastorePath(DS, name))).toBe(false);
+    } finally {
+      await wrong.stop();
+    }
+  });
+
+  it('a lease URL on "*" is vCenter\'s origin, under vCenter\'s TLS policy (here a pinned thumbprint and no CA file)', async () => {
+    const star = await startVcsim({ clusters: 1, hosts: 1, nfcReadyMs: 0, tls: true });
+    try {
+      const pinned = simOptions(star, { thumbprint: star.info.thumbprint });
+      delete pinned.caFile;
+      const c = await VimClient.connect(pinned);
+      try {
+        const d = await getDatacenter(c);
+        const cl = await getCluster(c, d, star.info.inventory.datacenters[0]!.clusters[0]!.name);
+        const imported = await importStreamOptimized(c, await importOpts(`star-${Date.now()}`, { datacenter: d, resourcePool: cl.resourcePool }));
+        // Only vCenter's policy trusts this certificate: taken for another host, it would be checked against the system's CAs and refused.
+        expect((await star.control.stats()).uploads).toBe(1);
+        expect((await sha256Of((await download(c, d, flatExtentOf(imported.disk))).stream)).sha256).toBe(rawSha);
+        await imported.release({ deleteFolder: true });
+      } finally {
+        await c.close();
+      }
+    } finally {
+      await star.stop();
+    }
+  });
+});
+
+/** The PEM of the certificate a TLS server presents, read without trusting it. */
+function peerCertificatePem(origin: string): Promise<string> {
+  const u = new URL(origin);
+  return new Promise((resolve, reject) => {
+    const socket = tlsConnect({ host: u.hostname, port: Number(u.port), rejectUnauthorized: false }, () => {
+      const der = socket.getPeerCertificate().raw;
+      socket.destroy();
+      resolve(`-----BEGIN CERTIFICATE-----\n${der.toString("base64").replace(/.{64}/g, "$&\n")}\n-----END CERTIFICATE-----\n`);
+    });
+    socket.once("error", reject);
+  });
+}

@@ -3,17 +3,17 @@
 // (client.http.request).
 //
 // Uploads stream: the source is pulled as the socket drains, hashed (sha256, md5)
-// and counted on the way, never held whole. Hashing is inline: a worker thread per
-// algorithm was tried and measured (bench/transfer.ts) slower on two cores and
-// ~40 MB more RSS per worker, against the 64 MB budget; a source given as a stream is never
-// resent, and once a byte went out a broken connection is UploadIncompleteError
+// and counted on the way, never held whole. A large upload is hashed on a worker thread
+// where the machine has a core to spare for it, else inline (hash-worker.ts says why and
+// what was measured). A source given as a stream
+// is never resent, and once a byte went out a broken connection is UploadIncompleteError
 // (the file may be partial: the caller deletes it). Downloads hand back the answer's
 // stream.
-import { createHash, type Hash } from "node:crypto";
 import { Readable } from "node:stream";
 import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { DatastorePath, type PathLike } from "./datastore.js";
+import { hasherFor, type Hasher } from "./hash-worker.js";
 import { HttpError, OutcomeUnknownError, UploadIncompleteError, UploadSourceError, vimFault } from "./errors.js";
 import type { StreamBody } from "./http.js";
 import type { Datacenter } from "./inventory.js";
@@ -121,27 +121,43 @@ async function streamUpload(client: VimClient, target: Target, source: UploadSou
   const origin = target.origin ?? client.http.origin;
 
   // State of the current attempt: a new one only when the source can be made again.
-  let hashes: Map<ChecksumAlgorithm, Hash> = new Map();
+  let digests: Promise<Partial<Record<ChecksumAlgorithm, string>>> | undefined;
   let count = 0;
   let sourceError: UploadSourceError | undefined;
   let sent = 0;
   const hashed = (stream: UploadStream): StreamBody => {
-    hashes = new Map(algorithms.map((a) => [a, createHash(a)]));
+    digests = undefined;
     count = 0;
     sourceError = undefined;
     // A bare async iterable: the channel makes the one Readable the request pulls from.
     return (async function* () {
+      // Taken on the first pull, so an attempt that never reads its body holds no worker;
+      // the finally gives it back whichever way the body ends (error, or the request's abort).
+      let hasher: Hasher<ChecksumAlgorithm> | undefined;
       try {
+        hasher = hasherFor(algorithms, opts.length);
         for await (const chunk of stream as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array>) {
           const bytes = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+          if (bytes.byteLength === 0) continue;
           count += bytes.byteLength;
           if (count > opts.length) throw (sourceError = new UploadSourceError(name, origin, `the source gave more than the ${opts.length} bytes announced`));
-          for (const h of hashes.values()) h.update(bytes);
+          const wait = hasher.update(bytes);
+          if (wait) await wait;
+          if (count === opts.length) {
+            // Finished at the last byte, not at the source's end: vCenter may answer
+            // before the source has said it ended. The tail is hashed meanwhile.
+            digests = hasher.finish();
+            digests.catch(() => {});
+          }
           yield bytes;
         }
+        if (opts.length === 0) digests = hasher.finish();
       } catch (err) {
         sourceError ??= new UploadSourceError(name, origin, `reading the source failed after ${count} bytes`, err);
         throw sourceError;
+      } finally {
+        // Awaited: the worker is back in its pool before the upload's error is seen.
+        if (!digests) await hasher?.abort();
       }
       if (count !== opts.length) throw (sourceError = new UploadSourceError(name, origin, `the source ended after ${count} of the ${opts.length} bytes announced`));
     })();
@@ -171,9 +187,8 @@ async function streamUpload(client: VimClient, target: Target, source: UploadSou
   }
   await res.body.dump();
   if (sourceError) throw sourceError;
-  const out: StreamResult = { bytes: count };
-  for (const [a, h] of hashes) out[a] = h.digest("hex");
-  return out;
+  if (!digests) throw new UploadSourceError(name, origin, `the server answered after ${count} of the ${opts.length} bytes were read from the source`);
+  return { bytes: count, ...(await digests) };
 }
 
 /**

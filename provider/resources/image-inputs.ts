@@ -19,6 +19,12 @@ export interface ImageArgs {
    * VDI and raw disks are converted with qemu-img. The format is read from the bytes.
    */
   source: pulumi.Input<string>;
+  /**
+   * For a flat VMDK descriptor whose extent is not the file beside it: the extent(s) as
+   * sources of their own (paths or http(s) URLs, one per extent line, in order), e.g. a
+   * presigned URL of the -flat file. `headers` go to these URLs too.
+   */
+  extents?: pulumi.Input<pulumi.Input<string>[]>;
   /** HTTP headers for a URL source (e.g. Authorization). Kept secret in the state. */
   headers?: pulumi.Input<Record<string, pulumi.Input<string>>>;
   /** Nova's vmware_disktype: sparse | thin | preallocated | streamOptimized. Default: read from the file. */
@@ -47,6 +53,7 @@ export interface ImageArgs {
 
 export const INPUT_KEYS = [
   "source",
+  "extents",
   "headers",
   "diskType",
   "adapterType",
@@ -74,6 +81,7 @@ const sourceSchema = z
 
 export const InputsSchema = z.strictObject({
   source: sourceSchema,
+  extents: z.array(sourceSchema).min(1, "at least one extent source (or leave extents out)").optional(),
   headers: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, "an HTTP header name"), z.string()).optional(),
   diskType: z.enum(DISK_TYPES).optional(),
   adapterType: z.enum(ADAPTER_TYPES).optional(),
@@ -191,5 +199,7 @@ export function canonical(v: unknown): string {
 export function urlContentId(fp: SourceFingerprint, checksum: string | undefined): string | undefined {
   if (checksum) return checksum.trim().toLowerCase();
   if (fp.kind !== "url" || (fp.etag === undefined && fp.lastModified === undefined)) return undefined;
-  return `url:${fp.url}|${fp.etag !== undefined ? `etag:${fp.etag}` : `modified:${fp.lastModified}`}|size:${fp.size ?? "?"}`;
+  // Extents given apart are part of the content: their versions too.
+  const extents = fp.extents ? `|extents:${canonical(fp.extents)}` : "";
+  return `url:${fp.url}|${fp.etag !== undefined ? `etag:${fp.etag}` : `modified:${fp.lastModified}`}|size:${fp.size ?? "?"}${extents}`;
 }

@@ -170,7 +170,9 @@ export class Image extends pulumi.dynamic.Resource {
   constructor(name: string, args: ImageArgs, opts?: pulumi.CustomResourceOptions) {
     const inputs: Record<string, unknown> = { ...Object.fromEntries(OUTPUT_KEYS.map((k) => [k, undefined])), ...args };
     // A relative path means the program's folder, not wherever the engine starts the provider process.
-    inputs.source = pulumi.output(args.source).apply((src) => (typeof src === "string" && src !== "" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(src) ? resolvePath(src) : src));
+    const local = (src: unknown) => (typeof src === "string" && src !== "" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(src) ? resolvePath(src) : src);
+    inputs.source = pulumi.output(args.source).apply(local);
+    if (args.extents !== undefined) inputs.extents = pulumi.output(args.extents).apply((list) => list.map(local));
     // Credentials for the source stay secret in the state, whatever the program passed.
     if (args.headers !== undefined) inputs.headers = pulumi.secret(args.headers);
     super(imageProvider, name, inputs, { ...opts, additionalSecretOutputs: [...(opts?.additionalSecretOutputs ?? []), "headers"] }, "vmware", "Image");
@@ -228,8 +230,8 @@ function algorithmsFor(r: { computeMd5?: boolean; checksum?: string | undefined 
   return r.computeMd5 || checksumOf(r)?.algorithm === "md5" ? ["sha256", "md5"] : ["sha256"];
 }
 
-function specOf(r: { source: string; headers?: Record<string, string> | undefined }) {
-  return { source: r.source, ...(r.headers ? { headers: r.headers } : {}) };
+function specOf(r: { source: string; headers?: Record<string, string> | undefined; extents?: string[] | undefined }) {
+  return { source: r.source, ...(r.headers ? { headers: r.headers } : {}), ...(r.extents ? { extents: r.extents } : {}) };
 }
 
 /** Throws a check's failures as one error (create and update re-check what check could not, e.g. unknown inputs). */
@@ -508,7 +510,7 @@ export const imageHandler: ResourceHandler = {
     if (inputs.clusterName === undefined) inputs.clusterName = cfg.clusterName;
     if (inputs.clusterName === undefined) failures.push({ property: "clusterName", reason: "no cluster: set clusterName, or the vmware:clusterName config" });
     if (failures.length) return { inputs, failures };
-    if ([r.source, r.headers, r.checksum].some(isUnknown)) return { inputs };
+    if ([r.source, r.headers, r.checksum, r.extents].some(isUnknown) || (Array.isArray(r.extents) && r.extents.some(isUnknown))) return { inputs };
 
     let inspected: InspectedSource;
     try {

@@ -13,6 +13,7 @@ import { SourceChangedError, SourceNotFoundError } from "./image-errors.js";
 import { PREFIX_BYTES } from "./image-format.js";
 import { bodyChunks, fetchSource, httpTarget, rangeBytes, urlExtents, type HttpTarget } from "./image-source-http.js";
 import type { InspectedSource, SourceDigestAlgorithm, SourceDigests } from "./image-source.js";
+import { checkExtents, givenExtentBytes, givenExtents } from "./image-source-extents.js";
 import { resolveExtents } from "./image-stream.js";
 
 export function notFound(given: string, path: string): SourceNotFoundError {
@@ -117,6 +118,14 @@ export async function mainBytes(inspected: InspectedSource, h: Holdings, signal?
 export async function flatBytes(inspected: InspectedSource, h: Holdings, signal?: AbortSignal): Promise<{ bytes: ByteSource; size: number }> {
   if (inspected.info.format !== "vmdkDescriptor") throw new TypeError("flatBytes: not a descriptor");
   const { descriptor } = inspected.info.vmdk;
+  const { spec, fingerprint } = inspected;
+  if (spec.extents) {
+    // Extents given apart: the descriptor is checked as inspected, then each extent is found again and compared.
+    if (fingerprint.kind === "url") for await (const _ of (await mainBytes(inspected, h, signal)).bytes);
+    const given = await givenExtents(descriptor, spec.extents, { name: inspected.name, ...(spec.headers ? { headers: spec.headers } : {}), ...(signal ? { signal } : {}) });
+    checkExtents(inspected.name, fingerprint.extents, given);
+    return { bytes: givenExtentBytes(given, h, signal), size: given.reduce((n, e) => n + e.lengthBytes, 0) };
+  }
   if (inspected.fingerprint.kind === "file") {
     const extents = await resolveExtents(descriptor, dirname(inspected.fingerprint.files[0]!.path), inspected.name);
     async function* all(): AsyncGenerator<Buffer> {

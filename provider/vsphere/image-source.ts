@@ -13,6 +13,7 @@ import { SourceChangedError, UnsupportedImageError } from "./image-errors.js";
 import { describeFormat, PREFIX_BYTES, type ImageInfo } from "./image-format.js";
 import { publishSourceOf, type PublishSource } from "./image-publish.js";
 import { httpTarget, prefixSource, urlExtents } from "./image-source-http.js";
+import { extentPrints, givenExtents, type ExtentPrint } from "./image-source-extents.js";
 import { checkFiles, hashTap, Holdings, mainBytes, sourceBytes, statFile } from "./image-source-read.js";
 import { sniffImage, sniffImageFile } from "./image-stream.js";
 import { openOva } from "./ova.js";
@@ -23,13 +24,18 @@ export interface SourceSpec {
   source: string;
   /** HTTP request headers for a URL, e.g. Authorization. */
   headers?: Record<string, string>;
+  /**
+   * For a flat descriptor: its extents as sources of their own (paths or URLs, in the
+   * descriptor's order) instead of the files its extent lines name beside it.
+   */
+  extents?: string[];
 }
 
 export type SourceFingerprint =
   /** The file, then a descriptor's extents, in order. */
-  | { kind: "file"; files: Array<{ path: string; size: number; mtimeMs: number }> }
+  | { kind: "file"; files: Array<{ path: string; size: number; mtimeMs: number }>; extents?: ExtentPrint[] }
   /** `url` is the final URL after redirects. */
-  | { kind: "url"; url: string; size?: number; etag?: string; lastModified?: string };
+  | { kind: "url"; url: string; size?: number; etag?: string; lastModified?: string; extents?: ExtentPrint[] };
 
 export interface InspectedSource {
   spec: SourceSpec;
@@ -106,14 +112,18 @@ export async function inspectSource(spec: SourceSpec, opts: { signal?: AbortSign
 async function inspectFile(spec: SourceSpec): Promise<InspectedSource> {
   const path = resolve(spec.source);
   const st = await statFile(spec.source, path);
-  const sniffed = await sniffImageFile(path, { source: path });
+  // Extents given apart: the descriptor alone is sniffed (its extent lines name no file here).
+  const sniffed = spec.extents
+    ? { ...(await sniffImage(createReadStream(path, { highWaterMark: PREFIX_BYTES }), { source: path, size: st.size })), extents: [] }
+    : await sniffImageFile(path, { source: path });
   sniffed.stream.destroy();
   const files = [{ path, size: st.size, mtimeMs: st.mtimeMs }];
   for (const e of sniffed.extents) {
     const x = await stat(e.path);
     files.push({ path: e.path, size: x.size, mtimeMs: x.mtimeMs });
   }
-  const base = { spec, name: path, fingerprint: { kind: "file" as const, files }, sizeBytes: files.reduce((n, f) => n + f.size, 0) };
+  let base: Base = { spec, name: path, fingerprint: { kind: "file" as const, files }, sizeBytes: files.reduce((n, f) => n + f.size, 0) };
+  if (spec.extents) base = await withGivenExtents(base, sniffed.info);
   if (sniffed.info.format !== "ova") return describe(base, sniffed.info);
   return describeOva(base, sniffed.info, createReadStream(path, { highWaterMark: PREFIX_BYTES }));
 }
@@ -132,6 +142,7 @@ async function inspectUrl(spec: SourceSpec, signal: AbortSignal | undefined): Pr
   const base = { spec, name: target.name, fingerprint, ...(answer.size !== undefined ? { sizeBytes: answer.size } : {}) };
   if (sniffed.info.format === "ova") return describeOva(base, sniffed.info, sniffed.stream);
   sniffed.stream.destroy();
+  if (spec.extents) return describe(await withGivenExtents(base, sniffed.info), sniffed.info);
   if (sniffed.info.format === "vmdkDescriptor") {
     const extents = await urlExtents(sniffed.info.vmdk.descriptor, answer, target);
     const all = extents.every((e) => e.size !== undefined) && answer.size !== undefined;
@@ -142,6 +153,18 @@ async function inspectUrl(spec: SourceSpec, signal: AbortSignal | undefined): Pr
 }
 
 type Base = Pick<InspectedSource, "spec" | "name" | "fingerprint" | "sizeBytes">;
+
+/** A descriptor's extents given as sources of their own: checked, and recorded in the fingerprint. */
+async function withGivenExtents(base: Base, info: ImageInfo): Promise<Base> {
+  if (info.format !== "vmdkDescriptor") {
+    throw new UnsupportedImageError(base.name, `extents given for ${describeFormat(info)}`, "Extents are given only for a flat VMDK descriptor (monolithicFlat, twoGbMaxExtentFlat): remove extents.");
+  }
+  const given = await givenExtents(info.vmdk.descriptor, base.spec.extents ?? [], { name: base.name, ...(base.spec.headers ? { headers: base.spec.headers } : {}) });
+  const sizes = given.map((e) => e.size);
+  const { sizeBytes, ...rest } = base;
+  const total = sizeBytes !== undefined && sizes.every((n) => n !== undefined) ? sizes.reduce((n: number, x) => n + x!, sizeBytes) : undefined;
+  return { ...rest, fingerprint: { ...base.fingerprint, extents: extentPrints(given) }, ...(total !== undefined ? { sizeBytes: total } : {}) };
+}
 
 function describe(base: Base, info: ImageInfo): InspectedSource {
   switch (info.format) {

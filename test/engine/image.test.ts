@@ -77,6 +77,8 @@ function resource(s: HarnessStack, name: string): StateResource {
 }
 const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
 
+const ev = (r: HarnessResult, name = "img") => r.events.find((e) => e.key.endsWith(`::${name}`));
+
 function ok(r: HarnessResult): HarnessResult {
   expect(r.errors).toEqual([]);
   return r;
@@ -378,7 +380,6 @@ describe("Image through the dynamic-provider process", () => {
     ok(await s.up());
     const first = outs(s, "img");
     expect(first.source).toBe(img);
-    const ev = (r: HarnessResult) => r.events.find((e) => e.key.endsWith("::img"));
 
     expect(ev(ok(await s.preview()))?.op).toBe("same");
     const later = new Date(Date.now() + 60_000);
@@ -534,6 +535,25 @@ describe("Image through the dynamic-provider process", () => {
     const named = stack("regex-named", { img: { source: img, datastores: ["nosuch"] } });
     const q = await named.preview();
     expect(q.events.find((e) => e.op === "check-failed")?.failures?.[0]).toMatchObject({ property: "datastores" });
+  });
+
+  it("takes a flat descriptor's extent from a second source (a URL), and previews a new extent as a replacement", async () => {
+    const descriptor = await images.flatVmdk("apart.vmdk", { adapter: "lsilogic", sizeMiB: 2 });
+    const flat = images.path("apart-flat.vmdk");
+    const data = await readFile(flat);
+    data.fill(3, 0, 256 * 1024);
+    await writeFile(flat, data);
+    const s = stack("apart", { img: { source: descriptor, extents: [web.url("/files/apart-flat.vmdk")] } });
+    ok(await s.up());
+    const o = outs(s, "img");
+    expect(o).toMatchObject({ format: "vmdkDescriptor", sha256: sha(data), capacityBytes: 2 * MiB });
+    expect(sha(await fetch(o.path.replace(".vmdk", "-flat.vmdk")))).toBe(sha(data));
+    expect(ev(ok(await s.preview()))?.op).toBe("same");
+    data.fill(4, 0, 1024);
+    await writeFile(flat, data);
+    expect(ev(ok(await s.preview()))).toMatchObject({ op: "replace", replaces: ["source"] });
+    ok(await s.destroy());
+    await expectNothingLeft("apart");
   });
 });
 

@@ -492,3 +492,58 @@ describe("local files", () => {
     expect(await rejection(inspectSource({ source: await mkdtemp(join(images.dir, "d-")) }))).toMatchObject({ code: "UnsupportedImage" });
   });
 });
+
+describe("a flat descriptor's extents given apart (SourceSpec.extents)", () => {
+  /** The descriptor alone in a folder of its own: its extent line names a file that is not beside it. */
+  async function lonely(): Promise<string> {
+    const dir = images.path(`lonely-${Math.random().toString(36).slice(2)}`);
+    await mkdir(dir);
+    await copyFile(images.path("flat.vmdk"), join(dir, "flat.vmdk"));
+    return join(dir, "flat.vmdk");
+  }
+
+  it.each([
+    ["a file descriptor, a file extent", "file", "file"],
+    ["a file descriptor, a URL extent (e.g. presigned)", "file", "url"],
+    ["a URL descriptor, a URL extent", "url", "url"],
+  ] as const)("%s: inspected, hashed and streamed from where they are", async (_what, descriptorAt, extentAt) => {
+    const descriptor = descriptorAt === "file" ? await lonely() : http.url("/files/flat.vmdk");
+    const extent = extentAt === "file" ? images.path("flat-flat.vmdk") : other.url("/files/flat-flat.vmdk");
+    // Beside it, nothing: without the extents given this is a missing extent.
+    if (descriptorAt === "file") expect(await rejection(inspectSource({ source: descriptor }))).toMatchObject({ code: "MissingExtent" });
+    const s: SourceSpec = { source: descriptor, extents: [extent] };
+    const inspected = await inspectSource(s);
+    expect(inspected.info.format).toBe("vmdkDescriptor");
+    expect(inspected.fingerprint.extents).toHaveLength(1);
+    expect(inspected.sizeBytes).toBe(bytes["flat.vmdk"]!.length + bytes["flat-flat.vmdk"]!.length);
+    expect((await digestSource(inspected, [])).sha256).toBe(sha256(bytes["flat-flat.vmdk"]!));
+    const opened = await openSource(inspected, { algorithms: ["sha256"] });
+    try {
+      expect(opened.publish.kind).toBe("flat");
+      expect(await sha256Of(opened.publish.stream)).toEqual({ sha256: sha256(bytes["flat-flat.vmdk"]!), bytes: bytes["flat-flat.vmdk"]!.length });
+      expect((await opened.digests).sha256).toBe(sha256(bytes["flat-flat.vmdk"]!));
+    } finally {
+      await opened.dispose();
+    }
+  });
+
+  it("refuses the wrong number of extents, a missing one, a short one, and extents for anything but a flat descriptor", async () => {
+    const descriptor = await lonely();
+    expect((await rejection(inspectSource({ source: descriptor, extents: [images.path("flat-flat.vmdk"), images.path("flat-flat.vmdk")] }))).message).toMatch(/1 extent with 2 extent sources given/);
+    expect(await rejection(inspectSource({ source: descriptor, extents: [images.path("nope-flat.vmdk")] }))).toMatchObject({ code: "MissingExtent" });
+    expect(await rejection(inspectSource({ source: descriptor, extents: [other.url("/files/nope-flat.vmdk")] }))).toMatchObject({ code: "MissingExtent" });
+    expect((await rejection(inspectSource({ source: descriptor, extents: [images.path("cd.iso")] }))).message).toMatch(/truncated/);
+    expect(await rejection(inspectSource({ source: images.path("sparse.vmdk"), extents: [images.path("flat-flat.vmdk")] }))).toMatchObject({ code: "UnsupportedImage" });
+  });
+
+  it("sees an extent rewritten between inspect and open", async () => {
+    const descriptor = await lonely();
+    const extent = join(descriptor, "..", "moved-flat.vmdk");
+    await copyFile(images.path("flat-flat.vmdk"), extent);
+    const inspected = await inspectSource({ source: descriptor, extents: [extent] });
+    await utimes(extent, new Date(), new Date(Date.now() + 5000));
+    const err = await rejection(openSource(inspected, { algorithms: [] }));
+    expect(err).toMatchObject({ code: "SourceChanged" });
+    expect(err.message).toContain("moved-flat.vmdk");
+  });
+});

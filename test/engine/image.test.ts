@@ -20,6 +20,7 @@ import { HttpSource } from "../support/http-source.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { DynamicProviderProcess } from "./provider-process.js";
 import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
 
 const PASSWORD = "pw-Image-5c1d";
@@ -479,6 +480,19 @@ describe("Image through the dynamic-provider process", () => {
     expect(after.uploads - before.uploads).toBe(1 + DS.length);
     expect((after.methods.CopyVirtualDisk_Task ?? 0) - (before.methods.CopyVirtualDisk_Task ?? 0)).toBe(1 + (DS.length - 1));
     for (const ds of DS) expect(await names(new DatastorePath(ds, `multi_base/${o.imageId}`))).toContain(`${o.imageId}-flat.vmdk`);
+
+    // From the id alone (refresh of a state that lost everything but it): found on both datastores.
+    const r = resource(s, "img");
+    const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
+    try {
+      await proc.configure(s.opts.config);
+      const read = await proc.read(r.urn, r.id, { __provider: r.outputs.__provider }, {});
+      expect(read.id).toBe(o.imageId);
+      expect(read.props).toMatchObject({ imageId: o.imageId, kind: "disk", path: o.path, cached: o.cached, cachePrefix: "multi", clusterName: "DC0_C0" });
+      expect((await proc.read(r.urn, "no-such-image", { __provider: r.outputs.__provider }, {})).id).toBe("");
+    } finally {
+      await proc.stop();
+    }
 
     ok(await s.destroy());
     await expectNothingLeft("multi");

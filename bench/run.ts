@@ -1,6 +1,6 @@
 // `npm run bench`: runs every benchmark and writes bench/results.json (committed, so
 // numbers can be compared across changes). Benchmarks measure; they never fail a build.
-import { writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 
@@ -20,6 +20,8 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchResult[]> }>> 
   driver: () => import("./driver.js"),
   "vs-pyvmomi": () => import("./pyvmomi.js"),
   transfer: () => import("./transfer.js"),
+  // 1 GiB through the Image resource in the provider process (~2 min); BENCH_LARGE=1 adds 4 GiB.
+  image: () => import("./image.js"),
 };
 
 async function main(): Promise<void> {
@@ -35,12 +37,16 @@ async function main(): Promise<void> {
     const verdict = r.target ? ` (target ${r.target}: ${r.met ? "met" : "MISSED"})` : "";
     console.log(`${r.bench} | ${r.case}: median ${r.median} ${r.unit} [${r.samples.join(", ")}]${verdict}`);
   }
+  // A run of some benches (`npm run bench -- transfer`) replaces their results and keeps the others'.
+  const file = join(__dirname, "results.json");
+  const ran = new Set(results.map((r) => r.bench));
+  const kept = only.length && existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as { results: BenchResult[] }).results.filter((r) => !ran.has(r.bench)) : [];
   const out = {
     date: new Date().toISOString(),
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, memGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-    results,
+    results: [...kept, ...results],
   };
-  writeFileSync(join(__dirname, "results.json"), `${JSON.stringify(out, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify(out, null, 2)}\n`);
 }
 
 main().catch((err: unknown) => {

@@ -115,8 +115,10 @@ class RingWorker {
     });
     this.worker.unref();
     this.worker.on("message", (m: { id: number; digests?: string[] }) => this.#answer?.(m));
+    // "error" is followed by "exit": the first one counts.
     const gone = (err: Error) => {
-      this.failure ??= err;
+      if (this.failure) return;
+      this.failure = err;
       // Wake a main-thread wait for ring space: it sees the failure.
       Atomics.notify(this.ctrl, HASHED);
       this.#answer?.({ id: -1 });
@@ -154,7 +156,7 @@ class RingWorker {
   put(bytes: Uint8Array): number {
     const written = Atomics.load(this.ctrl, WRITTEN);
     const free = RING_BYTES - Number(written - Atomics.load(this.ctrl, HASHED));
-    let n = Math.min(free, bytes.byteLength);
+    const n = Math.min(free, bytes.byteLength);
     if (n === 0) return 0;
     const at = Number(written % BigInt(RING_BYTES));
     const first = Math.min(n, RING_BYTES - at);

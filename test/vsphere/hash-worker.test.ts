@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { UploadSourceError } from "../../provider/vsphere/errors.js";
-import { hashWorkerStats, hasherFor, setHashWorkerLimit, type Hasher } from "../../provider/vsphere/hash-worker.js";
+import { HashWorkerError, hashWorkerStats, hasherFor, setHashWorkerLimit, type Hasher } from "../../provider/vsphere/hash-worker.js";
 import { getDatacenter } from "../../provider/vsphere/inventory.js";
 import { download, upload } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
@@ -88,6 +88,21 @@ describe("hasherFor off the main thread", () => {
     // The aborted job's bytes are not in the next one's digest.
     expect((await next.finish()).sha256).toBe(expected(chunks, "sha256"));
     expect(hashWorkerStats()).toMatchObject({ started, busy: 0 });
+  });
+
+  it("a worker that dies fails its job (no hang), leaves the pool, and the next job gets a new one", async () => {
+    // An algorithm OpenSSL does not know throws inside the worker, which then exits.
+    const doomed = hasherFor(["no-such-hash"] as const, MiB, 0);
+    const during = hashWorkerStats();
+    expect(during.busy).toBe(1);
+    doomed.update(randomBytes(1024));
+    await expect(doomed.finish()).rejects.toBeInstanceOf(HashWorkerError);
+    expect(hashWorkerStats()).toMatchObject({ busy: 0, running: during.running - 1 });
+    const chunks = chunksOf([2 * MiB]);
+    const next = hasherFor(["sha256"] as const, 2 * MiB, 0);
+    await feed(next, chunks);
+    expect((await next.finish()).sha256).toBe(expected(chunks, "sha256"));
+    expect(hashWorkerStats().started).toBe(during.started + 1);
   });
 
   it("hashes zero bytes", async () => {

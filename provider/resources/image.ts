@@ -385,14 +385,14 @@ async function upload(
       cachePrefix,
       imageId,
       source: opened.publish,
-      checksums: algorithms,
-      ...(direct && expected ? { expected } : {}),
+      // A file hashed just before (and checked unchanged by openSource) is not hashed again on the way.
+      ...(direct && opts.sha256 ? { hash: false, checksums: [] } : { checksums: algorithms, ...(direct && expected ? { expected } : {}) }),
       knownAbsent: true,
       resourcePool: cluster.resourcePool,
       vmFolder: dc.vmFolder,
     });
     if (result.alreadyCached) return { mine: false };
-    const d = direct ? { sha256: result.sha256!, bytes: result.bytes, ...(result.md5 ? { md5: result.md5 } : {}) } : await opened.digests;
+    const d = direct ? { sha256: result.sha256 ?? opts.sha256!, bytes: result.bytes, ...(result.md5 ? { md5: result.md5 } : {}) } : await opened.digests;
     try {
       check(d);
     } catch (err) {

@@ -83,7 +83,13 @@ export interface PublishOptions {
   /** The cache folder's name; the caller derives a stable one from the content (e.g. sha256's first 32 hex). */
   imageId: string;
   source: PublishSource;
-  /** Digests to compute on the way (sha256 always). */
+  /**
+   * false: the caller hashed these bytes already (and made sure they are the ones it
+   * hashed), so the upload does not pay for sha256 again; `checksums` and `expected`
+   * still ask for theirs. Default true.
+   */
+  hash?: boolean;
+  /** Digests to compute on the way (sha256 always, unless hash: false). */
   checksums?: ChecksumAlgorithm[];
   /** The declared checksum: a mismatch publishes nothing. */
   expected?: Checksum;
@@ -157,7 +163,7 @@ async function publishOnce(client: VimClient, opts: PublishOptions): Promise<Pub
     const kind = cachedKind(source);
     const location = cacheLocation(opts.datastore, opts.cachePrefix, id, kind);
     const paths = { disk: location.disk, folder: location.folder };
-    const checksums = [...new Set<ChecksumAlgorithm>(["sha256", ...(opts.checksums ?? []), ...(opts.expected ? [opts.expected.algorithm] : [])])];
+    const checksums = [...new Set<ChecksumAlgorithm>([...(opts.hash === false ? [] : ["sha256" as const]), ...(opts.checksums ?? []), ...(opts.expected ? [opts.expected.algorithm] : [])])];
     if (!opts.knownAbsent && (await statFile(client, dc, location.disk, { details: false }))) {
       return { paths, bytes: 0, sha256: undefined, ...resultType(source), alreadyCached: true };
     }

@@ -5,7 +5,7 @@
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import { parseChecksum } from "../vsphere/checksum.js";
-import { closestGuestOsIds, isGuestOsId } from "../vsphere/guest-os.js";
+import { GUEST_OS_NAMES, closestGuestOsIds, isGuestOsId } from "../vsphere/guest-os.js";
 import { imageIdSchema } from "../vsphere/image-cache.js";
 import type { InspectedSource, SourceFingerprint } from "../vsphere/image-source.js";
 import { ADAPTER_TYPES, DISK_TYPES, contradictions, type AdapterType, type DiskType } from "../vsphere/vmdk.js";
@@ -110,7 +110,7 @@ export function osTypeFailure(osType: string): pulumi.dynamic.CheckFailure | und
   const near = closestGuestOsIds(osType, 3);
   return {
     property: "osType",
-    reason: `osType ${JSON.stringify(osType)} is not a vSphere guest id (VirtualMachineGuestOsIdentifier)${near.length ? `; did you mean ${near.map((n) => `"${n}"`).join(", ")}?` : ""}`,
+    reason: `osType ${JSON.stringify(osType)} is not a vSphere guest id (VirtualMachineGuestOsIdentifier)${near.length ? `; did you mean ${near.map((n) => `"${n}"${GUEST_OS_NAMES[n] ? ` (${GUEST_OS_NAMES[n]})` : ""}`).join(", ")}?` : ""}`,
   };
 }
 

@@ -24,5 +24,7 @@ describe("Image inputs", () => {
   it("refuses an unknown osType with the closest guest ids", () => {
     expect(osTypeFailure("ubuntu64Guest")).toBeUndefined();
     expect(osTypeFailure("Ubuntu64guest")?.reason).toMatch(/did you mean "ubuntu64Guest"/);
+    // Each suggestion with its retail name: "windows9Guest" is vSphere's id for Windows 10.
+    expect(osTypeFailure("windows10Guest")?.reason).toMatch(/"windows9Guest" \(Windows 10\)/);
   });
 });

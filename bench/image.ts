@@ -11,6 +11,10 @@
 //     (VmHWM after, the peak reset by /proc/<pid>/clear_refs before; target ≤ 64 MB);
 //   - the same image from an HTTP URL (a local node:http server streaming the file),
 //     as a ratio to the local-file case.
+// Two formats (BENCH_IMAGE_FORMATS=sparse,flat): a monolithicSparse VMDK, whose create
+// includes vCenter's server-side copy into a flat disk (the same for any client: Nova's
+// path too), and a monolithicFlat one (descriptor + -flat), whose create is
+// CreateVirtualDisk_Task and the PUT of the -flat bytes: the upload path itself.
 // Every create is checked: outputs sha256 and size are the file's, the simulator received
 // the bytes (its upload counter), and the copy is on the datastore; each is deleted
 // before the next round, or the next create would find it cached.
@@ -64,12 +68,26 @@ export async function writeRandomFile(path: string, size: number): Promise<void>
 
 /** A monolithicSparse VMDK (lsiLogic) of `sizeMiB` of random data; the raw file is removed after. */
 export async function makeSparseVmdk(dir: string, sizeMiB: number): Promise<string> {
+  return makeVmdk(dir, sizeMiB, "monolithicSparse");
+}
+
+/**
+ * A VMDK of `sizeMiB` of random data: monolithicSparse (one file), or monolithicFlat (the
+ * descriptor returned, its `-flat` extent beside it). The raw file is removed after.
+ */
+export async function makeVmdk(dir: string, sizeMiB: number, subformat: "monolithicSparse" | "monolithicFlat"): Promise<string> {
   const raw = join(dir, `random-${sizeMiB}M.raw`);
-  const vmdk = join(dir, `random-${sizeMiB}M.vmdk`);
+  const vmdk = join(dir, `random-${sizeMiB}M-${subformat === "monolithicFlat" ? "flat" : "sparse"}.vmdk`);
   await writeRandomFile(raw, sizeMiB * MiB);
-  await exec("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicSparse,adapter_type=lsilogic", raw, vmdk]);
+  await exec("qemu-img", ["convert", "-q", "-f", "raw", "-O", "vmdk", "-o", `subformat=${subformat},adapter_type=lsilogic`, raw, vmdk]);
   await rm(raw);
   return vmdk;
+}
+
+/** The formats benched: BENCH_IMAGE_FORMATS=sparse,flat (default both). */
+export function benchFormats(env: NodeJS.ProcessEnv = process.env): Array<"sparse" | "flat"> {
+  const want = (env.BENCH_IMAGE_FORMATS ?? "sparse,flat").split(",").map((s) => s.trim());
+  return (["sparse", "flat"] as const).filter((f) => want.includes(f));
 }
 
 export async function sha256File(path: string): Promise<string> {
@@ -168,14 +186,17 @@ export async function run(): Promise<BenchResult[]> {
     await proc.configure(config);
     const pid = pidOf(proc);
 
-    for (const sizeMiB of sizes) {
+    for (const sizeMiB of sizes) for (const format of benchFormats()) {
       const label = sizeMiB >= 1024 ? `${sizeMiB / 1024} GiB` : `${sizeMiB} MiB`;
-      const file = await makeSparseVmdk(dir, sizeMiB);
-      const bytes = (await stat(file)).size;
-      const sha256 = await sha256File(file);
-      const curlTarget = new DatastorePath(DATASTORE, `bench-curl/${basename(file)}`);
+      const file = await makeVmdk(dir, sizeMiB, format === "flat" ? "monolithicFlat" : "monolithicSparse");
+      // A flat image's bytes are its -flat extent's: that is what moves (and what curl sends); sizeBytes counts the descriptor too.
+      const moved = format === "flat" ? file.replace(/\.vmdk$/, "-flat.vmdk") : file;
+      const bytes = (await stat(moved)).size;
+      const sourceBytes = format === "flat" ? bytes + (await stat(file)).size : bytes;
+      const sha256 = await sha256File(moved);
+      const curlTarget = new DatastorePath(DATASTORE, `bench-curl/${basename(moved)}`);
       const curlUrl = client.http.origin + folderUrl(dcPath, curlTarget);
-      const urn = `urn:pulumi:bench::image-bench::${type}::img-${sizeMiB}`;
+      const urn = `urn:pulumi:bench::image-bench::${type}::img-${sizeMiB}-${format}`;
 
       const create = async (source: string): Promise<Sample> => {
         const news = { __provider: provider, source };
@@ -193,7 +214,7 @@ export async function run(): Promise<BenchResult[]> {
         const o = made.outs as { sha256?: string; sizeBytes?: number; cached?: Record<string, { path: string; sizeBytes: number }> };
         // The numbers count only if the bytes really went, whole and right.
         if (o.sha256 !== sha256) throw new Error(`bench: the image's sha256 is ${o.sha256}, the file's ${sha256}`);
-        if (o.sizeBytes !== bytes) throw new Error(`bench: the image's sizeBytes is ${o.sizeBytes}, the file has ${bytes}`);
+        if (o.sizeBytes !== sourceBytes) throw new Error(`bench: the image's sizeBytes is ${o.sizeBytes}, the files have ${sourceBytes}`);
         const uploaded = (await sim!.control.stats()).uploadBytes;
         if (uploaded < bytes) throw new Error(`bench: the simulator received ${uploaded} bytes, not the ${bytes} of the file (cached already?)`);
         const copyOn = o.cached?.[DATASTORE];
@@ -210,17 +231,18 @@ export async function run(): Promise<BenchResult[]> {
       // Interleaved rounds: a slow moment of the machine hits every case alike.
       for (let i = 0; i < rounds; i++) {
         process.stderr.write(`bench image ${label}: round ${i + 1}/${rounds}\n`);
-        curl.push(await curlUpload(file, curlUrl, { cookie: client.http.cookie, caFile: sim.info.caFile }));
+        curl.push(await curlUpload(moved, curlUrl, { cookie: client.http.cookie, caFile: sim.info.caFile }));
         await deleteFile(client, dc, curlTarget);
         local.push(await create(file));
         http.push(await create(web.url(`/files/${basename(file)}`)));
       }
       await rm(file);
+      if (moved !== file) await rm(moved);
 
       const mibps = (ms: number) => round1(bytes / MiB / (ms / 1000));
       const curlMiBps = median(curl.map(mibps));
       const ratioTo = (ms: number[]) => ms.map((x) => round2(mibps(x) / curlMiBps));
-      const push = (r: Omit<BenchResult, "bench" | "case"> & { case: string }) => out.push({ bench: "image", ...r, case: `${label} sparse VMDK ${r.case}` });
+      const push = (r: Omit<BenchResult, "bench" | "case"> & { case: string }) => out.push({ bench: "image", ...r, case: `${label} ${format} VMDK ${r.case}` });
       push({ case: "curl -T: throughput", unit: "MiB/s", median: curlMiBps, samples: curl.map(mibps) });
       for (const [name, s] of [["a local file", local], ["an HTTP source", http]] as const) {
         push({ case: `Image from ${name}, create: throughput`, unit: "MiB/s", median: median(s.map((x) => mibps(x.createMs))), samples: s.map((x) => mibps(x.createMs)) });

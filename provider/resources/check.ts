@@ -2,6 +2,7 @@
 // and what is accepted; unknown input names with the closest valid one.
 import type * as pulumi from "@pulumi/pulumi";
 import type { z } from "zod";
+import { levenshtein } from "../vsphere/edit-distance.js";
 
 export function stripProvider(props: Record<string, unknown>): Record<string, unknown> {
   const { __provider: _ignored, ...rest } = props;
@@ -10,17 +11,7 @@ export function stripProvider(props: Record<string, unknown>): Record<string, un
 
 /** Levenshtein distance, case-insensitive (a misspelling is often only the case: "vlanid"). */
 export function editDistance(a: string, b: string): number {
-  const s = a.toLowerCase();
-  const t = b.toLowerCase();
-  let prev = Array.from({ length: t.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= s.length; i++) {
-    const row = [i];
-    for (let j = 1; j <= t.length; j++) {
-      row[j] = Math.min(prev[j]! + 1, row[j - 1]! + 1, prev[j - 1]! + (s[i - 1] === t[j - 1] ? 0 : 1));
-    }
-    prev = row;
-  }
-  return prev[t.length]!;
+  return levenshtein(a.toLowerCase(), b.toLowerCase());
 }
 
 /** The valid name closest to a misspelt one, if it is close enough to be a likely typo. */

@@ -606,19 +606,23 @@ export const imageHandler: ResourceHandler = {
     const expected = checksumOf(r);
     const fp = inspected.fingerprint;
 
-    // A file is hashed first: its id comes from its content, and a copy cached already is not read again.
+    // A file whose id comes from its content is hashed first, so a copy cached already is
+    // not uploaded again. With an imageId input or a sha256 checksum the id is known
+    // without it: the file is read once, hashed on the way, and the upload verifies the
+    // checksum before anything is published.
     let sha256 = r.contentId?.startsWith("sha256:") && !expected ? r.contentId.slice(7) : undefined;
+    if (expected?.algorithm === "sha256") sha256 ??= expected.hex;
     let md5: string | undefined;
     let hashedBefore: string | undefined;
-    if (fp.kind === "file" && (sha256 === undefined || r.computeMd5)) {
+    if (fp.kind === "file" && sha256 === undefined && r.imageId === undefined) {
       const d = await digestSource(inspected, algorithmsFor(r));
       if (expected && d[expected.algorithm] !== expected.hex) throw new ChecksumMismatchError(inspected.name, expected.algorithm, expected.hex, d[expected.algorithm] ?? "(not computed)");
       sha256 = hashedBefore = d.sha256;
       md5 = d.md5;
     }
-    if (expected?.algorithm === "sha256") sha256 ??= expected.hex;
-    const contentImageId = defaultImageId(sha256, r.contentId, fp, flatShape(inspected, r));
-    const imageId = r.imageId ?? contentImageId;
+    const known = sha256;
+    let contentImageId = r.imageId === undefined ? defaultImageId(known, r.contentId, fp, flatShape(inspected, r)) : undefined;
+    const imageId = r.imageId ?? contentImageId!;
     const kind: CachedKind = inspected.info.format === "iso" ? "iso" : "disk";
     const cachePrefix = cfg.cachePrefix ?? "";
     const cachedOn = async (ds: string) => (await statFile(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).disk, { details: false })) !== undefined;
@@ -640,8 +644,10 @@ export const imageHandler: ResourceHandler = {
       await Promise.all(wanted.map((ds) => addHolder(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).folder, holder, { imageId })));
       const { cached, missing } = await readCopies(client, cluster.datacenter, wanted, cachePrefix, imageId, kind);
       if (missing.length) throw new Error(`image ${imageId} is not in the cache of ${missing.join(", ")} after it was put there (deleted meanwhile?)`);
-      sha256 ??= placed.sha256;
+      sha256 = placed.sha256 ?? sha256;
       md5 ??= placed.md5;
+      // With an imageId input: the id the content would have had (a file's from the sha256 read on the way).
+      contentImageId ??= defaultImageId(fp.kind === "file" ? sha256 : known, r.contentId, fp, flatShape(inspected, r));
       const outs = stateOf(r, inspected, {
         imageId,
         contentImageId,

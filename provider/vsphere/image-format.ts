@@ -205,9 +205,18 @@ function detectIso(prefix: Buffer, opts: DetectOptions, size: number | undefined
   return { info: { format: "iso", volumeId: pvd.subarray(40, 72).toString("latin1").trim(), volumeBytes, size } };
 }
 
-/** The prefix as text when it is text (no NUL, mostly printable), else undefined. */
+/**
+ * The prefix as text when it is text (mostly printable), else undefined. NULs may follow
+ * the text but not interrupt it: `qemu-img convert` pads a descriptor file to a whole
+ * sector with them.
+ */
 function textPrefix(prefix: Buffer): string | undefined {
-  if (prefix.includes(0)) return undefined;
+  const nul = prefix.indexOf(0);
+  if (nul === 0) return undefined;
+  if (nul > 0) {
+    for (let i = nul; i < prefix.length; i++) if (prefix[i] !== 0) return undefined;
+    prefix = prefix.subarray(0, nul);
+  }
   const sample = prefix.subarray(0, 4096);
   let control = 0;
   for (const x of sample) if (x < 0x09 || (x > 0x0d && x < 0x20)) control++;

@@ -11,11 +11,11 @@ import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, listFolder } from "../../provider/vsphere/datastore.js";
 import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { moRef } from "../../provider/vsphere/schema.js";
 import type { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { download } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
+import { addDisk, createVm } from "../support/vms.js";
 import { HttpSource } from "../support/http-source.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
@@ -569,34 +569,25 @@ describe("Image through the dynamic-provider process", () => {
     ok(await s.destroy());
     await expectNothingLeft("apart");
   });
+
+  it("with an imageId input, reads the file once (hashed on the way) and previews dropping the id as a replacement", async () => {
+    const img = await images.convertedVmdk("named.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const s = stack("named", { img: { source: img, imageId: "ubuntu-22.04" } });
+    ok(await s.up());
+    const o = outs(s, "img");
+    expect(o).toMatchObject({ imageId: "ubuntu-22.04", sha256: await fileSha(img), contentImageId: (await fileSha(img)).slice(0, 32) });
+    expect(o.path).toBe(`[${Object.keys(o.cached)[0]}] named_base/ubuntu-22.04/ubuntu-22.04.vmdk`);
+    s.set({ img: { source: img } });
+    expect(ev(ok(await s.preview()))).toMatchObject({ op: "replace", replaces: ["imageId"] });
+    ok(await s.destroy());
+    await expectNothingLeft("named");
+  });
 });
 
 /** A VM whose disk is a delta on top of `base`, as Nova's linked clone. */
 async function linkedCloneOf(base: string, name: string): Promise<MoRef> {
   const ds = DatastorePath.parse(base).datastore;
-  const vm = moRef.parse(
-    await runTask(client, "CreateVM_Task", dc.vmFolder, {
-      config: { name, guestId: "otherGuest", files: { vmPathName: `[${ds}]` }, numCPUs: 1, memoryMB: 64 },
-      pool: cluster.resourcePool,
-    }),
-  );
-  await runTask(client, "ReconfigVM_Task", vm, {
-    spec: {
-      deviceChange: [
-        {
-          operation: "add",
-          fileOperation: "create",
-          device: {
-            $type: "VirtualDisk",
-            key: -1,
-            backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: `[${ds}] ${name}/${name}.vmdk`, diskMode: "persistent", parent: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: base, diskMode: "persistent" } },
-            controllerKey: 200,
-            unitNumber: 0,
-            capacityInKB: 1024,
-          },
-        },
-      ],
-    },
-  });
+  const vm = await createVm(client, dc, cluster, name, ds);
+  await addDisk(client, vm, `[${ds}] ${name}/${name}.vmdk`, { fileName: base, diskMode: "persistent" });
   return vm;
 }

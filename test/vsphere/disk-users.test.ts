@@ -6,10 +6,10 @@ import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { diskUsage, diskUsers } from "../../provider/vsphere/disk-users.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { moRef } from "../../provider/vsphere/schema.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
+import { addDisk as addDiskTo, createVm as createVmIn } from "../support/vms.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 let sim: Vcsim;
@@ -20,41 +20,8 @@ const DS = "LocalDS_0";
 const base = new DatastorePath(DS, "cache_base/img1/img1.vmdk");
 const other = new DatastorePath(DS, "cache_base/img2/img2.vmdk");
 
-async function createVm(name: string): Promise<MoRef> {
-  return moRef.parse(
-    await runTask(client, "CreateVM_Task", dc.vmFolder, {
-      config: { name, guestId: "otherGuest", files: { vmPathName: `[${DS}]` }, numCPUs: 1, memoryMB: 64 },
-      pool: cluster.resourcePool,
-    }),
-  );
-}
-
-/** Adds a disk on the VM's first IDE controller: a new file, or (parent given) a delta on top of it, as Nova's linked clone. */
-async function addDisk(vm: MoRef, fileName: string, parent?: Record<string, unknown>): Promise<void> {
-  await runTask(client, "ReconfigVM_Task", vm, {
-    spec: {
-      deviceChange: [
-        {
-          operation: "add",
-          fileOperation: "create",
-          device: {
-            $type: "VirtualDisk",
-            key: -1,
-            backing: {
-              $type: "VirtualDiskFlatVer2BackingInfo",
-              fileName,
-              diskMode: "persistent",
-              ...(parent ? { parent: { $type: "VirtualDiskFlatVer2BackingInfo", ...parent } } : {}),
-            },
-            controllerKey: 200,
-            unitNumber: 0,
-            capacityInKB: 1024,
-          },
-        },
-      ],
-    },
-  });
-}
+const createVm = (name: string) => createVmIn(client, dc, cluster, name, DS);
+const addDisk = (vm: MoRef, fileName: string, parent?: Record<string, unknown>) => addDiskTo(client, vm, fileName, parent);
 
 let plain: MoRef;
 let linked: MoRef;

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ImageFormatError, MissingExtentError, UnsupportedImageError } from "../../provider/vsphere/image-errors.js";
 import { detectImage, PREFIX_BYTES } from "../../provider/vsphere/image-format.js";
 import { flatExtentsStream, sniffImage, sniffImageFile } from "../../provider/vsphere/image-stream.js";
-import { ImageDir } from "../support/images.js";
+import { ImageDir, qemuImg } from "../support/images.js";
 import { sha256Of } from "../support/hash.js";
 
 let images: ImageDir;
@@ -257,6 +257,20 @@ describe("streaming detection", () => {
 });
 
 describe("flat extents", () => {
+  it("a descriptor qemu-img convert wrote (padded to a sector with NULs) is a descriptor, but text broken by a NUL is not", async () => {
+    const raw = await images.raw("padded.raw", 1 << 20);
+    await qemuImg("convert", "-q", "-f", "raw", "-O", "vmdk", "-o", "subformat=monolithicFlat,adapter_type=lsilogic", raw, images.path("padded.vmdk"));
+    const bytes = await readFile(images.path("padded.vmdk"));
+    expect(bytes[bytes.length - 1]).toBe(0);
+    const s = await sniffImageFile(images.path("padded.vmdk"));
+    s.stream.destroy();
+    expect(s.info.format).toBe("vmdkDescriptor");
+    expect(s.extents.map((e) => e.fileName)).toEqual(["padded-flat.vmdk"]);
+    const broken = Buffer.from(bytes);
+    broken[20] = 0;
+    expect(detectImage(broken, { source: "broken", complete: true })).not.toMatchObject({ info: { format: "vmdkDescriptor" } });
+  });
+
   it("a descriptor's extents, offsets honoured, stream as the disk's bytes in order", async () => {
     const a = randomBytes(1536);
     const b = randomBytes(4096);

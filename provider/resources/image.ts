@@ -407,7 +407,18 @@ export const imageHandler: ResourceHandler = {
         sha256: hashedBefore,
         inspected: async () => inspected,
       });
-      await Promise.all(wanted.map((ds) => addHolder(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).folder, holder, { imageId })));
+      const note = markerNote({
+        imageId,
+        kind,
+        format: inspected.info.format,
+        diskType: effectiveDiskType(inspected, r.diskType),
+        adapterType: effectiveAdapterType(inspected, r.adapterType),
+        osType: effectiveOsType(inspected, r.osType),
+        linkedClone: r.linkedClone ?? cfg.useLinkedClone,
+        capacityBytes: inspected.capacityBytes,
+        sha256: placed.sha256 ?? sha256,
+      });
+      await Promise.all(wanted.map((ds) => addHolder(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).folder, holder, note)));
       const { cached, missing } = await readCopies(client, cluster.datacenter, wanted, cachePrefix, imageId, kind);
       if (missing.length) throw new Error(`image ${imageId} is not in the cache of ${missing.join(", ")} after it was put there (deleted meanwhile?)`);
       sha256 = placed.sha256 ?? sha256;
@@ -494,7 +505,18 @@ export const imageHandler: ResourceHandler = {
       sha256: undefined,
       inspected: () => inspectSource(specOf(n)),
     });
-    await Promise.all(wanted.map((ds) => addHolder(client, dc, loc(ds).folder, o.holder, { imageId: o.imageId })));
+    const note = markerNote({
+      imageId: o.imageId,
+      kind: o.kind,
+      format: o.format,
+      diskType: o.diskType,
+      adapterType: o.kind === "disk" ? (n.adapterType ?? o.detectedAdapterType ?? o.adapterType) : undefined,
+      osType: n.osType ?? o.detectedOsType ?? "otherGuest",
+      linkedClone: n.linkedClone ?? cfg.useLinkedClone,
+      capacityBytes: o.capacityBytes,
+      sha256: o.sha256,
+    });
+    await Promise.all(wanted.map((ds) => addHolder(client, dc, loc(ds).folder, o.holder, note)));
 
     // Copies no longer wanted (a shorter datastores list): gone unless held or in use.
     const dropped = n.datastores ? present.filter((ds) => !wanted.includes(ds)) : [];
@@ -536,6 +558,22 @@ export const imageHandler: ResourceHandler = {
     await release(client, dc, s, Object.keys(s.cached), s.retainWhileInUse ?? false);
   },
 };
+
+/**
+ * What an Instance needs of the image, written into this resource's holder marker in each
+ * cache folder (and rewritten when a property changes): another stack can then boot from
+ * the image by its id alone, as Nova reads Glance's image properties.
+ */
+function markerNote(
+  p: Pick<ImageState, "imageId" | "kind" | "format" | "osType" | "linkedClone"> & {
+    diskType: DiskType | undefined;
+    adapterType: AdapterType | undefined;
+    capacityBytes: number | undefined;
+    sha256: string | undefined;
+  },
+): Record<string, unknown> {
+  return Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined));
+}
 
 function declaredOf(r: Resolved): ImageState["declared"] {
   const d: ImageState["declared"] = {};

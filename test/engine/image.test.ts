@@ -395,6 +395,20 @@ describe("Image through the dynamic-provider process", () => {
     expect(ev(ok(await s.up()))?.op).toBe("update");
     expect((await sim.control.stats()).uploads).toBe(stats.uploads + 1); // the holder marker only
     expect(outs(s, "img")).toMatchObject({ source: moved, osType: "ubuntu64Guest", linkedClone: false, imageId: first.imageId, path: first.path });
+    // The holder marker carries what an Instance of another stack needs, and follows the update.
+    const folder = DatastorePath.parse(first.path).parent;
+    const marker = (await names(folder)).find((n) => n.startsWith("holder-"))!;
+    expect(JSON.parse((await fetch(folder.join(marker).toString())).toString("utf8"))).toMatchObject({
+      imageId: first.imageId,
+      kind: "disk",
+      format: "vmdk",
+      diskType: "sparse",
+      adapterType: "lsiLogic",
+      osType: "ubuntu64Guest",
+      linkedClone: false,
+      capacityBytes: 4 * MiB,
+      sha256: first.sha256,
+    });
     s.set({ img: { source: img, osType: "ubuntu64Guest", linkedClone: false } });
     expect(ev(ok(await s.up()))?.op).toBe("update");
 

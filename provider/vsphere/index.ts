@@ -102,3 +102,6 @@ export type { InspectedSource, OpenOptions, OpenedSource, SourceDigestAlgorithm,
 export { MAX_REDIRECTS, displayUrl } from "./image-source-http.js";
 export { checkQemuImg, qemuAdapter } from "./image-convert.js";
 export type { QemuFormat } from "./image-convert.js";
+// VNC console ports (Instance).
+export { NoFreeVncPortError, VNC_ENABLED_KEY, VNC_PORTS, VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
+export type { VncUse } from "./vnc.js";

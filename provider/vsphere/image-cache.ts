@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { VimClient } from "./client.js";
-import { copyFile, copyVirtualDisk, DatastorePath, deleteFile, fileExists, findDatastore, makeDirectory, moveFile, moveVirtualDisk, statFile, type FileEntry } from "./datastore.js";
+import { copyFile, copyVirtualDisk, DatastorePath, deleteFile, extendVirtualDisk, fileExists, findDatastore, makeDirectory, moveFile, moveVirtualDisk, statFile, type FileEntry } from "./datastore.js";
 import { FileAlreadyExistsFault, FileNotFoundFault, vimFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
 import { arrayOf, dataObject, dateTime, long, str } from "./schema.js";
@@ -277,6 +277,76 @@ async function copyOnce(client: VimClient, opts: CopyOptions): Promise<CopyResul
     if (kind === "iso") await copyFile(client, dc, from.disk, target);
     else await copyVirtualDisk(client, dc, from.disk, target);
     return { paths, ...(await publishStaged(client, dc, staging.folder, to, kind)) };
+  } finally {
+    await dropStaging(client, dc, staging.root);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Sized bases (Nova's `<imageId>.<rootGb>.vmdk`)
+
+export interface SizedBaseOptions {
+  datacenter: Datacenter;
+  datastore: string;
+  cachePrefix: string;
+  imageId: string;
+  /** The root disk's size in GiB. */
+  rootGb: number;
+  /** The cached base's capacity, when known: a smaller root disk is refused. */
+  capacityBytes?: number;
+}
+
+const GiB = 2 ** 30;
+const sized = new WeakMap<VimClient, Map<string, Promise<{ path: DatastorePath; made: boolean }>>>();
+
+/** Where the base of a root disk of `rootGb` GiB lives: `<folder>/<imageId>.<rootGb>.vmdk`. */
+export function sizedBaseLocation(datastore: string, cachePrefix: string, imageId: string, rootGb: number): DatastorePath {
+  const loc = cacheLocation(datastore, cachePrefix, imageId, "disk");
+  return loc.folder.join(`${imageId}.${rootGb}.vmdk`);
+}
+
+/**
+ * The cached base grown to `rootGb`, for linked clones whose root disk is larger than the
+ * image (as Nova: a copy of the base, extended, in the image's cache folder), made once:
+ * callers on one client share one making, and other processes race through staging and
+ * the move's FileAlreadyExists, as a publish does. Resolves its path and whether this
+ * call made it (a caller that fails later removes only what it made).
+ */
+export function ensureSizedBase(client: VimClient, opts: SizedBaseOptions): Promise<{ path: DatastorePath; made: boolean }> {
+  const id = imageIdSchema.parse(opts.imageId);
+  if (!Number.isSafeInteger(opts.rootGb) || opts.rootGb <= 0) throw new TypeError(`a root disk of ${opts.rootGb} GiB: want a whole number of GiB, 1 or more`);
+  if (opts.capacityBytes !== undefined && opts.rootGb * GiB < opts.capacityBytes) {
+    throw new RangeError(`a root disk of ${opts.rootGb} GiB is smaller than image ${id} (${(opts.capacityBytes / GiB).toFixed(2)} GiB): a disk cannot shrink`);
+  }
+  let perClient = sized.get(client);
+  if (!perClient) sized.set(client, (perClient = new Map()));
+  const key = JSON.stringify([opts.datacenter.ref.toString(), opts.datastore, opts.cachePrefix, id, opts.rootGb]);
+  const running = perClient.get(key);
+  if (running) return running.then((r) => ({ ...r, made: false }));
+  const map = perClient;
+  const work = makeSizedBase(client, { ...opts, imageId: id }).finally(() => map.delete(key));
+  map.set(key, work);
+  return work;
+}
+
+async function makeSizedBase(client: VimClient, opts: SizedBaseOptions): Promise<{ path: DatastorePath; made: boolean }> {
+  const { datacenter: dc } = opts;
+  const base = cacheLocation(opts.datastore, opts.cachePrefix, opts.imageId, "disk").disk;
+  const path = sizedBaseLocation(opts.datastore, opts.cachePrefix, opts.imageId, opts.rootGb);
+  if (await fileExists(client, dc, path)) return { path, made: false };
+  const staging = stagingFor(opts.datastore, opts.imageId);
+  try {
+    await makeDirectory(client, dc, staging.folder);
+    const staged = staging.folder.join(path.basename);
+    await copyVirtualDisk(client, dc, base, staged);
+    await extendVirtualDisk(client, dc, staged, opts.rootGb * 1024 * 1024);
+    try {
+      await moveVirtualDisk(client, dc, staged, path);
+      return { path, made: true };
+    } catch (err) {
+      if (err instanceof FileAlreadyExistsFault) return { path, made: false };
+      throw err;
+    }
   } finally {
     await dropStaging(client, dc, staging.root);
   }

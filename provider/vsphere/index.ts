@@ -89,8 +89,8 @@ export type { DiskProvisioning, ImportedDisk, StreamOptimizedImport } from "./nf
 export { diskUsage, diskUsers } from "./disk-users.js";
 export type { DiskUsage, DiskUser } from "./disk-users.js";
 // The datastore image cache: layout, atomic publish by disk type, copy between datastores.
-export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, imageIdSchema, removeCachedImage, sweepStaging } from "./image-cache.js";
-export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult } from "./image-cache.js";
+export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, ensureSizedBase, imageIdSchema, removeCachedImage, sizedBaseLocation, sweepStaging } from "./image-cache.js";
+export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult, SizedBaseOptions } from "./image-cache.js";
 export { publishImage, publishSourceOf } from "./image-publish.js";
 export type { ImportStreamOptimized, PublishOptions, PublishResult, PublishSource } from "./image-publish.js";
 // Guest OS identifiers (vim25 VirtualMachineGuestOsIdentifier, generated from govmomi) and typo suggestions.

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { FileNotFoundFault, UploadIncompleteError } from "../../provider/vsphere/errors.js";
-import { cachedImages, cacheLocation, copyToDatastore, removeCachedImage, sweepStaging } from "../../provider/vsphere/image-cache.js";
+import { cachedImages, cacheLocation, copyToDatastore, ensureSizedBase, removeCachedImage, sweepStaging } from "../../provider/vsphere/image-cache.js";
 import { ChecksumMismatchError } from "../../provider/vsphere/image-errors.js";
 import { publishImage, publishSourceOf, type PublishOptions, type PublishResult } from "../../provider/vsphere/image-publish.js";
 import { flatExtentsStream, sniffImageFile } from "../../provider/vsphere/image-stream.js";
@@ -452,6 +452,27 @@ describe("copy to another datastore", () => {
     const err = await rejection(copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "nowhere", kind: "disk" }));
     expect(err).toBeInstanceOf(FileNotFoundFault);
     expect(await staging(DS1)).toEqual([]);
+  });
+});
+
+describe("sized bases", () => {
+  it("grows a copy of the base to the root disk's size in the cache folder, once for every caller of one client and of another", async () => {
+    const vmdk = await images.convertedVmdk("sized.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 8, dataMiB: 2 });
+    await publishFile(vmdk, "sized1");
+    await sim.control.resetStats();
+    const opts = { datacenter: dc, datastore: DS0, cachePrefix: PREFIX, imageId: "sized1", rootGb: 1, capacityBytes: 8 * MiB };
+    const results = await Promise.all([...Array.from({ length: 4 }, () => ensureSizedBase(client, opts)), ensureSizedBase(other, opts)]);
+    expect(new Set(results.map((r) => r.path.toString()))).toEqual(new Set([`[${DS0}] ${PREFIX}_base/sized1/sized1.1.vmdk`]));
+    // Made once: one caller made it; the other client's making (if it raced) lost the move, not the copy.
+    expect(results.filter((r) => r.made)).toHaveLength(1);
+    expect((await sim.control.stats()).methods["ExtendVirtualDisk_Task"]).toBeLessThanOrEqual(2);
+    const files = await cachedFiles("sized1");
+    expect(files["sized1.1-flat.vmdk"]).toBe(2 ** 30);
+    expect(files["sized1-flat.vmdk"]).toBe(8 * MiB);
+    expect(await staging(DS0)).toEqual([]);
+    expect((await ensureSizedBase(client, opts)).made).toBe(false);
+    expect(() => ensureSizedBase(client, { ...opts, rootGb: 1, capacityBytes: 2 * 2 ** 30 })).toThrow(/smaller than image sized1/);
+    await removeCachedImage(client, dc, DS0, PREFIX, "sized1");
   });
 });
 

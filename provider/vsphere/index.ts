@@ -105,3 +105,6 @@ export type { QemuFormat } from "./image-convert.js";
 // VNC console ports (Instance).
 export { NoFreeVncPortError, VNC_ENABLED_KEY, VNC_PORTS, VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
 export type { VncUse } from "./vnc.js";
+// A VM's power state and its removal the Nova way (Instance).
+export { removeVm, setPowerState, unregisterVm, vmExists, vmState } from "./vm-lifecycle.js";
+export type { PowerState } from "./vm-lifecycle.js";

@@ -99,6 +99,7 @@ export const METHODS: Readonly<Record<string, MethodInfo>> = {
   ReconfigVM_Task: task(),
   PowerOnVM_Task: task(),
   PowerOffVM_Task: task(),
+  SuspendVM_Task: task(),
   CloneVM_Task: task(),
   CreateVM_Task: task(),
   RegisterVM_Task: task(),

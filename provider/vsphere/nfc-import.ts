@@ -16,6 +16,7 @@ import { PropertyCollector, UpdateWaiter } from "./property.js";
 import { arrayOf, bool, dataObject, int, long, moRef, str } from "./schema.js";
 import type { MoRef, VimValue } from "./soap/xml.js";
 import { runTask } from "./task.js";
+import { unregisterVm, vmExists } from "./vm-lifecycle.js";
 import { uploadToUrl, type ChecksumAlgorithm, type StreamResult, type UploadSource } from "./transfer.js";
 import type { AdapterType } from "./vmdk.js";
 
@@ -259,25 +260,6 @@ async function readVmFiles(client: VimClient, vm: MoRef): Promise<{ disk: Datast
   return { disk: DatastorePath.parse(disk.backing.fileName), vmFolder: DatastorePath.parse(props["config.files.vmPathName"]).parent };
 }
 
-async function vmExists(client: VimClient, vm: MoRef): Promise<boolean> {
-  try {
-    await new PropertyCollector(client).get(vm, z.object({ name: str }));
-    return true;
-  } catch (err) {
-    if (err instanceof ManagedObjectNotFoundFault) return false;
-    throw err;
-  }
-}
-
-/** UnregisterVM; a lost answer is checked by whether the VM is still registered. */
-async function unregister(client: VimClient, vm: MoRef): Promise<void> {
-  try {
-    await client.invoke("UnregisterVM", vm, {}, { checkApplied: async () => ((await vmExists(client, vm)) ? { applied: false } : { applied: true }) });
-  } catch (err) {
-    if (!(err instanceof ManagedObjectNotFoundFault)) throw err;
-  }
-}
-
 async function datastoreName(client: VimClient, datastore: string | MoRef): Promise<string> {
   if (typeof datastore === "string") return datastore;
   return (await new PropertyCollector(client).get(datastore, z.object({ name: str }))).name;
@@ -361,7 +343,7 @@ export async function importStreamOptimized(client: VimClient, opts: StreamOptim
       ...imported,
       transfer,
       release: async (r = {}) => {
-        if (!released) await unregister(client, imported.vm);
+        if (!released) await unregisterVm(client, imported.vm);
         released = true;
         if (r.deleteFolder) await deleteFile(client, opts.datacenter, imported.vmFolder);
       },

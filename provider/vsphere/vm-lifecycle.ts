@@ -1,0 +1,90 @@
+// A VM's power state and its removal, as Nova's vmops does them and safer for linked
+// clones: delete is power off, UnregisterVM, then DeleteDatastoreFile_Task of the VM's
+// own folder — never Destroy_Task, which on vCenter can take the disks of a linked
+// clone's parent chain with it (the cached base other VMs use). A VM already gone, or
+// already in the wanted state, is success: each step can be re-run after a failure.
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { DatastorePath, deleteFile } from "./datastore.js";
+import { ManagedObjectNotFoundFault, VimFault } from "./errors.js";
+import type { Datacenter } from "./inventory.js";
+import { PropertyCollector } from "./property.js";
+import { str } from "./schema.js";
+import type { MoRef } from "./soap/xml.js";
+import { runTask } from "./task.js";
+
+export type PowerState = "poweredOn" | "poweredOff" | "suspended";
+
+const VmState = z.object({ "runtime.powerState": str, "config.files.vmPathName": str.optional(), name: str });
+
+/** A VM's power state, its name and the datastore folder of its .vmx; undefined when it is gone. */
+export async function vmState(client: VimClient, vm: MoRef): Promise<{ name: string; powerState: PowerState; folder: DatastorePath | undefined } | undefined> {
+  try {
+    const p = await new PropertyCollector(client).get(vm, VmState);
+    const vmx = p["config.files.vmPathName"];
+    return { name: p.name, powerState: p["runtime.powerState"] as PowerState, folder: vmx ? DatastorePath.parse(vmx).parent : undefined };
+  } catch (err) {
+    if (err instanceof ManagedObjectNotFoundFault) return undefined;
+    throw err;
+  }
+}
+
+/** Whether the VM is still registered. */
+export async function vmExists(client: VimClient, vm: MoRef): Promise<boolean> {
+  return (await vmState(client, vm)) !== undefined;
+}
+
+/** UnregisterVM; a lost answer is checked by whether the VM is still registered; gone already is done. */
+export async function unregisterVm(client: VimClient, vm: MoRef): Promise<void> {
+  try {
+    await client.invoke("UnregisterVM", vm, {}, { checkApplied: async () => ((await vmExists(client, vm)) ? { applied: false } : { applied: true }) });
+  } catch (err) {
+    if (!(err instanceof ManagedObjectNotFoundFault)) throw err;
+  }
+}
+
+/** A power operation refused because the VM is in that state already (another writer got there). */
+const alreadyThere = (err: unknown) => err instanceof VimFault && err.code === "InvalidPowerState";
+
+/**
+ * Brings the VM to `want` from `from` (what the caller read): on, off (a hard power off,
+ * as Nova's destroy), or suspended (which needs it on first). Resolves the state reached.
+ */
+export async function setPowerState(client: VimClient, vm: MoRef, from: PowerState, want: PowerState): Promise<PowerState> {
+  const step = async (method: "PowerOnVM_Task" | "PowerOffVM_Task" | "SuspendVM_Task") => {
+    try {
+      await runTask(client, method, vm, {});
+    } catch (err) {
+      if (!alreadyThere(err)) throw err;
+    }
+  };
+  if (from === want) return want;
+  if (want === "poweredOff") await step("PowerOffVM_Task");
+  else if (want === "poweredOn") await step("PowerOnVM_Task");
+  else {
+    if (from !== "poweredOn") await step("PowerOnVM_Task");
+    await step("SuspendVM_Task");
+  }
+  return want;
+}
+
+/**
+ * Removes a VM as Nova does: powered off, unregistered, its folder deleted (its own disks,
+ * a linked clone's delta among them; a parent disk outside the folder stays). Resolves
+ * false when the VM was gone already. `folder` is for a VM whose configuration cannot be
+ * read any more (the caller's record of it).
+ */
+export async function removeVm(client: VimClient, datacenter: Datacenter, vm: MoRef, opts: { folder?: DatastorePath } = {}): Promise<boolean> {
+  const state = await vmState(client, vm);
+  if (!state) {
+    // Unregistered already (an earlier attempt stopped after that): the folder may still be there.
+    if (opts.folder) await deleteFile(client, datacenter, opts.folder);
+    return false;
+  }
+  if (state.powerState !== "poweredOff") await setPowerState(client, vm, state.powerState, "poweredOff");
+  await unregisterVm(client, vm);
+  const folder = state.folder ?? opts.folder;
+  // A VM at a datastore's root has no folder of its own: its files are not ours to sweep.
+  if (folder && folder.path !== "") await deleteFile(client, datacenter, folder);
+  return true;
+}

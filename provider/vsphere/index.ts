@@ -108,3 +108,30 @@ export type { VncUse } from "./vnc.js";
 // A VM's power state and its removal the Nova way (Instance).
 export { removeVm, setPowerState, unregisterVm, vmExists, vmState } from "./vm-lifecycle.js";
 export type { PowerState } from "./vm-lifecycle.js";
+// The instance's VirtualMachineConfigSpec for one CreateVM_Task (controller, root disk, NICs, serial port, extraConfig), and finding its devices again.
+export {
+  CONSOLE_DELAY_KEY,
+  DISK_CONTROLLER_TYPES,
+  IDE_CONTROLLER_KEYS,
+  METADATA_PREFIX,
+  NIC_DEVICE_TYPES,
+  NIC_MODELS,
+  VNC_KEYS,
+  VmSpecError,
+  buildVmConfigSpec,
+  extraConfigOf,
+  matchDevices,
+  plannedDevices,
+} from "./vm-spec.js";
+export type {
+  AllocationOptions,
+  DeviceRole,
+  DistributedNicBacking,
+  NicModel,
+  NicOptions,
+  PlannedDevice,
+  RootDiskOptions,
+  SharesLevel,
+  StandardNicBacking,
+  VmSpecOptions,
+} from "./vm-spec.js";

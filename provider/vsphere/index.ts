@@ -135,3 +135,6 @@ export type {
   StandardNicBacking,
   VmSpecOptions,
 } from "./vm-spec.js";
+// The host a new VM goes to where DRS does not choose (Instance).
+export { chooseHost, hostFor, hostLoads } from "./host-select.js";
+export type { HostLoad } from "./host-select.js";

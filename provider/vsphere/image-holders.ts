@@ -13,7 +13,7 @@ import type { VimClient } from "./client.js";
 import { deleteFile, listFolder, type DatastorePath } from "./datastore.js";
 import { FileNotFoundFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
-import { upload } from "./transfer.js";
+import { download, upload } from "./transfer.js";
 
 const MARKER = /^holder-([A-Za-z0-9_-]{1,64})\.json$/;
 
@@ -55,4 +55,47 @@ export async function holdersOf(client: VimClient, datacenter: Datacenter, folde
 /** Removes `holder`'s marker; false when it was not there. */
 export async function removeHolder(client: VimClient, datacenter: Datacenter, folder: DatastorePath, holder: string): Promise<boolean> {
   return deleteFile(client, datacenter, folder.join(markerName(holder)));
+}
+
+/** A holder's marker as written: who, since when, and what it says of the image. */
+export interface HolderRecord {
+  holder: string;
+  since: string | undefined;
+  /** The image's properties as that holder recorded them (kind, format, adapterType, osType, ...). */
+  note: Record<string, unknown>;
+}
+
+const MAX_MARKER_BYTES = 64 * 1024;
+
+/**
+ * Every holder's marker in `folder`, newest first ([] when the folder is gone): how an
+ * Instance of another stack learns an image's properties from its id alone. Markers are
+ * read over /folder (one GET each, no SOAP call); an unreadable one is skipped.
+ */
+export async function readHolders(client: VimClient, datacenter: Datacenter, folder: DatastorePath): Promise<HolderRecord[]> {
+  const out: HolderRecord[] = [];
+  for (const holder of await holdersOf(client, datacenter, folder)) {
+    try {
+      const d = await download(client, datacenter, folder.join(markerName(holder)));
+      const chunks: Buffer[] = [];
+      let n = 0;
+      for await (const c of d.stream) {
+        n += (c as Buffer).length;
+        if (n > MAX_MARKER_BYTES) break;
+        chunks.push(c as Buffer);
+      }
+      if (n > MAX_MARKER_BYTES) {
+        d.stream.destroy();
+        continue; // not one we wrote
+      }
+      const parsed: unknown = JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) continue;
+      const { holder: _h, since, ...note } = parsed as Record<string, unknown>;
+      out.push({ holder, since: typeof since === "string" ? since : undefined, note });
+    } catch (err) {
+      // Removed since it was listed, or not JSON: the other markers still speak.
+      if (!(err instanceof FileNotFoundFault) && !(err instanceof SyntaxError)) throw err;
+    }
+  }
+  return out.sort((a, b) => (b.since ?? "").localeCompare(a.since ?? ""));
 }

@@ -138,3 +138,6 @@ export type {
 // The host a new VM goes to where DRS does not choose (Instance).
 export { chooseHost, hostFor, hostLoads } from "./host-select.js";
 export type { HostLoad } from "./host-select.js";
+// Holders of a cached image and what they say of it (Image, Instance from a bare imageId).
+export { addHolder, holdersIn, holdersOf, readHolders, removeHolder } from "./image-holders.js";
+export type { HolderRecord } from "./image-holders.js";

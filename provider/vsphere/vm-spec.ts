@@ -14,6 +14,7 @@ import { VSphereError } from "./errors.js";
 import { arrayOf, dataObject, int, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 import { ADAPTER_TYPES, type AdapterType } from "./vmdk.js";
+import { VNC_ENABLED_KEY, VNC_PORTS, VNC_PORT_KEY } from "./vnc.js";
 
 /** The input is contradictory or out of range; `field` names the option. */
 export class VmSpecError extends VSphereError {
@@ -134,13 +135,13 @@ export interface VmSpecOptions {
 /** Every VM vCenter creates has IDE controllers 200 and 201 (no spec adds them). */
 export const IDE_CONTROLLER_KEYS = [200, 201] as const;
 /** Nova: extraConfig key of the VNC port; the console's enablement and key map. */
-export const VNC_KEYS = { enabled: "RemoteDisplay.vnc.enabled", port: "RemoteDisplay.vnc.port", keyMap: "RemoteDisplay.vnc.keyMap" } as const;
+export const VNC_KEYS = { enabled: VNC_ENABLED_KEY, port: VNC_PORT_KEY, keyMap: "RemoteDisplay.vnc.keyMap" } as const;
 /** Nova's console_delay_seconds goes to this key, in microseconds. */
 export const CONSOLE_DELAY_KEY = "keyboard.typematicMinDelay";
 /** Where user metadata lives in extraConfig; not guestinfo.*, which the guest can rewrite. */
 export const METADATA_PREFIX = "pulumi.metadata.";
 /** The VNC range ESXi opens (the seed: 5900-6105). */
-const VNC_RANGE = { first: 5900, last: 6105 };
+const VNC_RANGE = VNC_PORTS;
 
 // Temporary keys: negative so they never meet a key vCenter gave.
 const KEY = { controller: -100, disk: -101, cdrom: -102, serial: -103, firstNic: -110 } as const;

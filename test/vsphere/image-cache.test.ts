@@ -13,10 +13,11 @@ import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../prov
 import { FileNotFoundFault, UploadIncompleteError } from "../../provider/vsphere/errors.js";
 import { cachedImages, cacheLocation, copyToDatastore, ensureSizedBase, removeCachedImage, sweepStaging } from "../../provider/vsphere/image-cache.js";
 import { ChecksumMismatchError } from "../../provider/vsphere/image-errors.js";
+import { addHolder, holdersOf, readHolders, removeHolder } from "../../provider/vsphere/image-holders.js";
 import { publishImage, publishSourceOf, type PublishOptions, type PublishResult } from "../../provider/vsphere/image-publish.js";
 import { flatExtentsStream, sniffImageFile } from "../../provider/vsphere/image-stream.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { download } from "../../provider/vsphere/transfer.js";
+import { download, upload } from "../../provider/vsphere/transfer.js";
 import { NfcImportError } from "../../provider/vsphere/nfc-import.js";
 import { openOva } from "../../provider/vsphere/ova.js";
 import { ImageDir, ovfText, qemuImg } from "../support/images.js";
@@ -452,6 +453,27 @@ describe("copy to another datastore", () => {
     const err = await rejection(copyToDatastore(client, { datacenter: dc, fromDatastore: DS0, datastore: DS1, cachePrefix: PREFIX, imageId: "nowhere", kind: "disk" }));
     expect(err).toBeInstanceOf(FileNotFoundFault);
     expect(await staging(DS1)).toEqual([]);
+  });
+});
+
+describe("holder markers", () => {
+  it("carry what each holder says of the image, read back newest first; the folder's other files are not markers", async () => {
+    const vmdk = await images.convertedVmdk("held.vmdk", "monolithicSparse", { adapter: "lsilogic", sizeMiB: 4, dataMiB: 1 });
+    const r = await publishFile(vmdk, "held1");
+    const folder = r.paths.folder;
+    await addHolder(client, dc, folder, "b", { imageId: "held1", osType: "ubuntu64Guest", adapterType: "paraVirtual", since: "2026-11-25T10:00:00.000Z" });
+    await addHolder(client, dc, folder, "a", { imageId: "held1", osType: "otherGuest", adapterType: "lsiLogic", since: "2026-11-24T10:00:00.000Z" });
+    await upload(client, dc, folder.join("holder-junk.json"), () => [Buffer.from("not json")], { length: 8, checksums: [] });
+    const held = await readHolders(client, dc, folder);
+    expect(held.map((h) => [h.holder, h.note.osType, h.note.adapterType])).toEqual([
+      ["b", "ubuntu64Guest", "paraVirtual"],
+      ["a", "otherGuest", "lsiLogic"],
+    ]);
+    expect(await holdersOf(client, dc, folder)).toEqual(expect.arrayContaining(["a", "b", "junk"]));
+    expect(await removeHolder(client, dc, folder, "a")).toBe(true);
+    expect((await readHolders(client, dc, folder)).map((h) => h.holder)).toEqual(["b"]);
+    expect(await readHolders(client, dc, folder.parent.join("no-such-image"))).toEqual([]);
+    await removeCachedImage(client, dc, DS0, PREFIX, "held1");
   });
 });
 

@@ -16,6 +16,9 @@ import (
 // corrects the simulator (datastore browser, virtual disk manager, OVF import and
 // its NFC lease); false for every other method, which the caller passes on.
 func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, call soapCall) bool {
+	if in.serveChildDisks(w, r, call) { // childdisk.go: delta disks on a parent, and Destroy_Task of their VM
+		return true
+	}
 	switch req := call.req.(type) {
 	case *types.SearchDatastore_Task:
 		if spec, changed := searchDefaults(req.SearchSpec); changed {

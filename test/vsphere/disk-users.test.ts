@@ -44,6 +44,12 @@ beforeAll(async () => {
   // Two levels: a delta on a delta on the base (a snapshot of a linked clone).
   deep = await createVm("deep");
   await makeDirectory(client, dc, new DatastorePath(DS, "deep"), { createParents: true });
+  // Its middle link must exist: vCenter refuses a disk whose parent is missing.
+  await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
+    name: `[${DS}] deep/deep.vmdk`,
+    datacenter: dc.ref,
+    spec: { $type: "FileBackedVirtualDiskSpec", diskType: "thin", adapterType: "lsiLogic", capacityKb: 1024 },
+  });
   await addDisk(deep, `[${DS}] deep/deep-000001.vmdk`, {
     fileName: `[${DS}] deep/deep.vmdk`,
     diskMode: "persistent",

@@ -141,3 +141,6 @@ export type { HostLoad } from "./host-select.js";
 // Holders of a cached image and what they say of it (Image, Instance from a bare imageId).
 export { addHolder, holdersIn, holdersOf, readHolders, removeHolder } from "./image-holders.js";
 export type { HolderRecord } from "./image-holders.js";
+// Spawning an instance's VM (Instance).
+export { spawnVm } from "./vmops.js";
+export type { SpawnOptions, SpawnedVm } from "./vmops.js";

@@ -1,0 +1,108 @@
+// Spawning an instance's VM, as Nova's vmops.spawn does and in fewer calls: the host
+// (where DRS does not place), a VNC port free on the cluster's hosts, one CreateVM_Task
+// carrying every device (vm-spec.ts), the VNC port read back and moved on a collision
+// with a VM another creator made at the same moment (Nova's lock is in-process only),
+// then power on. A failure at any step after the create removes the VM (vm-lifecycle.ts:
+// its folder with its delta disk; the cached base is never touched).
+import { z } from "zod";
+import type { VimClient } from "./client.js";
+import { hostFor } from "./host-select.js";
+import type { Cluster } from "./inventory.js";
+import { PropertyCollector } from "./property.js";
+import { moRef } from "./schema.js";
+import type { MoRef } from "./soap/xml.js";
+import { runTask } from "./task.js";
+import { removeVm, setPowerState } from "./vm-lifecycle.js";
+import { buildVmConfigSpec, matchDevices, plannedDevices, type VmSpecOptions } from "./vm-spec.js";
+import { VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
+
+export interface SpawnOptions {
+  cluster: Cluster;
+  /** Default: the cluster's root resource pool. */
+  resourcePool?: MoRef;
+  /** Default: the datacenter's VM folder. */
+  folder?: MoRef;
+  /** Everything of the VM but its VNC port, which is chosen here. */
+  spec: Omit<VmSpecOptions, "vnc">;
+  /** Give the VM a VNC console (default true). */
+  vnc?: boolean | { keyMap?: string };
+  powerOn?: boolean;
+}
+
+export interface SpawnedVm {
+  vm: MoRef;
+  /** The host it runs on, or was placed on. */
+  host: MoRef | undefined;
+  vncPort: number | undefined;
+  /** The devices by role (controller, disk, nic0, ...) and the keys vCenter gave them. */
+  devices: Record<string, number>;
+}
+
+/** Tries at moving a VNC port that another new VM took at the same moment. */
+const VNC_TRIES = 10;
+
+// Ports this process is handing out now: concurrent spawns in one process never pick alike.
+const reserved = new WeakMap<VimClient, Set<number>>();
+
+// The devices as vCenter made them (matchDevices reads them), and where the VM runs.
+const Created = z.object({ "config.hardware.device": z.unknown(), "runtime.host": moRef.optional() });
+
+/** Creates, checks the VNC port, powers on; removes the VM again if any step fails. */
+export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<SpawnedVm> {
+  const { cluster } = opts;
+  const dc = cluster.datacenter;
+  const host = await hostFor(client, cluster);
+  const wantVnc = opts.vnc !== false;
+  const keyMap = typeof opts.vnc === "object" ? opts.vnc.keyMap : undefined;
+  let mine = reserved.get(client);
+  if (!mine) reserved.set(client, (mine = new Set()));
+  const held = mine;
+
+  let port: number | undefined;
+  if (wantVnc) {
+    const taken = portsTakenOn(await vncPortsInUse(client), cluster.hosts);
+    port = pickVncPort([...taken, ...held], opts.spec.name);
+    held.add(port);
+  }
+  try {
+    const spec = buildVmConfigSpec({ ...opts.spec, ...(port !== undefined ? { vnc: { port, ...(keyMap ? { keyMap } : {}) } } : {}) });
+    const vm = moRef.parse(
+      await runTask(client, "CreateVM_Task", opts.folder ?? dc.vmFolder, { config: spec, pool: opts.resourcePool ?? cluster.resourcePool, ...(host ? { host } : {}) }),
+    );
+    try {
+      if (port !== undefined) port = await settleVncPort(client, vm, port, cluster, opts.spec.name, held);
+      if (opts.powerOn ?? true) await setPowerState(client, vm, "poweredOff", "poweredOn");
+      const read = await new PropertyCollector(client).get(vm, Created);
+      const devices = matchDevices(plannedDevices(opts.spec), read["config.hardware.device"]);
+      return { vm, host: read["runtime.host"] ?? host, vncPort: port, devices: Object.fromEntries(devices) };
+    } catch (err) {
+      await removeVm(client, dc, vm).catch((cleanup: unknown) => {
+        client.log({ level: "warn", event: "cleanup", message: `could not remove VM ${vm.value} after a failed create: ${(cleanup as Error).message}` });
+      });
+      throw err;
+    }
+  } finally {
+    if (port !== undefined) held.delete(port);
+  }
+}
+
+/**
+ * Reads the ports back now that the VM exists: another creator (another process) may have
+ * picked the same port at the same moment. Then this VM moves to a port free now, and
+ * looks again; both may move, and they part within a few tries.
+ */
+async function settleVncPort(client: VimClient, vm: MoRef, port: number, cluster: Cluster, seed: string, held: Set<number>): Promise<number> {
+  let current = port;
+  for (let attempt = 0; attempt < VNC_TRIES; attempt++) {
+    const uses = await vncPortsInUse(client);
+    const others = uses.filter((u) => !u.vm.equals(vm));
+    const taken = portsTakenOn(others, cluster.hosts);
+    if (!taken.includes(current)) return current;
+    const next = pickVncPort([...taken, ...held, current], `${seed}#${attempt}`);
+    held.add(next);
+    held.delete(current);
+    await runTask(client, "ReconfigVM_Task", vm, { spec: { extraConfig: [{ key: VNC_PORT_KEY, value: String(next) }] } });
+    current = next;
+  }
+  throw new Error(`VNC port of ${vm.value}: still colliding after ${VNC_TRIES} moves (another process keeps taking the same ports)`);
+}

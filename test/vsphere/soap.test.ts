@@ -84,6 +84,20 @@ describe("responses", () => {
   });
 });
 
+describe("text", () => {
+  it("decodes XML's named entities and numeric character references once, and no HTML names", () => {
+    const xml = ENV(
+      `<RetrievePropertiesExResponse xmlns="urn:vim25"><returnval><token>t1</token>` +
+        `<objects><obj type="VirtualMachine">vm-1</obj>` +
+        `<propSet><name>a</name><val xsi:type="xsd:string">device &#39;0&#39; &#x27;1&#x27; &lt;x&gt; &quot;q&quot; &amp;#39; &nbsp;</val></propSet>` +
+        `</objects></returnval></RetrievePropertiesExResponse>`,
+    );
+    const out = parseEnvelope(xml, "RetrievePropertiesEx") as { ok: true; value: VimObject };
+    const prop = ((out.value.objects as VimObject).propSet as VimObject).val;
+    expect(prop).toBe(`device '0' '1' <x> "q" &#39; &nbsp;`);
+  });
+});
+
 describe("faults", () => {
   const fault = (detail: string, msg = "it failed"): { ok: false; fault: VimFault } | { ok: true } =>
     parseEnvelope(

@@ -9,7 +9,7 @@
 import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { DatastorePath, type PathLike } from "./datastore.js";
-import { traversal } from "./inventory-cache.js";
+import { vmsUnder } from "./inventory-cache.js";
 import { PropertyCollector } from "./property.js";
 import { arrayOf, dataObject, str } from "./schema.js";
 import { MoRef, type VimValue } from "./soap/xml.js";
@@ -72,17 +72,7 @@ export async function diskUsage(client: VimClient, datastorePaths: PathLike[]): 
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmDisks.shape) }],
-      objectSet: [
-        {
-          obj: client.serviceContent.rootFolder,
-          skip: true,
-          selectSet: [
-            traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
-            traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
-            traversal("vAppVms", "VirtualApp", "vm"),
-          ],
-        },
-      ],
+      objectSet: [vmsUnder(client.serviceContent.rootFolder)],
     },
   ]);
   for (const c of contents) {

@@ -119,6 +119,23 @@ const PortgroupProps = z.object({
   }).optional(),
 });
 
+/**
+ * The ObjectSpec that reaches every VM under `container` (the root folder, a datacenter's
+ * VM folder): through nested folders, datacenters' VM folders and vApps, in one traversal,
+ * with no ContainerView to create and destroy.
+ */
+export function vmsUnder(container: MoRef): { obj: MoRef; skip: boolean; selectSet: unknown[] } {
+  return {
+    obj: container,
+    skip: true,
+    selectSet: [
+      traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
+      traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
+      traversal("vAppVms", "VirtualApp", "vm"),
+    ],
+  };
+}
+
 /** A TraversalSpec, vim25 field names in schema order; `next` names the SelectionSpecs to follow. */
 export function traversal(name: string, type: string, path: string, next: string[] = []): Record<string, unknown> {
   return { $type: "TraversalSpec", name, type, path, skip: false, selectSet: next.map((n) => ({ name: n })) };

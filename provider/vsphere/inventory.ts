@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
 import { PropertyCollector } from "./property.js";
-import { traversal } from "./inventory-cache.js";
+import { traversal, vmsUnder } from "./inventory-cache.js";
 import { arrayOf, bool, dataObject, long, moRef, pathsOf, str } from "./schema.js";
 import { MoRef } from "./soap/xml.js";
 
@@ -350,17 +350,7 @@ export async function listVms(client: VimClient, container: MoRef): Promise<VmSu
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [{ type: "VirtualMachine", pathSet: pathsOf(VmProps) }],
-      objectSet: [
-        {
-          obj: container,
-          skip: true,
-          selectSet: [
-            traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
-            traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
-            traversal("vAppVms", "VirtualApp", "vm"),
-          ],
-        },
-      ],
+      objectSet: [vmsUnder(container)],
     },
   ]);
   return contents.filter((c) => c.obj.type === "VirtualMachine").map((c) => toVm({ obj: c.obj, props: VmProps.parse(c.props) }));

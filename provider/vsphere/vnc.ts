@@ -12,7 +12,7 @@ import { createHash } from "node:crypto";
 import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { VSphereError } from "./errors.js";
-import { traversal } from "./inventory-cache.js";
+import { vmsUnder } from "./inventory-cache.js";
 import { PropertyCollector } from "./property.js";
 import { arrayOf, dataObject, moRef, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
@@ -44,17 +44,7 @@ export async function vncPortsInUse(client: VimClient): Promise<VncUse[]> {
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmProps.shape) }],
-      objectSet: [
-        {
-          obj: client.serviceContent.rootFolder,
-          skip: true,
-          selectSet: [
-            traversal("folderChildren", "Folder", "childEntity", ["folderChildren", "dcVms", "vAppVms"]),
-            traversal("dcVms", "Datacenter", "vmFolder", ["folderChildren"]),
-            traversal("vAppVms", "VirtualApp", "vm"),
-          ],
-        },
-      ],
+      objectSet: [vmsUnder(client.serviceContent.rootFolder)],
     },
   ]);
   const out: VncUse[] = [];

@@ -144,3 +144,6 @@ export type { HolderRecord } from "./image-holders.js";
 // Spawning an instance's VM (Instance).
 export { spawnVm } from "./vmops.js";
 export type { SpawnOptions, SpawnedVm } from "./vmops.js";
+// An instance's root disk made ready: image cached on the datastore, sized base or full copy.
+export { prepareRootDisk } from "./root-disk.js";
+export type { PreparedRootDisk, RootDiskRequest } from "./root-disk.js";

@@ -282,6 +282,19 @@ function nicChange(nic: NicOptions, p: PlannedDevice): Obj {
   };
 }
 
+/**
+ * Where the VM's files go: `[ds]` lets vCenter make the VM's folder; a full copy's disk is
+ * in its folder already, so the .vmx is put beside it (vCenter would otherwise make
+ * another folder, `<name>_1`, beside the one that exists).
+ */
+function vmPathOf(o: VmSpecOptions): string {
+  if (o.rootDisk.kind === "copy") {
+    const disk = typeof o.rootDisk.fileName === "string" ? DatastorePath.parse(o.rootDisk.fileName) : o.rootDisk.fileName;
+    return disk.parent.join(`${o.name}.vmx`).toString();
+  }
+  return new DatastorePath(o.datastore).toString();
+}
+
 /** extraConfig entries in the order written: metadata, raw entries, VNC, console delay. */
 export function extraConfigOf(o: Pick<VmSpecOptions, "metadata" | "extraConfig" | "vnc" | "consoleDelaySeconds">): Array<{ key: string; value: string }> {
   const out: Array<{ key: string; value: string }> = [];
@@ -343,7 +356,7 @@ export function buildVmConfigSpec(o: VmSpecOptions): Obj {
     ...(o.instanceUuid !== undefined ? { instanceUuid: o.instanceUuid } : {}),
     guestId: o.guestId,
     ...(o.annotation !== undefined ? { annotation: o.annotation } : {}),
-    files: { vmPathName: new DatastorePath(o.datastore).toString() },
+    files: { vmPathName: vmPathOf(o) },
     numCPUs: o.numCpus,
     ...(o.coresPerSocket !== undefined ? { numCoresPerSocket: o.coresPerSocket } : {}),
     memoryMB: o.memoryMb,

@@ -105,6 +105,8 @@ describe("the root disk", () => {
     expect(c).not.toHaveProperty("fileOperation");
     expect(c.device.backing).toEqual({ $type: "VirtualDiskFlatVer2BackingInfo", fileName: "[ds1] vm-1/vm-1.vmdk", diskMode: "persistent" });
     expect(c.device).not.toHaveProperty("capacityInKB");
+    // Its folder exists already: the .vmx goes beside the disk, not into a folder vCenter would make.
+    expect(buildVmConfigSpec(options({ name: "vm-1", rootDisk: { kind: "copy", fileName: "[ds1] vm-1/vm-1.vmdk" } })).files).toEqual({ vmPathName: "[ds1] vm-1/vm-1.vmx" });
   });
 
   it("ISO: a blank thin disk of the root size and the ISO on a CD-ROM (IDE 200 beside a SCSI disk)", () => {

@@ -6,7 +6,8 @@ import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { findVm, getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { runTask } from "../../provider/vsphere/task.js";
-import { vmState } from "../../provider/vsphere/vm-lifecycle.js";
+import { removeVm, vmState } from "../../provider/vsphere/vm-lifecycle.js";
+import { prepareRootDisk } from "../../provider/vsphere/root-disk.js";
 import { spawnVm, type SpawnOptions } from "../../provider/vsphere/vmops.js";
 import { VNC_PORTS, pickVncPort, portsTakenOn, vncPortsInUse } from "../../provider/vsphere/vnc.js";
 import { simOptions } from "../support/clients.js";
@@ -92,6 +93,17 @@ describe("spawnVm", () => {
     const uses = await vncPortsInUse(client);
     expect(uses.find((u) => u.vm.equals(made.vm))?.port).toBe(made.vncPort);
     expect(uses.filter((u) => u.port === wanted).map((u) => u.vm.value)).toEqual([rival.vm.value]);
+  });
+
+  it("a full copy: the VM made in the folder its copied disk is in, and removed with it", async () => {
+    const rd = await prepareRootDisk(client, { datacenter: dc, datastore: DS, cachedOn: DS, cachePrefix: "ops", imageId: "img", capacityBytes: 4 * 1024 * 1024, linkedClone: false, vmName: "ops-full" });
+    const made = await spawnVm(client, { ...options("ops-full"), spec: { ...options("ops-full").spec, rootDisk: rd.disk } });
+    const state = await vmState(client, made.vm);
+    expect(state?.folder?.toString()).toBe(`[${DS}] ops-full`);
+    expect(await fileExists(client, dc, new DatastorePath(DS, "ops-full_1"))).toBe(false);
+    await removeVm(client, dc, made.vm);
+    expect(await fileExists(client, dc, new DatastorePath(DS, "ops-full"))).toBe(false);
+    expect(await fileExists(client, dc, base)).toBe(true);
   });
 
   it("removes the VM when a step after the create fails, leaving the cached base", async () => {

@@ -4,7 +4,7 @@
 // (holder markers, VMs that use it). The Image handler (image.ts) calls one per step.
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
-import { listFolder, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
+import { listFolderIfExists, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
 import { selectDatastore } from "../vsphere/datastore-select.js";
 import { diskUsage } from "../vsphere/disk-users.js";
 import { VSphereError } from "../vsphere/errors.js";
@@ -80,13 +80,7 @@ export async function readCopies(client: VimClient, dc: Datacenter, datastores: 
   await Promise.all(
     datastores.map(async (ds) => {
       const loc = cacheLocation(ds, cachePrefix, imageId, kind);
-      let files: FileEntry[];
-      try {
-        files = await listFolder(client, dc, loc.folder, { details: true });
-      } catch (err) {
-        if ((err as VSphereError).code !== "FileNotFound") throw err;
-        files = [];
-      }
+      const files = (await listFolderIfExists(client, dc, loc.folder, { details: true })) ?? [];
       if (!files.some((f) => f.name === loc.disk.basename)) {
         missing.push(ds);
         return;
@@ -226,12 +220,7 @@ export async function rollback(client: VimClient, dc: Datacenter, published: str
 
 /** A cache folder's files, or undefined when the folder is gone. */
 async function filesIn(client: VimClient, dc: Datacenter, folder: DatastorePath): Promise<FileEntry[] | undefined> {
-  try {
-    return (await listFolder(client, dc, folder)).filter((f) => !f.folder);
-  } catch (err) {
-    if ((err as VSphereError).code === "FileNotFound") return undefined;
-    throw err;
-  }
+  return (await listFolderIfExists(client, dc, folder))?.filter((f) => !f.folder);
 }
 
 /** The VMs (and VMs whose disks cannot be read) using any disk in each folder, by datastore. */

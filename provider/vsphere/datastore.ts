@@ -204,6 +204,16 @@ export async function listFolder(client: VimClient, datacenter: Datacenter, fold
   }));
 }
 
+/** listFolder, or undefined when the folder does not exist (a cache folder deleted meanwhile). */
+export async function listFolderIfExists(client: VimClient, datacenter: Datacenter, folder: PathLike, opts: ListOptions = {}): Promise<FileEntry[] | undefined> {
+  try {
+    return await listFolder(client, datacenter, folder, opts);
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return undefined;
+    throw err;
+  }
+}
+
 /**
  * The file or folder's entry, or undefined when it (or its folder) does not exist:
  * a search of its parent folder with its name as the pattern, as Nova's cache-hit test.

@@ -10,7 +10,7 @@
 // crash leaves at most one stale marker (the image is then kept, never lost), and they
 // go with the folder when the image is purged.
 import type { VimClient } from "./client.js";
-import { deleteFile, listFolder, type DatastorePath } from "./datastore.js";
+import { deleteFile, listFolderIfExists, type DatastorePath } from "./datastore.js";
 import { FileNotFoundFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
 import { download, upload } from "./transfer.js";
@@ -40,16 +40,8 @@ export function holdersIn(names: string[]): string[] {
 
 /** The holders recorded in `folder` ([] when the folder is gone). */
 export async function holdersOf(client: VimClient, datacenter: Datacenter, folder: DatastorePath): Promise<string[]> {
-  try {
-    const entries = await listFolder(client, datacenter, folder, { matchPattern: ["holder-*.json"] });
-    return entries.flatMap((e) => {
-      const m = MARKER.exec(e.name);
-      return m && !e.folder ? [m[1]!] : [];
-    });
-  } catch (err) {
-    if (err instanceof FileNotFoundFault) return [];
-    throw err;
-  }
+  const entries = (await listFolderIfExists(client, datacenter, folder, { matchPattern: ["holder-*.json"] })) ?? [];
+  return holdersIn(entries.filter((e) => !e.folder).map((e) => e.name));
 }
 
 /** Removes `holder`'s marker; false when it was not there. */

@@ -34,6 +34,7 @@ export {
   findDatastore,
   flatExtentOf,
   listFolder,
+  listFolderIfExists,
   makeDirectory,
   moveFile,
   moveVirtualDisk,

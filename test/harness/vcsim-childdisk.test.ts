@@ -15,6 +15,7 @@ import { rejection } from "../support/rejection.js";
 import { addDisk, createVm } from "../support/vms.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DatastoreHarness } from "./datastore-support.js";
+import { diskAdd } from "../support/vms.js";
 
 let sim: Vcsim;
 let ds: DatastoreHarness;
@@ -54,20 +55,7 @@ async function createLinkedVm(name: string, parent: string, fileName = ""): Prom
         files: { vmPathName: `[${DS}]` },
         numCPUs: 1,
         memoryMB: 64,
-        deviceChange: [
-          {
-            operation: "add",
-            fileOperation: "create",
-            device: {
-              $type: "VirtualDisk",
-              key: -1,
-              backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName, diskMode: "persistent", parent: { $type: "VirtualDiskFlatVer2BackingInfo", ...parentOf(parent) } },
-              controllerKey: 200,
-              unitNumber: 0,
-              capacityInKB: 4096,
-            },
-          },
-        ],
+        deviceChange: [diskAdd(fileName, parentOf(parent), 4096)],
       },
       pool: cluster.resourcePool,
     }),

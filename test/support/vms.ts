@@ -16,29 +16,31 @@ export async function createVm(client: VimClient, dc: Datacenter, cluster: Clust
   );
 }
 
-/** Adds a disk on the VM's first IDE controller: a new file, or (parent given) a delta on top of it, as Nova's linked clone. */
-export async function addDisk(client: VimClient, vm: MoRef, fileName: string, parent?: Record<string, unknown>): Promise<void> {
-  await runTask(client, "ReconfigVM_Task", vm, {
-    spec: {
-      deviceChange: [
-        {
-          operation: "add",
-          fileOperation: "create",
-          device: {
-            $type: "VirtualDisk",
-            key: -1,
-            backing: {
-              $type: "VirtualDiskFlatVer2BackingInfo",
-              fileName,
-              diskMode: "persistent",
-              ...(parent ? { parent: { $type: "VirtualDiskFlatVer2BackingInfo", ...parent } } : {}),
-            },
-            controllerKey: 200,
-            unitNumber: 0,
-            capacityInKB: 1024,
-          },
-        },
-      ],
+/**
+ * The deviceChange entry that adds a disk on the first IDE controller: a new file, or
+ * (parent given) a delta on top of it, as Nova's linked clone.
+ */
+export function diskAdd(fileName: string, parent?: Record<string, unknown>, capacityInKB = 1024): Record<string, unknown> {
+  return {
+    operation: "add",
+    fileOperation: "create",
+    device: {
+      $type: "VirtualDisk",
+      key: -1,
+      backing: {
+        $type: "VirtualDiskFlatVer2BackingInfo",
+        fileName,
+        diskMode: "persistent",
+        ...(parent ? { parent: { $type: "VirtualDiskFlatVer2BackingInfo", ...parent } } : {}),
+      },
+      controllerKey: 200,
+      unitNumber: 0,
+      capacityInKB,
     },
-  });
+  };
+}
+
+/** Adds that disk to an existing VM (ReconfigVM_Task). */
+export async function addDisk(client: VimClient, vm: MoRef, fileName: string, parent?: Record<string, unknown>): Promise<void> {
+  await runTask(client, "ReconfigVM_Task", vm, { spec: { deviceChange: [diskAdd(fileName, parent)] } });
 }

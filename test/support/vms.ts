@@ -44,3 +44,12 @@ export function diskAdd(fileName: string, parent?: Record<string, unknown>, capa
 export async function addDisk(client: VimClient, vm: MoRef, fileName: string, parent?: Record<string, unknown>): Promise<void> {
   await runTask(client, "ReconfigVM_Task", vm, { spec: { deviceChange: [diskAdd(fileName, parent)] } });
 }
+
+/** A disk made by vCenter (CreateVirtualDisk_Task): a base for linked clones, or a chain's middle link. */
+export async function createDisk(client: VimClient, dc: Datacenter, name: string, capacityKb: number, diskType: "thin" | "preallocated" = "preallocated"): Promise<void> {
+  await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
+    name,
+    datacenter: dc.ref,
+    spec: { $type: "FileBackedVirtualDiskSpec", diskType, adapterType: "lsiLogic", capacityKb },
+  });
+}

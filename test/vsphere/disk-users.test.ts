@@ -9,7 +9,7 @@ import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
-import { addDisk as addDiskTo, createVm as createVmIn } from "../support/vms.js";
+import { addDisk as addDiskTo, createDisk, createVm as createVmIn } from "../support/vms.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 let sim: Vcsim;
@@ -45,11 +45,7 @@ beforeAll(async () => {
   deep = await createVm("deep");
   await makeDirectory(client, dc, new DatastorePath(DS, "deep"), { createParents: true });
   // Its middle link must exist: vCenter refuses a disk whose parent is missing.
-  await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
-    name: `[${DS}] deep/deep.vmdk`,
-    datacenter: dc.ref,
-    spec: { $type: "FileBackedVirtualDiskSpec", diskType: "thin", adapterType: "lsiLogic", capacityKb: 1024 },
-  });
+  await createDisk(client, dc, `[${DS}] deep/deep.vmdk`, 1024, "thin");
   await addDisk(deep, `[${DS}] deep/deep-000001.vmdk`, {
     fileName: `[${DS}] deep/deep.vmdk`,
     diskMode: "persistent",

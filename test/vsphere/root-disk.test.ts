@@ -7,10 +7,10 @@ import { fileExists, listFolder, makeDirectory, type DatastorePath } from "../..
 import { cacheLocation } from "../../provider/vsphere/image-cache.js";
 import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { prepareRootDisk, type RootDiskRequest } from "../../provider/vsphere/root-disk.js";
-import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
 import { rejection } from "../support/rejection.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { createDisk } from "../support/vms.js";
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -29,11 +29,7 @@ beforeAll(async () => {
   // A cached image on DS0: a flat disk of 8 MiB at the cache's place.
   const loc = cacheLocation(DS0, PREFIX, "img", "disk");
   await makeDirectory(client, dc, loc.folder, { createParents: true });
-  await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
-    name: loc.disk.toString(),
-    datacenter: dc.ref,
-    spec: { $type: "FileBackedVirtualDiskSpec", diskType: "preallocated", adapterType: "lsiLogic", capacityKb: 8 * 1024 },
-  });
+  await createDisk(client, dc, loc.disk.toString(), 8 * 1024);
 });
 afterAll(async () => {
   await client?.close();

@@ -4,10 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { runTask } from "../../provider/vsphere/task.js";
 import { removeVm, setPowerState, vmExists, vmState } from "../../provider/vsphere/vm-lifecycle.js";
 import { simOptions } from "../support/clients.js";
-import { addDisk, createVm } from "../support/vms.js";
+import { addDisk, createDisk, createVm } from "../support/vms.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 
 const DS = "LocalDS_0";
@@ -45,11 +44,7 @@ describe("VM lifecycle", () => {
   it("removes a linked clone (on) by its folder, leaving the cached parent; a VM gone already is success", async () => {
     const base = new DatastorePath(DS, "lc_base/img/img.vmdk");
     await makeDirectory(client, dc, base.parent, { createParents: true });
-    await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
-      name: base.toString(),
-      datacenter: dc.ref,
-      spec: { $type: "FileBackedVirtualDiskSpec", diskType: "preallocated", adapterType: "lsiLogic", capacityKb: 1024 },
-    });
+    await createDisk(client, dc, base.toString(), 1024);
     const vm = await createVm(client, dc, cluster, "clone", DS);
     await addDisk(client, vm, `[${DS}] clone/clone.vmdk`, { fileName: base.toString(), diskMode: "persistent" });
     const folder = (await vmState(client, vm))!.folder!;

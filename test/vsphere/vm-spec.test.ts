@@ -26,6 +26,7 @@ import {
 } from "../../provider/vsphere/vm-spec.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { createDisk } from "../support/vms.js";
 
 type Obj = Record<string, any>;
 
@@ -385,11 +386,7 @@ describe("CreateVM_Task with a built spec", () => {
   it("makes a linked clone on a paravirtual controller whose disk names the cached base as parent, with the ISO and the serial port", async () => {
     const base = "[LocalDS_0] _base/img/img.vmdk";
     await makeDirectory(client, dc, DatastorePath.parse("[LocalDS_0] _base/img"), { createParents: true });
-    await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
-      name: base,
-      datacenter: dc.ref,
-      spec: { $type: "FileBackedVirtualDiskSpec", diskType: "thin", adapterType: "lsiLogic", capacityKb: 4096 },
-    });
+    await createDisk(client, dc, base, 4096, "thin");
     const o = options({
       name: "spec-linked",
       datastore: "LocalDS_0",

@@ -13,6 +13,7 @@ import { VNC_PORTS, pickVncPort, portsTakenOn, vncPortsInUse } from "../../provi
 import { simOptions } from "../support/clients.js";
 import { rejection } from "../support/rejection.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { createDisk } from "../support/vms.js";
 
 const DS = "LocalDS_0";
 const base = new DatastorePath(DS, "ops_base/img/img.vmdk");
@@ -28,11 +29,7 @@ beforeAll(async () => {
   dc = await getDatacenter(client);
   cluster = await getCluster(client, dc, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
   await makeDirectory(client, dc, base.parent, { createParents: true });
-  await runTask(client, "CreateVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
-    name: base.toString(),
-    datacenter: dc.ref,
-    spec: { $type: "FileBackedVirtualDiskSpec", diskType: "preallocated", adapterType: "lsiLogic", capacityKb: 4096 },
-  });
+  await createDisk(client, dc, base.toString(), 4096);
 });
 afterAll(async () => {
   await client?.close();

@@ -92,6 +92,22 @@ export async function readCopies(client: VimClient, dc: Datacenter, datastores: 
   return { cached: Object.fromEntries(datastores.filter((d) => cached[d]).map((d) => [d, cached[d]!])), missing: datastores.filter((d) => missing.includes(d)) };
 }
 
+/**
+ * Whether a datastore has the image cached, one search per datastore however often it is
+ * asked (the datastore choice and the placement both ask).
+ */
+export function cachedLook(client: VimClient, dc: Datacenter, cachePrefix: string, imageId: string, kind: CachedKind): (ds: string) => Promise<boolean> {
+  const seen = new Map<string, Promise<boolean>>();
+  return (ds) => {
+    let look = seen.get(ds);
+    if (!look) {
+      look = statFile(client, dc, cacheLocation(ds, cachePrefix, imageId, kind).disk, { details: false }).then((e) => e !== undefined);
+      seen.set(ds, look);
+    }
+    return look;
+  };
+}
+
 export interface Placed {
   /** Datastores the image was put on by this call (not there before): removed again if the caller fails. */
   published: string[];
@@ -116,12 +132,14 @@ export async function place(
     r: Resolved;
     /** The content's sha256 when known (a file hashed before, or the state's): the upload must match it. */
     sha256: string | undefined;
+    /** Whether a datastore has the image cached, when the caller has looked already (cachedLook); default: a search. */
+    isCached?: (ds: string) => Promise<boolean>;
   },
 ): Promise<Placed> {
   const { cluster, cachePrefix, imageId, kind, wanted } = opts;
   const dc = cluster.datacenter;
-  const loc = (ds: string) => cacheLocation(ds, cachePrefix, imageId, kind);
-  const hits = await Promise.all(wanted.map(async (ds) => (await statFile(client, dc, loc(ds).disk, { details: false })) !== undefined));
+  const isCached = opts.isCached ?? cachedLook(client, dc, cachePrefix, imageId, kind);
+  const hits = await Promise.all(wanted.map(isCached));
   const out: Placed = { published: [] };
   try {
     let from = wanted.find((_, i) => hits[i]);

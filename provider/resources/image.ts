@@ -7,7 +7,6 @@ import * as pulumi from "@pulumi/pulumi";
 import { createHash, randomUUID } from "node:crypto";
 import { resolve as resolvePath } from "node:path";
 import type { VimClient } from "../vsphere/client.js";
-import { statFile } from "../vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, type CachedKind } from "../vsphere/image-cache.js";
 import { ChecksumMismatchError } from "../vsphere/image-errors.js";
@@ -35,7 +34,7 @@ import {
   type ImageArgs,
   type Resolved,
 } from "./image-inputs.js";
-import { algorithmsFor, checksumOf, chooseDatastores, place, readCopies, release, rollback, type ImageCopy, type Placed } from "./image-placement.js";
+import { algorithmsFor, cachedLook, checksumOf, chooseDatastores, place, readCopies, release, rollback, type ImageCopy, type Placed } from "./image-placement.js";
 import { dynamicProvider } from "./provider.js";
 
 export type { ImageArgs } from "./image-inputs.js";
@@ -391,7 +390,7 @@ export const imageHandler: ResourceHandler = {
     const imageId = r.imageId ?? contentImageId!;
     const kind: CachedKind = inspected.info.format === "iso" ? "iso" : "disk";
     const cachePrefix = cfg.cachePrefix ?? "";
-    const cachedOn = async (ds: string) => (await statFile(client, cluster.datacenter, cacheLocation(ds, cachePrefix, imageId, kind).disk, { details: false })) !== undefined;
+    const cachedOn = cachedLook(client, cluster.datacenter, cachePrefix, imageId, kind);
     const wanted = await chooseDatastores(client, cluster, r.datastores, cfg.datastoreRegex, inspected.capacityBytes ?? inspected.sizeBytes, cachedOn);
     const holder = randomUUID();
 
@@ -406,6 +405,7 @@ export const imageHandler: ResourceHandler = {
         r,
         sha256: hashedBefore,
         inspected: async () => inspected,
+        isCached: cachedOn,
       });
       const note = markerNote({
         imageId,

@@ -9,9 +9,22 @@ export interface HandlerContext {
   client(): Promise<VimClient>;
 }
 
+/** How one property changes, as the engine's PropertyDiff.Kind names it. */
+export type PropertyDiffKind = "ADD" | "ADD_REPLACE" | "DELETE" | "DELETE_REPLACE" | "UPDATE" | "UPDATE_REPLACE";
+
+/**
+ * A diff with the engine's detailedDiff: property path (e.g. "cpus", "networks[1].model")
+ * -> kind, and whether the new value is compared with the old inputs (true) or the old
+ * outputs. The stock dynamic-provider host passes only changes / replaces /
+ * deleteBeforeReplace to the engine; detailed-diff.ts carries the rest.
+ */
+export interface DetailedDiffResult extends pulumi.dynamic.DiffResult {
+  readonly detailedDiff?: Record<string, { kind: PropertyDiffKind; inputDiff?: boolean }>;
+}
+
 export interface ResourceHandler {
   check(ctx: HandlerContext, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.CheckResult>;
-  diff(ctx: HandlerContext, id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.DiffResult>;
+  diff(ctx: HandlerContext, id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<DetailedDiffResult>;
   create(ctx: HandlerContext, inputs: Record<string, unknown>): Promise<pulumi.dynamic.CreateResult>;
   read(ctx: HandlerContext, id: string, props: Record<string, unknown>): Promise<pulumi.dynamic.ReadResult>;
   update(ctx: HandlerContext, id: string, olds: Record<string, unknown>, news: Record<string, unknown>): Promise<pulumi.dynamic.UpdateResult>;

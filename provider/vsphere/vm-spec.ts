@@ -127,6 +127,8 @@ export interface VmSpecOptions {
   metadata?: Readonly<Record<string, string>>;
   /** Raw extraConfig entries, written as given (after metadata, before VNC). */
   extraConfig?: Readonly<Record<string, string>>;
+  /** A storage policy's id (pbm.ts findPolicy): set on the VM (its home) and on the root disk. */
+  storagePolicyId?: string;
 }
 
 // ---------------------------------------------------------------------------
@@ -233,6 +235,16 @@ function allocation(a: AllocationOptions): Obj {
   };
 }
 
+/** A storage policy (pbm.ts findPolicy) as a config spec's `vmProfile` entry or a disk's `profile` entry. */
+export interface VmProfileSpec {
+  $type: "VirtualMachineDefinedProfileSpec";
+  profileId: string;
+}
+
+export function vmProfileSpec(policyId: string): VmProfileSpec {
+  return { $type: "VirtualMachineDefinedProfileSpec", profileId: policyId };
+}
+
 const connectable = (startConnected: boolean, allowGuestControl: boolean): Obj => ({ startConnected, allowGuestControl, connected: startConnected });
 
 function diskChange(o: VmSpecOptions, p: PlannedDevice): Obj {
@@ -260,6 +272,7 @@ function diskChange(o: VmSpecOptions, p: PlannedDevice): Obj {
       unitNumber: p.unitNumber,
       ...(d.capacityKb !== undefined ? { capacityInKB: d.capacityKb } : {}),
     },
+    ...(o.storagePolicyId !== undefined ? { profile: [vmProfileSpec(o.storagePolicyId)] } : {}),
   };
 }
 
@@ -366,6 +379,7 @@ export function buildVmConfigSpec(o: VmSpecOptions): Obj {
     ...(o.cpuAllocation ? { cpuAllocation: allocation(o.cpuAllocation) } : {}),
     ...(o.memoryAllocation ? { memoryAllocation: allocation(o.memoryAllocation) } : {}),
     ...(extraConfig.length ? { extraConfig } : {}),
+    ...(o.storagePolicyId !== undefined ? { vmProfile: [vmProfileSpec(o.storagePolicyId)] } : {}),
   };
 }
 

@@ -284,6 +284,27 @@ describe("identity, flavor and extraConfig", () => {
   });
 });
 
+describe("storage policy", () => {
+  it("puts the policy on the VM (vmProfile) and on the root disk's deviceChange (profile), in schema order; nothing without one", () => {
+    const profile = { $type: "VirtualMachineDefinedProfileSpec", profileId: "aa6d5a82-policy" };
+    const spec = buildVmConfigSpec(options({ storagePolicyId: "aa6d5a82-policy", cdromIso: "[ds1] _base/iso/iso.iso" }));
+    expect(spec.vmProfile).toEqual([profile]);
+    expect(device(spec, "VirtualDisk").profile).toEqual([profile]);
+    // Only the disk: the CD-ROM and the controller are not storage.
+    expect(changes(spec).filter((c) => c.profile !== undefined)).toHaveLength(1);
+    const xml = envelope(spec);
+    expect(xml).toContain(`<vmProfile xsi:type="VirtualMachineDefinedProfileSpec"><profileId>aa6d5a82-policy</profileId></vmProfile>`);
+    // VirtualDeviceConfigSpec: operation, fileOperation, device, profile; the config spec's vmProfile after extraConfig.
+    const disk = xml.slice(xml.indexOf(`<device xsi:type="VirtualDisk">`));
+    expect(disk.indexOf("</device>")).toBeLessThan(disk.indexOf(`<profile xsi:type="VirtualMachineDefinedProfileSpec">`));
+    expect(xml.lastIndexOf("<deviceChange>")).toBeLessThan(xml.indexOf("<vmProfile"));
+
+    const none = buildVmConfigSpec(options());
+    expect(none).not.toHaveProperty("vmProfile");
+    expect(changes(none).some((c) => "profile" in c)).toBe(false);
+  });
+});
+
 describe("plannedDevices", () => {
   it("gives each device a distinct negative key and the spec uses exactly those", () => {
     const o = options({

@@ -223,7 +223,8 @@ func run(o *options, start time.Time) error {
 	server := model.Service.NewServer()
 	defer server.Close()
 
-	injector := newInjector(server.Config.Handler)
+	// vmread.go: a VM's allocations as vCenter keeps them.
+	injector := newInjector(vmConfigFidelity(server.Config.Handler))
 	server.Config.Handler = injector
 	injector.schemaStrict = o.schemaOrder == "strict"
 	injector.nfc.ready = time.Duration(o.nfcReadyMs) * time.Millisecond

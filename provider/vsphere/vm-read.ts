@@ -234,10 +234,12 @@ const MODEL_OF: ReadonlyMap<string, NicModel> = new Map(Object.entries(NIC_DEVIC
 
 type Hardware = Pick<VmView, "disks" | "nics" | "cdroms" | "serialPorts" | "controllers">;
 
-/** Sorts config.hardware.device into VmView's lists; each keeps the device object as read. */
+/** Sorts config.hardware.device into VmView's lists, each by key; each keeps the device object as read. */
 function devicesOf(raw: unknown): Hardware {
   const list = (raw === undefined || raw === "" ? [] : Array.isArray(raw) ? raw : [raw]) as VimValue[];
-  const devices = list.map((d) => ({ raw: d, dev: Device.parse(d) }));
+  // By key, which is the order devices were added in: an edit on the simulator moves the
+  // device to the end of the list, vCenter keeps its place.
+  const devices = list.map((d) => ({ raw: d, dev: Device.parse(d) })).sort((a, b) => a.dev.key - b.dev.key);
   const typeOfKey = new Map(devices.map(({ dev }) => [dev.key, dev.$type]));
   const out: Hardware = { disks: [], nics: [], cdroms: [], serialPorts: [], controllers: [] };
   for (const { raw: device, dev } of devices) {

@@ -10,6 +10,7 @@ import { getCluster, getDatacenter, getHosts, type Cluster, type Datacenter } fr
 import { getDistributedPortGroup, getDistributedSwitch } from "../../provider/vsphere/network.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
+import { upload } from "../../provider/vsphere/transfer.js";
 import { removeVm } from "../../provider/vsphere/vm-lifecycle.js";
 import { InvalidVmIdError, findVm, readVm, vmFolderPath } from "../../provider/vsphere/vm-read.js";
 import { METADATA_PREFIX, type DistributedNicBacking } from "../../provider/vsphere/vm-spec.js";
@@ -153,6 +154,30 @@ describe("readVm", () => {
     expect(v.cdroms).toEqual([]);
   });
 
+  it("reads an ISO image's VM: the ISO on a CD-ROM, a blank thin root disk without parents", async () => {
+    const iso = new DatastorePath(DS, "read_base/cd/cd.iso");
+    await upload(client, dc, iso, [Buffer.alloc(2048)], { length: 2048, checksums: [] });
+    const o = options("read-iso", "5012a3b4-c5d6-47e8-89ab-cdef0123456d");
+    const vm = await spawnVm(client, { ...o, spec: { ...o.spec, adapterType: "ide", rootDisk: { kind: "blank", capacityKb: 8192 }, cdromIso: iso }, powerOn: false });
+    const v = (await readVm(client, vm.vm))!;
+    expect(v.cdroms).toEqual([{ key: vm.devices.cdrom, iso: iso.toString() }]);
+    expect(v.disks).toHaveLength(1);
+    expect(v.disks[0]).toMatchObject({ controllerKey: 200, controllerType: "VirtualIDEController", fileName: `[${DS}] read-iso/read-iso.vmdk`, capacityKb: 8192, parents: [], thinProvisioned: true });
+  });
+
+  it("gives each NIC as read, which an edit deviceChange sends back; NICs stay in the order they were added", async () => {
+    const vm = (await spawnVm(client, { ...options("read-edit", "5012a3b4-c5d6-47e8-89ab-cdef0123456e"), powerOn: false, vnc: false })).vm;
+    const before = (await readVm(client, vm))!;
+    const nic = before.nics[0]!.device as Record<string, unknown>;
+    const edited = { ...nic, connectable: { ...(nic.connectable as Record<string, unknown>), startConnected: "false" } };
+    await runTask(client, "ReconfigVM_Task", vm, {
+      spec: { deviceChange: [{ operation: "edit", device: edited }] },
+    });
+    const after = (await readVm(client, vm))!;
+    expect(after.nics[0]).toMatchObject({ key: before.nics[0]!.key, startConnected: false, macAddress: before.nics[0]!.macAddress, backing: before.nics[0]!.backing });
+    expect(after.nics.map((n) => n.key)).toEqual(before.nics.map((n) => n.key));
+  });
+
   it("reads a VM gone as undefined", async () => {
     const gone = await spawnVm(client, { ...options("read-gone", "5012a3b4-c5d6-47e8-89ab-cdef01234568"), powerOn: false });
     await removeVm(client, dc, gone.vm);
@@ -216,7 +241,9 @@ describe("findVm", () => {
   });
 
   it("finds a VM by its managed object id, bare or typed", async () => {
+    await sim.control.resetStats();
     expect((await findVm(client, dc, made.vm.value))?.equals(made.vm)).toBe(true);
+    expect((await sim.control.stats()).methods).toEqual({ RetrievePropertiesEx: 1 });
     expect((await findVm(client, undefined, made.vm.toString()))?.equals(made.vm)).toBe(true);
   });
 

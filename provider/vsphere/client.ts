@@ -62,6 +62,20 @@ export interface CallOptions {
 
 export type ServiceContent = z.infer<typeof ServiceContentSchema>;
 
+/**
+ * Another SOAP service vCenter serves beside vim25 on the same session (SPBM: path
+ * "/pbm", namespace "urn:pbm"). Its calls carry the vim session's cookie value in the
+ * SOAP header (`vcSessionCookie`), which is how such a service authenticates them.
+ */
+export interface SoapService {
+  /** The URL path, e.g. "/pbm". */
+  path: string;
+  /** The body's namespace, e.g. "urn:pbm". */
+  namespace: string;
+  /** The API version the SOAPAction names: `<namespace>/<version>`. */
+  version: string;
+}
+
 /** What a call returned, and whether it came from checkApplied after a broken connection. */
 export interface CallOutcome {
   value: VimValue | undefined;
@@ -204,7 +218,7 @@ export class VimClient {
   redact(text: string): string {
     let out = text;
     const cookie = this.http.cookie;
-    for (const secret of [this.#opts.password, cookie, cookie?.split("=")[1]]) {
+    for (const secret of [this.#opts.password, cookie, cookie?.split("=")[1], this.sessionCookieValue()]) {
       if (secret && secret.length >= 3) out = out.split(secret).join("***");
     }
     return out;
@@ -223,11 +237,27 @@ export class VimClient {
    * answer was lost (for a `*_Task` method that value is the object made, not a task).
    */
   async call(method: string, self: MoRef, args: MethodArgs = {}, opts: CallOptions = {}): Promise<CallOutcome> {
+    return this.callAt(undefined, method, self, args, opts);
+  }
+
+  /** As `invoke`, for a method of another service on this session (see SoapService). */
+  async invokeAt(service: SoapService, method: string, self: MoRef, args: MethodArgs = {}, opts: CallOptions = {}): Promise<VimValue | undefined> {
+    return (await this.callAt(service, method, self, args, opts)).value;
+  }
+
+  /** The session cookie's value, without its quotes (what vcSessionCookie carries). */
+  private sessionCookieValue(): string | undefined {
+    const cookie = this.http.cookie;
+    const value = cookie?.slice(cookie.indexOf("=") + 1).replace(/^"(.*)"$/, "$1");
+    return value || undefined;
+  }
+
+  private async callAt(service: SoapService | undefined, method: string, self: MoRef, args: MethodArgs, opts: CallOptions): Promise<CallOutcome> {
     if (this.#closed) throw new Error(`client for ${this.endpoint} is closed`);
     for (let reauth = 0; ; reauth++) {
       const generation = this.#session.generation;
       try {
-        return await this.send(method, self, args, opts);
+        return await this.send(method, self, args, opts, undefined, service);
       } catch (err) {
         if (err instanceof NotAuthenticatedFault && !SESSION_METHODS.has(method) && this.#session.user && reauth === 0) {
           // The server refused before doing anything, so the replay is safe.
@@ -240,8 +270,10 @@ export class VimClient {
   }
 
   /** One call with retries; `once` makes it a single attempt with its own deadline. */
-  private async send(method: string, self: MoRef, args: MethodArgs, opts: CallOptions, once?: { timeoutMs: number }): Promise<CallOutcome> {
-    const envelope = buildEnvelope(method, self, args);
+  private async send(method: string, self: MoRef, args: MethodArgs, opts: CallOptions, once?: { timeoutMs: number }, service?: SoapService): Promise<CallOutcome> {
+    const cookie = service && this.sessionCookieValue();
+    const envelope = buildEnvelope(method, self, args, service ? { namespace: service.namespace, header: cookie ? { vcSessionCookie: cookie } : {} } : {});
+    const endpoint = service ? `${this.http.origin}${service.path}` : this.endpoint;
     const info = methodInfo(method);
     const maxAttempts = once ? 1 : 1 + this.options.apiRetryCount;
     for (let attempt = 1; ; attempt++) {
@@ -252,24 +284,24 @@ export class VimClient {
         this.stats.roundTrips++;
         this.stats.byMethod[method] = (this.stats.byMethod[method] ?? 0) + 1;
         const res = await this.http.exchange(
-          "/sdk",
+          service?.path ?? "/sdk",
           envelope,
-          { "content-type": "text/xml; charset=utf-8", soapaction: `urn:vim25/${this.apiVersion}` },
+          { "content-type": "text/xml; charset=utf-8", soapaction: service ? `${service.namespace}/${service.version}` : `urn:vim25/${this.apiVersion}` },
           once?.timeoutMs,
         );
-        if (!this.http.cookie || method === "Login") this.http.takeCookie(res.headers["set-cookie"]);
+        if (!service && (!this.http.cookie || method === "Login")) this.http.takeCookie(res.headers["set-cookie"]);
         const status = classifyStatus(res.status);
         if (status) {
           // 503/429: refused before processing; 502/504: it may have reached vCenter.
-          failure = new HttpError(this.endpoint, method, res.status, res.text.trim());
+          failure = new HttpError(endpoint, method, res.status, res.text.trim());
           notApplied = status === "notSent";
         } else {
-          if (!res.text.trimStart().startsWith("<")) throw new HttpError(this.endpoint, method, res.status, res.text.trim());
+          if (!res.text.trimStart().startsWith("<")) throw new HttpError(endpoint, method, res.status, res.text.trim());
           const outcome = parseEnvelope(res.text, method);
           this.log({ level: "debug", event: "call", method, attempt, ms: Date.now() - started, message: `${method} ${outcome.ok ? "ok" : outcome.fault.code}` });
           if (!outcome.ok) throw outcome.fault.attachContext(method);
           if (info.result && !info.result.safeParse(outcome.value).success) {
-            throw new ProtocolError(`${method} to ${this.endpoint}: the answer is not the expected ${info.returnsTask ? "task" : "value"}`);
+            throw new ProtocolError(`${method} to ${endpoint}: the answer is not the expected ${info.returnsTask ? "task" : "value"}`);
           }
           return { value: outcome.value, recovered: false };
         }
@@ -282,12 +314,12 @@ export class VimClient {
       }
 
       if (!notApplied && !info.replaySafe) {
-        if (!opts.checkApplied) throw new OutcomeUnknownError(this.endpoint, method, failure);
+        if (!opts.checkApplied) throw new OutcomeUnknownError(endpoint, method, failure);
         this.log({ level: "warn", event: "outcome-check", method, attempt, message: `${method}: the answer was lost; checking whether it took effect` });
         const check = await opts.checkApplied();
         if (check.applied) return { value: check.value, recovered: true };
       }
-      if (attempt >= maxAttempts) throw new ConnectionError(this.endpoint, method, attempt, failure);
+      if (attempt >= maxAttempts) throw new ConnectionError(endpoint, method, attempt, failure);
       this.stats.retries++;
       const delay = backoffMs(attempt, this.options.retryBaseDelayMs, this.options.retryMaxDelayMs);
       this.log({
@@ -295,7 +327,7 @@ export class VimClient {
         event: "retry",
         method,
         attempt,
-        message: `${method} to ${this.endpoint} failed (${(failure as Error)?.message ?? String(failure)}); retry ${attempt}/${this.options.apiRetryCount} in ${Math.round(delay)} ms`,
+        message: `${method} to ${endpoint} failed (${(failure as Error)?.message ?? String(failure)}); retry ${attempt}/${this.options.apiRetryCount} in ${Math.round(delay)} ms`,
       });
       await sleep(delay);
     }

@@ -85,6 +85,11 @@ export const METHODS: Readonly<Record<string, MethodInfo>> = {
   QueryVirtualDiskUuid: read(),
   QueryAvailablePerfMetric: read(),
   HttpNfcLeaseProgress: read(),
+  // SPBM (pbm.ts), on /pbm: reads
+  PbmRetrieveServiceContent: read(),
+  PbmQueryProfile: read(),
+  PbmRetrieveContent: read(),
+  PbmQueryMatchingHub: read(),
   RefreshDatastore: read(),
   // Changes: checked before any replay
   CreateFolder: change(moRef),

@@ -1,17 +1,25 @@
 // SOAP 1.1 envelopes for vim25: one method call in, its returnval or a typed fault out.
 import { ProtocolError, VimFault, vimFault } from "../errors.js";
 import { methodArgs } from "./vim-schema.js";
-import { serialize, writeField } from "./write.js";
+import { escapeXml, serialize, writeField } from "./write.js";
 import { MoRef, NAMESPACES, parseDocument, toVim, type VimObject, type VimValue } from "./xml.js";
 
 /** Method arguments by name; written in the method's schema order, whatever the key order. */
 export type MethodArgs = Record<string, unknown>;
 
+/** Where an envelope goes when not to vim25: another service's namespace and SOAP header elements. */
+export interface EnvelopeTarget {
+  /** The body's namespace (default urn:vim25). */
+  namespace?: string | undefined;
+  /** `<soapenv:Header>` elements by name, as text (e.g. SPBM's vcSessionCookie). */
+  header?: Readonly<Record<string, string>> | undefined;
+}
+
 /**
  * Builds the request envelope for `method` on `self`. A method the vim25 table
  * lacks (none today; a newer API's, say) has its arguments written in key order.
  */
-export function buildEnvelope(method: string, self: MoRef, args: MethodArgs = {}): string {
+export function buildEnvelope(method: string, self: MoRef, args: MethodArgs = {}, target: EnvelopeTarget = {}): string {
   let body = serialize("_this", self, "ManagedObjectReference");
   const def = methodArgs(method);
   if (def) {
@@ -24,11 +32,13 @@ export function buildEnvelope(method: string, self: MoRef, args: MethodArgs = {}
   } else {
     for (const [name, value] of Object.entries(args)) body += serialize(name, value);
   }
+  const headers = Object.entries(target.header ?? {});
+  const header = headers.length === 0 ? "" : `<soapenv:Header>${headers.map(([k, v]) => serialize(k, v, "xsd:string")).join("")}</soapenv:Header>`;
   return (
     `<?xml version="1.0" encoding="UTF-8"?>` +
     `<soapenv:Envelope xmlns:soapenc="${NAMESPACES.soapenc}" xmlns:soapenv="${NAMESPACES.soapenv}" ` +
     `xmlns:xsd="${NAMESPACES.xsd}" xmlns:xsi="${NAMESPACES.xsi}">` +
-    `<soapenv:Body><${method} xmlns="urn:vim25">${body}</${method}></soapenv:Body></soapenv:Envelope>`
+    `${header}<soapenv:Body><${method} xmlns="${escapeXml(target.namespace ?? "urn:vim25")}">${body}</${method}></soapenv:Body></soapenv:Envelope>`
   );
 }
 

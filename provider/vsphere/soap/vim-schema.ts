@@ -1,6 +1,9 @@
 // Reads the generated vim25 tables (vim-types.ts) into field lists the serializer
 // walks: each data object's fields in XSD sequence order with its base type's first,
-// and each method's arguments after _this. Parsed lazily, one type at a time.
+// and each method's arguments after _this. Parsed lazily, one type at a time. The
+// few SPBM types and methods (pbm-types.ts) are looked up the same way: their names
+// (Pbm*) are not vim25's.
+import { PBM_METHODS, PBM_TYPES } from "./pbm-types.js";
 import { VIM_METHODS, VIM_TYPES } from "./vim-types.js";
 
 /** One element of a data object or method request. `type` is a vim type name or `xsd:*`. */
@@ -59,7 +62,7 @@ const types = new Map<string, TypeDef | null>();
 export function dataType(name: string): TypeDef | undefined {
   const hit = types.get(name);
   if (hit !== undefined) return hit ?? undefined;
-  const line = own(VIM_TYPES, name);
+  const line = own(VIM_TYPES, name) ?? own(PBM_TYPES, name);
   if (line === undefined) {
     types.set(name, null);
     return undefined;
@@ -87,7 +90,7 @@ let bases: Set<string> | undefined;
 export function hasSubtypes(name: string): boolean {
   if (!bases) {
     bases = new Set(["DynamicData"]);
-    for (const line of Object.values(VIM_TYPES)) if (line.length > 1 && line.startsWith("<")) bases.add(line.slice(1).split(" ", 1)[0]!);
+    for (const line of [...Object.values(VIM_TYPES), ...Object.values(PBM_TYPES)]) if (line.length > 1 && line.startsWith("<")) bases.add(line.slice(1).split(" ", 1)[0]!);
   }
   return bases.has(name);
 }
@@ -98,7 +101,7 @@ const methods = new Map<string, TypeDef | null>();
 export function methodArgs(method: string): TypeDef | undefined {
   const hit = methods.get(method);
   if (hit !== undefined) return hit ?? undefined;
-  const line = own(VIM_METHODS, method);
+  const line = own(VIM_METHODS, method) ?? own(PBM_METHODS, method);
   const def =
     line === undefined
       ? undefined

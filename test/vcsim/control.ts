@@ -95,6 +95,18 @@ export class VcsimControl {
     return (await this.call<{ live: number }>("GET", "/sessions")).live;
   }
 
+  /**
+   * Marks datastores (names or moref values) as not satisfying a storage policy: SPBM's
+   * PbmQueryMatchingHub leaves them out, PbmCheckRequirements gives them an error (pbm.go).
+   */
+  markPolicyIncompatible(policyId: string, datastores: string[]): Promise<Record<string, string[]>> {
+    return this.call("POST", "/pbm/incompatible", { policyId, datastores });
+  }
+
+  clearPolicyMarks(): Promise<Record<string, string[]>> {
+    return this.call("DELETE", "/pbm/incompatible");
+  }
+
   stats(): Promise<SimulatorStats> {
     return this.call("GET", "/stats");
   }

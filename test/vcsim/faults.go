@@ -323,6 +323,8 @@ func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/sdk"):
 		in.serveSOAP(w, r)
+	case r.Method == http.MethodPost && r.URL.Path == pbmPath:
+		in.servePBM(w, r) // pbm.go
 	case strings.HasPrefix(r.URL.Path, folderPrefix) && in.serveFolder(w, r):
 	case isUpload(r):
 		in.serveUpload(w, r)
@@ -660,6 +662,7 @@ func (in *injector) controlHandler() http.Handler {
 		}
 		reply(w, http.StatusNotFound, map[string]string{"error": fmt.Sprintf("no rule %d", id)})
 	})
+	mux.HandleFunc("/pbm/incompatible", pbmControl) // pbm.go
 	mux.HandleFunc("/sessions/expire", func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.WriteHeader(http.StatusMethodNotAllowed)

@@ -220,6 +220,8 @@ func run(o *options, start time.Time) error {
 		model.Service.TLS = cert.tlsConfig()
 	}
 
+	// Endpoints registered by imported simulator packages: SPBM at /pbm (pbm.go).
+	model.Service.RegisterEndpoints = true
 	server := model.Service.NewServer()
 	defer server.Close()
 

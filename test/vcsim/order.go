@@ -90,6 +90,12 @@ func isLeaf(t reflect.Type) bool {
 // checkSchemaOrder checks a SOAP request body; nil if vCenter would read it, or if
 // the method is not one the vim25 types know (the simulator answers those itself).
 func checkSchemaOrder(body []byte) error {
+	return checkSchemaOrderWith(body, types.TypeFunc())
+}
+
+// checkSchemaOrderWith checks a body whose types lookup resolves (another
+// endpoint's, such as PBM's, see pbm.go).
+func checkSchemaOrderWith(body []byte, lookup func(string) (reflect.Type, bool)) error {
 	dec := xml.NewDecoder(bytes.NewReader(body))
 	inBody := false
 	for {
@@ -108,11 +114,11 @@ func checkSchemaOrder(body []byte) error {
 		method := se.Name.Local
 		// The request type is registered under the method's name (for Foo_Task
 		// methods, FooRequestType is its underlying type).
-		t, ok := types.TypeFunc()(method)
+		t, ok := lookup(method)
 		if !ok || t.Kind() != reflect.Struct {
 			return nil
 		}
-		c := checker{dec: dec, method: method}
+		c := checker{dec: dec, method: method, lookup: lookup}
 		return c.children(t, "parameters of method "+method, method)
 	}
 }
@@ -120,6 +126,7 @@ func checkSchemaOrder(body []byte) error {
 type checker struct {
 	dec    *xml.Decoder
 	method string
+	lookup func(string) (reflect.Type, bool)
 }
 
 func (c *checker) fail(at, format string, args ...interface{}) error {
@@ -214,7 +221,7 @@ func (c *checker) value(ft reflect.Type, start xml.StartElement, at string) erro
 			}
 			return c.skipLeaf(at)
 		}
-		concrete, ok := types.TypeFunc()(local)
+		concrete, ok := c.lookup(local)
 		if !ok {
 			return c.fail(at, "Unknown type %q named by xsi:type", xsiType)
 		}
@@ -226,7 +233,7 @@ func (c *checker) value(ft reflect.Type, start xml.StartElement, at string) erro
 		if ft.NumMethod() == 0 {
 			return c.skipAny() // an untyped xsd:anyType: nothing to check against
 		}
-		base, ok := types.TypeFunc()(strings.TrimPrefix(ft.Name(), "Base"))
+		base, ok := c.lookup(strings.TrimPrefix(ft.Name(), "Base"))
 		if !ok {
 			return c.skipAny()
 		}

@@ -184,6 +184,33 @@ describe("the harness's SPBM (test/vcsim/pbm.go)", () => {
     expect(good.ok).toBe(true);
   });
 
+  it("PbmCheckRequirements gives a marked datastore an error and the others none; PbmQueryMatchingHub without hubs searches every datastore", async () => {
+    await sim.control.markPolicyIncompatible(VSAN.id, ["LocalDS_0"]);
+    const [ds0, ds1] = [datastores[0]!.value, datastores[1]!.value];
+    const hub = (id: string) => `<hubsToSearch><hubType>Datastore</hubType><hubId>${id}</hubId></hubsToSearch>`;
+    // PbmCheckRequirements is not in soap/pbm-types.ts (the driver does not send it): written by hand.
+    const check = buildEnvelope("PbmRetrieveServiceContent", new MoRef("PbmServiceInstance", "ServiceInstance"), {}, { namespace: "urn:pbm", header: { vcSessionCookie: cookieValue() } })
+      .replace(/PbmRetrieveServiceContent/g, "PbmCheckRequirements")
+      .replace(
+        `<_this type="PbmServiceInstance">ServiceInstance</_this>`,
+        `<_this type="PbmPlacementSolver">placementSolver</_this>${hub(ds0)}${hub(ds1)}` +
+          `<placementSubjectRequirement xsi:type="PbmPlacementCapabilityProfileRequirement"><profileId><uniqueId>${VSAN.id}</uniqueId></profileId></placementSubjectRequirement>`,
+      );
+    const out = await send(check, "PbmCheckRequirements");
+    if (!out.ok) throw out.fault;
+    const results = out.value as Array<{ hub: { hubId: string }; error?: { localizedMessage: string } }>;
+    expect(results.map((r) => [r.hub.hubId, r.error?.localizedMessage])).toEqual([
+      [ds0, `Datastore LocalDS_0 does not satisfy the requirements of storage policy ${VSAN.id}`],
+      [ds1, undefined],
+    ]);
+    const all = await send(
+      buildEnvelope("PbmQueryMatchingHub", new MoRef("PbmPlacementSolver", "placementSolver"), { profile: { uniqueId: VSAN.id } }, { namespace: "urn:pbm", header: { vcSessionCookie: cookieValue() } }),
+      "PbmQueryMatchingHub",
+    );
+    if (!all.ok) throw all.fault;
+    expect((all.value as Array<{ hubId: string }>).map((h) => h.hubId).sort()).toEqual([datastores[1]!.value, datastores[2]!.value].sort());
+  });
+
   it("refuses a PBM request out of schema order, as vCenter's deserializer does", async () => {
     const xml = buildEnvelope("PbmQueryProfile", PROFILE_MANAGER, queryProfile, { namespace: "urn:pbm", header: { vcSessionCookie: cookieValue() } });
     const swapped = xml.replace(/(<resourceType>.*<\/resourceType>)(<profileCategory>.*<\/profileCategory>)/, "$2$1");

@@ -276,7 +276,8 @@ function diskChange(o: VmSpecOptions, p: PlannedDevice): Obj {
   };
 }
 
-function nicChange(nic: NicOptions, p: PlannedDevice): Obj {
+/** The deviceChange that adds one NIC (also a model change's new card, vm-update.ts). */
+export function nicChange(nic: NicOptions, p: Pick<PlannedDevice, "type" | "key">): Obj {
   const b = nic.backing;
   const backing: Obj =
     b.kind === "standard"

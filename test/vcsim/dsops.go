@@ -16,6 +16,9 @@ import (
 // corrects the simulator (datastore browser, virtual disk manager, OVF import and
 // its NFC lease); false for every other method, which the caller passes on.
 func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, call soapCall) bool {
+	if in.serveVmUpdate(w, r, call) { // vmupdate.go: hot-change rules, disk growth, extraConfig, a delta's copy
+		return true
+	}
 	if in.serveChildDisks(w, r, call) { // childdisk.go: delta disks on a parent, and Destroy_Task of their VM
 		return true
 	}

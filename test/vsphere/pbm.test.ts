@@ -67,6 +67,11 @@ describe("findPolicy", () => {
     }
   });
 
+  it("speaks SPBM 1.0 to vCenter 5.5 (SPBM 2.0 came with 6.0)", () => {
+    const at = (apiVersion: string) => pbmService({ serviceContent: { about: { apiVersion } } } as unknown as VimClient).version;
+    expect([at("5.5"), at("6.0"), at("7.0.3")]).toEqual(["1.0", "2.0", "2.0"]);
+  });
+
   it("speaks SPBM 2.0 to a vCenter 6.x (SOAPAction urn:pbm/2.0) at /pbm", async () => {
     expect(pbmService(client)).toEqual({ path: "/pbm", namespace: "urn:pbm", version: "2.0" });
     await findPolicy(client, VSAN.name); // the service content, read once

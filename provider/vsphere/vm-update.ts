@@ -14,11 +14,11 @@
 // depends on the cached base.
 //
 // Re-running after a failure is safe: the plan is made again from a fresh read, a
-// leftover copy from an earlier try is deleted before the copy, and the delta is
+// leftover copy from an earlier try is replaced by the new copy, and the delta is
 // deleted only once the reconfigure has attached its replacement.
 import type { VimClient } from "./client.js";
 import { copyVirtualDisk, DatastorePath, deleteVirtualDisk, extendVirtualDisk } from "./datastore.js";
-import { VSphereError } from "./errors.js";
+import { FileAlreadyExistsFault, VSphereError } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
 import type { MoRef } from "./soap/xml.js";
 import { runTask } from "./task.js";
@@ -309,6 +309,21 @@ function resizedPath(view: VmView, root: VmDiskView): string {
 }
 
 /**
+ * Copies the delta (and so its chain) to `resized`. A copy there is one an earlier try
+ * left (the plan chose a name no disk of the VM has, so it is not attached): it is
+ * deleted and the copy made again. The first try costs nothing extra.
+ */
+async function copyConsolidated(client: VimClient, datacenter: Datacenter, delta: string, resized: string): Promise<void> {
+  try {
+    await copyVirtualDisk(client, datacenter, delta, resized);
+  } catch (err) {
+    if (!(err instanceof FileAlreadyExistsFault)) throw err;
+    await deleteVirtualDisk(client, datacenter, resized);
+    await copyVirtualDisk(client, datacenter, delta, resized);
+  }
+}
+
+/**
  * Carries out a plan made from `view`: power off when needed (a hard power off), the
  * linked clone's copy and extension, one ReconfigVM_Task, the delta's deletion, then
  * the wanted power state (else the one before). When a step fails after the power
@@ -321,9 +336,7 @@ export async function applyUpdate(client: VimClient, datacenter: Datacenter, vie
   const disk = plan.disk;
   try {
     if (disk?.kind === "consolidate") {
-      // A copy left by an earlier try is not attached (the plan chose a name no disk of the VM has).
-      await deleteVirtualDisk(client, datacenter, disk.resized);
-      await copyVirtualDisk(client, datacenter, disk.fileName, disk.resized);
+      await copyConsolidated(client, datacenter, disk.fileName, disk.resized);
       await extendVirtualDisk(client, datacenter, disk.resized, disk.toKb);
     }
     if (plan.spec) await runTask(client, "ReconfigVM_Task", vm, { spec: plan.spec });

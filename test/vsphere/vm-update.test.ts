@@ -112,6 +112,14 @@ describe("planUpdate: CPU and memory", () => {
     expect(ending.powerState).toEqual({ from: "poweredOn", to: "poweredOff" });
   });
 
+  it("a suspended VM is powered off for any hardware change, and suspended again after", () => {
+    const p = planUpdate(view({ powerState: "suspended", cpuHotAdd: true }), { cpus: 4, annotation: "x" });
+    expect(p.powerCycle).toEqual(["cpus 2 → 4: the VM is suspended"]);
+    expect(p.powerOffFirst).toBe(true);
+    expect(p.powerState).toEqual({ from: "suspended", to: "suspended" });
+    expect(planUpdate(view({ powerState: "suspended" }), { annotation: "x" }).powerOffFirst).toBe(false);
+  });
+
   it("refuses a coresPerSocket that does not divide the CPUs", () => {
     const err = (() => {
       try {
@@ -313,6 +321,14 @@ describe("applyUpdate: CPU and memory", () => {
     expect([after.cpus, after.memoryMb, after.powerState]).toEqual([2, 256, "poweredOn"]);
   });
 
+  it("a suspended VM: powered off, reconfigured, suspended again", async () => {
+    const vm = await spawn("upd-suspended");
+    await runTask(client, "SuspendVM_Task", vm.vm);
+    const { methods, after } = await update(vm, { cpus: 4 });
+    expect([methods.PowerOffVM_Task, methods.ReconfigVM_Task, methods.PowerOnVM_Task, methods.SuspendVM_Task]).toEqual([1, 1, 1, 1]);
+    expect([after.cpus, after.powerState]).toEqual([4, "suspended"]);
+  });
+
   it("ends in the wanted power state: off, with no power-on", async () => {
     const vm = await spawn("upd-off");
     const { methods, after } = await update(vm, { cpus: 1, powerState: "poweredOff" });
@@ -390,8 +406,9 @@ describe("applyUpdate: root disk growth", () => {
     const vm = await spawn("upd-linked");
     expect(vm.disks[0]!.parents).toEqual([base.toString()]);
     const folder = DatastorePath.parse(vm.disks[0]!.fileName).parent;
-    const { plan, methods, after } = await update(vm, { rootDiskKb: 8192 });
+    const { plan, methods, soapRequests, after } = await update(vm, { rootDiskKb: 8192 });
     expect(plan.disk?.kind).toBe("consolidate");
+    expect(soapRequests).toBe(12); // six tasks, each a call and one poll
     expect([methods.PowerOffVM_Task, methods.CopyVirtualDisk_Task, methods.ExtendVirtualDisk_Task, methods.ReconfigVM_Task, methods.PowerOnVM_Task]).toEqual([1, 1, 1, 1, 1]);
     expect(after.disks).toHaveLength(1);
     expect(after.disks[0]).toMatchObject({ fileName: folder.join("resized.vmdk").toString(), parents: [], capacityKb: 8192, controllerKey: vm.disks[0]!.controllerKey, unitNumber: 0 });
@@ -412,7 +429,9 @@ describe("applyUpdate: root disk growth", () => {
     expect([between.disks[0]!.fileName, between.disks[0]!.parents, between.powerState]).toEqual([vm.disks[0]!.fileName, [base.toString()], "poweredOn"]);
     expect(await fileExists(client, dc, DatastorePath.parse(vm.disks[0]!.fileName))).toBe(true);
     // The copy left behind is replaced by the re-run's.
-    const { after } = await update(vm, { rootDiskKb: 8192 });
+    expect(await fileExists(client, dc, DatastorePath.parse(vm.disks[0]!.fileName).parent.join("resized.vmdk"))).toBe(true);
+    const { methods, after } = await update(vm, { rootDiskKb: 8192 });
+    expect([methods.CopyVirtualDisk_Task, methods.DeleteVirtualDisk_Task]).toEqual([2, 2]); // the leftover's, then the delta's
     expect(after.disks[0]).toMatchObject({ parents: [], capacityKb: 8192 });
   });
 });

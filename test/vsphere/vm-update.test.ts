@@ -138,6 +138,11 @@ describe("planUpdate: CPU and memory", () => {
     expect(p.powerCycle).toEqual([]);
   });
 
+  it("a power state alone: no reconfigure", () => {
+    const p = planUpdate(view(), { powerState: "poweredOff" });
+    expect([p.spec, p.powerOffFirst, p.changes]).toEqual([undefined, false, ["powerState poweredOn → poweredOff"]]);
+  });
+
   it("plans nothing when nothing changes", () => {
     const v = view();
     const p = planUpdate(v, { cpus: 2, memoryMb: 2048, metadata: { a: "1", b: "2" }, annotation: "urn", rootDiskKb: 4096, nics: [{ backing: { kind: "standard", networkName: "VM Network" } }] });
@@ -471,6 +476,17 @@ describe("the simulator reconfigures as vCenter", () => {
     expect((await readVm(client, vm.vm))!.extraConfig["x.y"]).toBe("2");
     await reconfigure(vm.vm, { extraConfig: [{ key: "x.y", value: "" }] });
     expect(await extraConfigKeys(vm.vm)).not.toContain("x.y");
+  });
+
+  it("extends a flat disk's file when an edit grows capacityInKB, and reads back both capacity fields", async () => {
+    const rd = await prepareRootDisk(client, { datacenter: dc, datastore: DS, cachedOn: DS, cachePrefix: "upd", imageId: "img", capacityBytes: 4096 * 1024, linkedClone: false, vmName: "sim-grow" });
+    const vm = await spawn("sim-grow", { rootDisk: rd.disk });
+    const disk = vm.disks[0]!;
+    const device = disk.device as Record<string, unknown>;
+    await reconfigure(vm.vm, { deviceChange: [{ operation: "edit", device: { ...device, capacityInKB: 6144 } }] });
+    const read = (await readVm(client, vm.vm))!.disks[0]!.device as Record<string, unknown>;
+    expect([read.capacityInKB, read.capacityInBytes]).toEqual(["6144", String(6144 * 1024)]);
+    expect((await sizes(DatastorePath.parse(disk.fileName).parent))["sim-grow-flat.vmdk"]).toBe(6144 * 1024);
   });
 
   it("copies a linked clone's disk as one standalone disk holding the chain", async () => {

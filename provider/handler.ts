@@ -9,7 +9,8 @@
 // for it replaces Node's default exit, so the listener exits itself.
 import { isMainThread } from "node:worker_threads";
 import { CONFIG_KEYS, ConfigError, InvalidCredentialsError, clientOptions, configSources, resolveConfig, type DriverConfig } from "./config.js";
-import type { HandlerContext, ResourceHandler } from "./resources/handler-types.js";
+import { forEngine } from "./resources/detailed-diff.js";
+import type { DetailedDiffResult, HandlerContext, ResourceHandler } from "./resources/handler-types.js";
 import { imageHandler } from "./resources/image.js";
 import { portGroupHandler } from "./resources/port-group.js";
 import { VimClient } from "./vsphere/client.js";
@@ -131,7 +132,9 @@ export async function handle(kind: string, op: keyof ResourceHandler, ...args: u
   const handler = HANDLERS[kind];
   if (!handler) throw new Error(`unknown resource kind ${kind} (this version of pulumi-vmware-vcenter knows ${Object.keys(HANDLERS).join(", ")})`);
   const fn = handler[op] as (ctx: HandlerContext, ...a: unknown[]) => Promise<unknown>;
-  return fn.call(handler, context, ...args);
+  const result = await fn.call(handler, context, ...args);
+  // The stock host passes no detailed diff on: detailed-diff.ts carries it, in the host only.
+  return op === "diff" ? forEngine(result as DetailedDiffResult) : result;
 }
 
 export { ConfigError, InvalidCredentialsError };

@@ -16,6 +16,7 @@ import { digestSource, inspectSource, type InspectedSource, type SourceFingerpri
 import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import type { AdapterType, DiskType } from "../vsphere/vmdk.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { changeKind, propertyPath, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
 import { UNKNOWN, isUnknown } from "./handler-types.js";
 import {
@@ -156,7 +157,9 @@ export class Image extends pulumi.dynamic.Resource {
   declare readonly missingDatastores: pulumi.Output<string[]>;
 
   constructor(name: string, args: ImageArgs, opts?: pulumi.CustomResourceOptions) {
-    const inputs: Record<string, unknown> = { ...Object.fromEntries(OUTPUT_KEYS.map((k) => [k, undefined])), ...args };
+    // Every property the class declares must be in the inputs, or the engine never makes it an
+    // output: an input left out (imageId, adapterType, linkedClone, ...) would read as undefined.
+    const inputs: Record<string, unknown> = { ...Object.fromEntries([...INPUT_KEYS, ...OUTPUT_KEYS].map((k) => [k, undefined])), ...args };
     // A relative path means the program's folder, not wherever the engine starts the provider process.
     const local = (src: unknown) => (typeof src === "string" && src !== "" && !/^[a-z][a-z0-9+.-]*:\/\//i.test(src) ? resolvePath(src) : src);
     inputs.source = pulumi.output(args.source).apply(local);
@@ -342,22 +345,40 @@ export const imageHandler: ResourceHandler = {
     if (adapterChanged && o.flatUpload && vimAdapterOf(nextAdapter) !== vimAdapterOf(o.adapterType)) replaces.push("adapterType");
     if (!isUnknown(n.clusterName) && n.clusterName !== undefined && n.clusterName !== o.clusterName) replaces.push("clusterName");
     if ((cfg.cachePrefix ?? "") !== (o.cachePrefix ?? "")) replaces.push("cachePrefix");
-    if (replaces.length) return { changes: true, replaces, deleteBeforeReplace: false };
 
+    // What an update would change, each with its property path; any entry is an update.
+    const d = o.declared ?? {};
+    const inputs: DetailEntry[] = [];
+    const drift: DetailEntry[] = [];
     const given = (k: "osType" | "linkedClone") => (isUnknown(n[k]) ? undefined : n[k]);
-    const update =
-      adapterChanged ||
-      (!isUnknown(n.osType) && (given("osType") ?? o.detectedOsType ?? "otherGuest") !== o.osType) ||
-      (!isUnknown(n.linkedClone) && (given("linkedClone") ?? cfg.useLinkedClone) !== o.linkedClone) ||
-      (!isUnknown(n.computeMd5) && n.computeMd5 === true && o.md5 === undefined) ||
-      (!isUnknown(n.datastores) && canonical(n.datastores ?? null) !== canonical(o.declared?.datastores ?? null)) ||
-      (!isUnknown(n.retainWhileInUse) && (n.retainWhileInUse ?? false) !== (o.retainWhileInUse ?? false)) ||
-      (!isUnknown(n.checksum) && (n.checksum ?? undefined) !== (o.checksum ?? undefined)) ||
-      (!isUnknown(n.headers) && canonical(n.headers ?? null) !== canonical(o.headers ?? null)) ||
-      (!isUnknown(n.source) && n.source !== o.source) ||
-      (o.missingDatastores?.length ?? 0) > 0;
+    if (adapterChanged) inputs.push({ path: "adapterType", kind: changeKind(d.adapterType, n.adapterType) });
+    if (!isUnknown(n.osType) && (given("osType") ?? o.detectedOsType ?? "otherGuest") !== o.osType) inputs.push({ path: "osType", kind: changeKind(d.osType, n.osType) });
+    if (!isUnknown(n.linkedClone) && (given("linkedClone") ?? cfg.useLinkedClone) !== o.linkedClone) {
+      // Neither written nor removed: vmware:useLinkedClone changed.
+      const fromConfig = d.linkedClone === undefined && n.linkedClone === undefined;
+      (fromConfig ? drift : inputs).push({ path: "linkedClone", kind: changeKind(d.linkedClone, n.linkedClone), inputDiff: !fromConfig });
+    }
+    if (!isUnknown(n.computeMd5) && n.computeMd5 === true && o.md5 === undefined) {
+      inputs.push(o.computeMd5 === true ? { path: "md5", kind: "ADD", inputDiff: false } : { path: "computeMd5", kind: changeKind(o.computeMd5, n.computeMd5) });
+    }
+    if (!isUnknown(n.datastores) && canonical(n.datastores ?? null) !== canonical(d.datastores ?? null)) inputs.push({ path: "datastores", kind: changeKind(d.datastores, n.datastores) });
+    if (!isUnknown(n.retainWhileInUse) && (n.retainWhileInUse ?? false) !== (o.retainWhileInUse ?? false)) inputs.push({ path: "retainWhileInUse", kind: changeKind(o.retainWhileInUse, n.retainWhileInUse) });
+    if (!isUnknown(n.checksum) && (n.checksum ?? undefined) !== (o.checksum ?? undefined)) inputs.push({ path: "checksum", kind: changeKind(o.checksum, n.checksum) });
+    if (!isUnknown(n.headers) && canonical(n.headers ?? null) !== canonical(o.headers ?? null)) inputs.push({ path: "headers", kind: changeKind(o.headers, n.headers) });
+    if (!isUnknown(n.source) && n.source !== o.source) inputs.push({ path: "source", kind: changeKind(o.source, n.source) });
+    for (const ds of o.missingDatastores ?? []) drift.push({ path: propertyPath("cached", ds), kind: "ADD", inputDiff: false });
+
+    if (replaces.length) {
+      const replaced: DetailEntry[] = replaces.map((k) => {
+        if (k === "cachePrefix") return { path: k, kind: changeKind(o.cachePrefix || undefined, cfg.cachePrefix || undefined), inputDiff: false };
+        if (k === "diskType" || k === "adapterType" || k === "imageId") return { path: k, kind: changeKind(d[k], n[k]) };
+        return { path: k, kind: changeKind((o as unknown as Record<string, unknown>)[k], (n as unknown as Record<string, unknown>)[k]) };
+      });
+      return withDetail({ changes: true, replaces, deleteBeforeReplace: false }, [...replaced, ...inputs]);
+    }
+    const update = inputs.length + drift.length > 0;
     if (unknowns.length && !update) return { replaces: [] };
-    return { changes: update, replaces: [] };
+    return withDetail({ changes: update, replaces: [] }, [...inputs, ...drift]);
   },
 
   async create(ctx, inputs) {

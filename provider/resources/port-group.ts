@@ -21,6 +21,7 @@ import {
 import type { VimClient } from "../vsphere/client.js";
 import { MoRef } from "../vsphere/soap/xml.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { changeKind, propertyPath, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
 import { UNKNOWN, isUnknown } from "./handler-types.js";
 import {
@@ -309,22 +310,34 @@ export const portGroupHandler: ResourceHandler = {
       }
       return norm(n[k]) !== norm((o as unknown as Record<string, unknown>)[k]);
     });
-    let update = (norm(n.forceDelete) ?? false) !== (o.forceDelete ?? false);
+    // What an update would change, each with its property path; any entry is an update.
+    const inputs: DetailEntry[] = [];
+    const drift: DetailEntry[] = [];
+    if ((norm(n.forceDelete) ?? false) !== (o.forceDelete ?? false)) inputs.push({ path: "forceDelete", kind: changeKind(o.forceDelete, norm(n.forceDelete)) });
     if (!isUnknown(n.vlanId)) {
       const want = (n.vlanId as number | undefined) ?? 0;
+      if (want !== o.vlanId) inputs.push({ path: "vlanId", kind: changeKind(o.vlanId, n.vlanId) });
       if (kind === "standard") {
         // Every host must have it with this VLAN: drift on any host is a change.
         const hostVlans = o.hostVlans ?? Object.fromEntries((o.hosts ?? []).map((h) => [h, o.vlanId]));
-        update ||= want !== o.vlanId || Object.values(hostVlans).some((v) => v !== want) || (o.missingHosts?.length ?? 0) > 0;
-      } else {
-        update ||= want !== o.vlanId;
+        if (want === o.vlanId) {
+          for (const [host, vlan] of Object.entries(hostVlans)) if (vlan !== want) drift.push({ path: propertyPath("hostVlans", host), kind: "UPDATE", inputDiff: false });
+        }
+        for (const host of o.missingHosts ?? []) drift.push({ path: propertyPath("hostVlans", host), kind: "ADD", inputDiff: false });
       }
     }
-    if (kind === "distributed" && !isUnknown(n.portBinding)) update ||= (n.portBinding ?? "ephemeral") !== (o.portBinding ?? "ephemeral");
-    if (replaces.length) return { changes: true, replaces, deleteBeforeReplace: true };
+    if (kind === "distributed" && !isUnknown(n.portBinding) && (n.portBinding ?? "ephemeral") !== (o.portBinding ?? "ephemeral")) {
+      inputs.push({ path: "portBinding", kind: "UPDATE" });
+    }
+    const update = inputs.length + drift.length > 0;
+    if (replaces.length) {
+      const old = o as unknown as Record<string, unknown>;
+      const replaced = replaces.map((k): DetailEntry => ({ path: k, kind: k === "kind" ? "UPDATE" : changeKind(norm(old[k]), norm(n[k])) }));
+      return withDetail({ changes: true, replaces, deleteBeforeReplace: true }, [...replaced, ...inputs]);
+    }
     // Unknown inputs may or may not change anything: say so, and list no replacement.
     if (unknowns.length && !update) return { replaces: [] };
-    return { changes: update, replaces: [] };
+    return withDetail({ changes: update, replaces: [] }, [...inputs, ...drift]);
   },
 
   async create(ctx, inputs) {

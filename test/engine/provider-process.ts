@@ -18,10 +18,20 @@ export interface CheckFailure {
   reason: string;
 }
 
+/** How one property changes: the engine's PropertyDiff. */
+export interface PropertyDiff {
+  kind: "ADD" | "ADD_REPLACE" | "DELETE" | "DELETE_REPLACE" | "UPDATE" | "UPDATE_REPLACE";
+  inputDiff: boolean;
+}
+
 export interface DiffResult {
   changes: "some" | "none" | "unknown";
   replaces: string[];
   deleteBeforeReplace: boolean;
+  /** The response's `diffs` (changed top-level properties), when it lists any. */
+  diffs?: string[];
+  /** The response's detailedDiff, when it has one (hasDetailedDiff): property path -> change. */
+  detailedDiff?: Record<string, PropertyDiff>;
 }
 
 /** How the provider process ended. */
@@ -136,7 +146,18 @@ export class DynamicProviderProcess {
     const resp: Any = await this.call("diff", urn, req);
     const C = this.modules.proto.DiffResponse.DiffChanges;
     const changes = resp.getChanges() === C.DIFF_SOME ? "some" : resp.getChanges() === C.DIFF_NONE ? "none" : "unknown";
-    return { changes, replaces: resp.getReplacesList(), deleteBeforeReplace: resp.getDeletebeforereplace() };
+    const result: DiffResult = { changes, replaces: resp.getReplacesList(), deleteBeforeReplace: resp.getDeletebeforereplace() };
+    const diffs: string[] = resp.getDiffsList();
+    if (diffs.length) result.diffs = diffs;
+    if (resp.getHasdetaileddiff()) {
+      const kinds = Object.fromEntries(Object.entries(this.modules.proto.PropertyDiff.Kind as Record<string, number>).map(([name, n]) => [n, name]));
+      const detail: Record<string, PropertyDiff> = {};
+      resp.getDetaileddiffMap().forEach((d: Any, path: string) => {
+        detail[path] = { kind: kinds[d.getKind()] as PropertyDiff["kind"], inputDiff: d.getInputdiff() };
+      });
+      result.detailedDiff = detail;
+    }
+    return result;
   }
 
   async create(urn: string, props: Record<string, unknown>): Promise<{ id: string; outs: Record<string, unknown> }> {

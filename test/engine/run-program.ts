@@ -130,8 +130,10 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
             return { id: made.id, state: stripProvider(made.outs) };
           }
           const diff = await proc.diff(urn, prior.id, prior.outputs, inputs);
-          if (diff.replaces.length) {
-            events.push({ op: "replace", key, replaces: diff.replaces, ...(preview ? { preview: true } : {}) });
+          const detail = diff.detailedDiff ? { detailedDiff: diff.detailedDiff } : {};
+          // The engine replaces on a replace key and on any *_REPLACE of the detailed diff (DiffResult.Replace).
+          if (diff.replaces.length || Object.values(diff.detailedDiff ?? {}).some((d) => d.kind.endsWith("_REPLACE"))) {
+            events.push({ op: "replace", key, replaces: diff.replaces, ...detail, ...(preview ? { preview: true } : {}) });
             if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
             if (diff.deleteBeforeReplace) await proc.delete(urn, prior.id, prior.outputs);
             else replacedOlds.push(prior);
@@ -148,7 +150,7 @@ async function run(proc: DynamicProviderProcess, state: StateFile, cwd: string):
                 : "some"
               : diff.changes;
           if (changes === "some") {
-            events.push({ op: "update", key, ...(preview ? { preview: true } : {}) });
+            events.push({ op: "update", key, ...detail, ...(preview ? { preview: true } : {}) });
             if (preview) return { id: prior.id, state: stripProvider(prior.outputs) };
             const outs = annotateSecrets(await proc.update(urn, prior.id, prior.outputs, inputs), inputs);
             next.push({ ...prior, urn, inputs, outputs: outs });

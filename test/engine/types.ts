@@ -37,6 +37,8 @@ export interface HarnessEvent {
   replaces?: string[];
   failures?: Array<{ property: string; reason: string }>;
   changed?: Record<string, { from: unknown; to: unknown }>;
+  /** update / replace: the provider's detailed diff (what a preview shows), when it gave one. */
+  detailedDiff?: Record<string, { kind: string; inputDiff: boolean }>;
 }
 
 export interface HarnessResult {

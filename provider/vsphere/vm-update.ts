@@ -102,9 +102,11 @@ export function planUpdate(view: VmView, want: VmChanges): UpdatePlan {
   // CPU and memory.
   const cpus = want.cpus ?? view.cpus;
   const cores = want.coresPerSocket ?? view.coresPerSocket;
-  if (!Number.isInteger(cpus) || cpus < 1) throw new VmUpdateError("cpus", `must be a positive integer, got ${cpus}`);
-  if (!Number.isInteger(cores) || cores < 1 || cpus % cores !== 0) {
-    throw new VmUpdateError("coresPerSocket", `${cores} does not divide cpus (${cpus}): give a coresPerSocket that does`);
+  if (want.cpus !== undefined || want.coresPerSocket !== undefined) {
+    if (!Number.isInteger(cpus) || cpus < 1) throw new VmUpdateError("cpus", `must be a positive integer, got ${cpus}`);
+    if (!Number.isInteger(cores) || cores < 1 || cpus % cores !== 0) {
+      throw new VmUpdateError("coresPerSocket", `${cores} does not divide cpus (${cpus}): give a coresPerSocket that does`);
+    }
   }
   if (cpus !== view.cpus) {
     const c = `cpus ${view.cpus} → ${cpus}`;
@@ -123,7 +125,7 @@ export function planUpdate(view: VmView, want: VmChanges): UpdatePlan {
     const c = `memoryMb ${view.memoryMb} → ${want.memoryMb}`;
     spec.memoryMB = want.memoryMb;
     changes.push(c);
-    hot(c, want.memoryMb < view.memoryMb ? "memory cannot shrink while powered on" : view.memoryHotAdd ? undefined : "memory hot add is off");
+    hot(c, memoryRefused(view, want.memoryMb));
   }
   for (const [field, have, wanted] of [
     ["cpuAllocation", view.cpuAllocation, want.cpuAllocation],
@@ -173,6 +175,24 @@ export function planUpdate(view: VmView, want: VmChanges): UpdatePlan {
     disk,
     powerState: { from, to },
   };
+}
+
+/** Linux guests take memory hot-added past this only from a VM that had more (VMware KB 2008405). */
+const LINUX_HOT_ADD_BOUNDARY_MB = 3072;
+
+/**
+ * Why a running VM cannot take `mb` of memory live, or undefined when it can. The 3 GB
+ * rule of Linux guests (hot-add from 3 GB or less to more is refused, KB 2008405 and
+ * terraform-provider-vsphere#1352) is applied to every guest but Windows: at worst a
+ * power cycle that was not needed.
+ */
+function memoryRefused(view: VmView, mb: number): string | undefined {
+  if (mb < view.memoryMb) return "memory cannot shrink while powered on";
+  if (!view.memoryHotAdd) return "memory hot add is off";
+  if (!/^win/i.test(view.guestId) && view.memoryMb <= LINUX_HOT_ADD_BOUNDARY_MB && mb > LINUX_HOT_ADD_BOUNDARY_MB) {
+    return `memory hot add cannot cross ${LINUX_HOT_ADD_BOUNDARY_MB} MB on this guest`;
+  }
+  return undefined;
 }
 
 /** The ResourceAllocationInfo fields that change; undefined when none does. */
@@ -269,7 +289,9 @@ function planNics(view: VmView, wanted: readonly NicOptions[], deviceChange: Obj
 /** The root disk's growth: an edit of a disk without parents, a consolidation of a linked clone's. */
 function planDisk(view: VmView, wantKb: number | undefined, deviceChange: Obj[], changes: string[], hot: Hot): DiskGrowth | undefined {
   const root = rootDiskOf(view);
-  if (wantKb === undefined || !root || wantKb === root.capacityKb) return undefined;
+  if (wantKb === undefined) return undefined;
+  if (!root) throw new VmUpdateError("rootDiskGb", "the VM has no disk to grow");
+  if (wantKb === root.capacityKb) return undefined;
   if (!Number.isInteger(wantKb) || wantKb < root.capacityKb) {
     throw new VmUpdateError("rootDiskGb", `${gb(wantKb)} is smaller than the disk's ${gb(root.capacityKb)} GB: a disk can only grow`);
   }

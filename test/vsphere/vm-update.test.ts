@@ -84,8 +84,8 @@ const deviceChange = (p: UpdatePlan) => (p.spec?.deviceChange ?? []) as Array<{ 
 
 describe("planUpdate: CPU and memory", () => {
   it("grows CPUs and memory live when hot add is on: one spec, no power cycle", () => {
-    const p = planUpdate(view({ cpuHotAdd: true, memoryHotAdd: true }), { cpus: 4, memoryMb: 4096 });
-    expect(p.spec).toEqual({ numCPUs: 4, memoryMB: 4096 });
+    const p = planUpdate(view({ cpuHotAdd: true, memoryHotAdd: true }), { cpus: 4, memoryMb: 3072 });
+    expect(p.spec).toEqual({ numCPUs: 4, memoryMB: 3072 });
     expect(p.powerCycle).toEqual([]);
     expect(p.powerOffFirst).toBe(false);
     expect(p.powerState).toEqual({ from: "poweredOn", to: "poweredOn" });
@@ -95,6 +95,10 @@ describe("planUpdate: CPU and memory", () => {
     expect(planUpdate(view(), { cpus: 4 }).powerCycle).toEqual(["cpus 2 → 4: CPU hot add is off"]);
     expect(planUpdate(view({ memoryHotAdd: true }), { memoryMb: 1024 }).powerCycle).toEqual(["memoryMb 2048 → 1024: memory cannot shrink while powered on"]);
     expect(planUpdate(view({ memoryHotAdd: false }), { memoryMb: 4096 }).powerCycle).toEqual(["memoryMb 2048 → 4096: memory hot add is off"]);
+    // A Linux guest's hot add cannot cross 3 GB (KB 2008405); a Windows guest's can.
+    expect(planUpdate(view({ memoryHotAdd: true }), { memoryMb: 4096 }).powerCycle).toEqual(["memoryMb 2048 → 4096: memory hot add cannot cross 3072 MB on this guest"]);
+    expect(planUpdate(view({ memoryHotAdd: true, guestId: "windows9Server64Guest" }), { memoryMb: 4096 }).powerCycle).toEqual([]);
+    expect(planUpdate(view({ memoryHotAdd: true, memoryMb: 4096 }), { memoryMb: 8192 }).powerCycle).toEqual([]);
     expect(planUpdate(view({ cpuHotAdd: true }), { cpus: 1 }).powerCycle).toEqual(["cpus 2 → 1: CPUs cannot be removed while powered on"]);
     const cores = planUpdate(view({ cpuHotAdd: true }), { cpus: 4, coresPerSocket: 2 });
     expect(cores.spec).toEqual({ numCPUs: 4, numCoresPerSocket: 2 });

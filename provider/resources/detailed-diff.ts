@@ -9,11 +9,13 @@
 //     if (result.replaces && result.replaces.length !== 0) resp.setReplacesList(result.replaces);
 //
 // so `replaces` is the one value that reaches the response object untouched. `forEngine`
-// (called by handler.ts on every diff the host asks for) hands the host, in place of
-// `replaces`, a marker array: the real replace keys, or the single SENTINEL when there
-// are none, with the detailed diff under a hidden symbol. The host's DiffResponse class
-// has its setReplacesList patched (here, in the host's own process) to take the marker
-// apart: the real replaces list, `diffs`, the detailedDiff map and hasDetailedDiff.
+// hands the host, in place of `replaces`, a marker array: the real replace keys, or the
+// single SENTINEL when there are none, with the detailed diff under a hidden symbol. The
+// host's DiffResponse class has its setReplacesList patched (here, in the host's own
+// process) to take the marker apart: the real replaces list, `diffs`, the detailedDiff
+// map and hasDetailedDiff. handler.ts's handle() calls forEngine on every diff: the one
+// way in for every provider object, those serialised in old states too, so the
+// serialised text of provider.ts stays as it is.
 //
 // Why this is sound:
 // - A marker is only ever made in a process whose DiffResponse class carries the patch:

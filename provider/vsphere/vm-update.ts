@@ -256,8 +256,11 @@ function planNics(view: VmView, wanted: readonly NicOptions[], deviceChange: Obj
     if (h.model !== model) {
       const mac = w.macAddress ?? (h.addressType === "manual" ? h.macAddress : undefined);
       const c = `nics[${i}] model ${h.model} → ${model}`;
+      const added = nicChange({ ...w, ...(mac !== undefined ? { macAddress: mac } : {}) }, { type: NIC_DEVICE_TYPES[model], key: NEW_NIC_KEY - i });
       deviceChange.push({ operation: "remove", device: h.device });
-      deviceChange.push(nicChange({ ...w, ...(mac !== undefined ? { macAddress: mac } : {}) }, { type: NIC_DEVICE_TYPES[model], key: NEW_NIC_KEY - i }));
+      // The new card takes the old one's slot (its PCI controller and unit), so the guest
+      // finds it where the old card was.
+      deviceChange.push({ ...added, device: { ...(added.device as Obj), ...slotOf(h.device) } });
       changes.push(c);
       hot(c, refusedFor(h));
       continue;
@@ -284,6 +287,15 @@ function planNics(view: VmView, wanted: readonly NicOptions[], deviceChange: Obj
       hot(c, refusedFor(h));
     }
   }
+}
+
+/** A device's controllerKey and unitNumber as read, those it has. */
+function slotOf(device: unknown): Obj {
+  const d = (typeof device === "object" && device !== null ? device : {}) as Obj;
+  return {
+    ...(d.controllerKey !== undefined ? { controllerKey: d.controllerKey } : {}),
+    ...(d.unitNumber !== undefined ? { unitNumber: d.unitNumber } : {}),
+  };
 }
 
 /** The root disk's growth: an edit of a disk without parents, a consolidation of a linked clone's. */

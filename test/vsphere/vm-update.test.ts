@@ -29,7 +29,7 @@ import { startVcsim, type Vcsim } from "../vcsim/index.js";
 // The plan, from literal views
 
 const BASE = "[ds] cache/img/img.vmdk";
-const nicDevice = (key: number, type: string) => ({ $type: type, key: String(key), macAddress: "00:50:56:00:00:01" });
+const nicDevice = (key: number, type: string) => ({ $type: type, key: String(key), macAddress: "00:50:56:00:00:01", controllerKey: "100", unitNumber: "7" });
 
 function view(over: Partial<VmView> = {}): VmView {
   return {
@@ -189,7 +189,7 @@ describe("planUpdate: metadata, annotation, NICs", () => {
       ["add", "VirtualE1000e"],
       ["add", "VirtualVmxnet3"],
     ]);
-    expect(dc[1]!.device).toMatchObject({ addressType: "manual", macAddress: "00:50:56:00:00:01" });
+    expect(dc[1]!.device).toMatchObject({ addressType: "manual", macAddress: "00:50:56:00:00:01", controllerKey: "100", unitNumber: "7" });
     expect(dc[2]!.device).toMatchObject({ addressType: "generated", backing: { deviceName: "Other" } });
     expect(p.powerCycle).toEqual([]);
     const generated = view({ nics: [{ ...view().nics[0]!, addressType: "generated" }] });
@@ -300,6 +300,12 @@ async function extraConfigKeys(vm: MoRef): Promise<string[]> {
   return list.map((o) => o.key);
 }
 
+/** A device's PCI controller and unit, as read. */
+function slot(n: { device: unknown }): unknown[] {
+  const d = n.device as Record<string, unknown>;
+  return [d.controllerKey, d.unitNumber];
+}
+
 async function sizes(folder: DatastorePath): Promise<Record<string, number | undefined>> {
   return Object.fromEntries((await listFolder(client, dc, folder, { details: true })).map((e) => [e.name, e.size]));
 }
@@ -373,6 +379,7 @@ describe("applyUpdate: NICs, metadata, annotation", () => {
       ["vmxnet3", "standard"],
     ]);
     expect([nics[0]!.macAddress, nics[0]!.addressType]).toEqual(["00:50:56:aa:bb:01", "manual"]);
+    expect(slot(nics[0]!)).toEqual(slot([...vm.nics].sort((a, b) => a.key - b.key)[0]!)); // the replaced card's slot
     expect(nics[1]!.key).toBe(e1000.key); // moved in place: the same card
     expect(nics[1]!.backing).toEqual(dvpg);
     expect(first.after.powerState).toBe("poweredOn");

@@ -14,15 +14,16 @@ import (
 
 // Reconfiguring a VM in place as vCenter does, where the simulator differs (it
 // applies any ReconfigVM_Task spec whatever the VM's state):
-//   - CPU and memory while powered on: ReconfigVM_Task's reference lists
-//     InvalidPowerState, "if the power state is poweredOn and the virtual hardware
-//     cannot support the configuration changes": more CPUs without cpuHotAddEnabled,
-//     fewer without cpuHotRemoveEnabled, another numCoresPerSocket, more memory
-//     without memoryHotAddEnabled, less memory at all (there is no memory hot
-//     remove), and a change of the hot-add flags themselves ("This attribute can only
-//     be set when the virtual machine is powered-off", ConfigSpec.cpuHotAddEnabled).
-//     The message is vCenter's for that fault: "The attempted operation cannot be
-//     performed in the current state (Powered on)." (pyvmomi-community-samples#265).
+//   - CPU and memory while powered on: ReconfigVM_Task's reference (pyvmomi's
+//     docs/vim/VirtualMachine.rst) raises InvalidPowerState "if the power state is
+//     poweredOn and the virtual hardware cannot support the configuration changes":
+//     more CPUs without cpuHotAddEnabled, fewer without cpuHotRemoveEnabled, another
+//     numCoresPerSocket, more memory without memoryHotAddEnabled, less memory at all
+//     (there is no memory hot remove), and a change of the hot-add flags themselves
+//     ("This attribute can only be set when the virtual machine is powered-off",
+//     ConfigSpec.cpuHotAddEnabled). The message is vCenter's for that fault: "The
+//     attempted operation cannot be performed in the current state (Powered on)."
+//     (pyvmomi-community-samples#265).
 //   - A disk edited to a larger capacityInKB whose backing has a parent (a linked
 //     clone's delta, a snapshot's redo log) is refused: InvalidDeviceOperation on the
 //     device, "Invalid operation for device '0'. Disks with parents cannot be
@@ -30,10 +31,11 @@ import (
 //     shows the fault type). Otherwise vCenter extends the disk's file in the task;
 //     the simulator only records the number, so the harness grows the extent and the
 //     descriptor as ExtendVirtualDisk_Task does, and both capacity fields read back.
-//   - extraConfig: ConfigSpec.extraConfig's reference, "If the key is already present,
-//     it will be reset with the new value provided. Otherwise, a new option is added.
-//     Keys with empty values will be removed." The simulator appends every entry, so
-//     a key set twice read back twice and an empty value stayed.
+//   - extraConfig: ConfigSpec.extraConfig's reference (docs/vim/vm/ConfigSpec.rst),
+//     "If the key is already present, it will be reset with the new value provided.
+//     Otherwise, a new option is added. Keys with empty values will be removed." The
+//     simulator appends every entry, so a key set twice read back twice and an empty
+//     value stayed.
 //   - CopyVirtualDisk_Task of a delta disk writes one standalone disk with the
 //     chain's content (ESXi consolidates the chain; Nova's vmops._resize_disk copies a
 //     linked clone's disk this way before it extends it). The simulator copies

@@ -452,6 +452,24 @@ describe("applyUpdate: root disk growth", () => {
   });
 });
 
+describe("applyUpdate: a failed step of a linked clone's growth", () => {
+  for (const method of ["CopyVirtualDisk_Task", "ExtendVirtualDisk_Task"] as const) {
+    it(`${method} failing: the VM back on its linked clone, the cached base kept, the re-run completes`, async () => {
+      const vm = await spawn(`upd-fail-${method.slice(0, 4).toLowerCase()}`);
+      await sim.control.addRule({ kind: "taskError", method, fault: "NoDiskSpace", message: "no space" });
+      const err = await rejection(applyUpdate(client, dc, vm, planUpdate(vm, { rootDiskKb: 8192 })));
+      await sim.control.clearRules();
+      expect(err.message).toMatch(/no space/);
+      const between = (await readVm(client, vm.vm))!;
+      expect([between.disks[0]!.parents, between.powerState]).toEqual([[base.toString()], "poweredOn"]);
+      expect(await fileExists(client, dc, base)).toBe(true);
+      const { after } = await update(vm, { rootDiskKb: 8192 });
+      expect(after.disks[0]).toMatchObject({ parents: [], capacityKb: 8192 });
+      expect(after.powerState).toBe("poweredOn");
+    });
+  }
+});
+
 describe("the simulator reconfigures as vCenter", () => {
   const reconfigure = (vm: MoRef, s: Record<string, unknown>) => runTask(client, "ReconfigVM_Task", vm, { spec: s });
 

@@ -205,7 +205,8 @@ nic = vim.vm.device.VirtualVmxnet3(key=-1, addressType="generated",
     backing=vim.vm.device.VirtualEthernetCard.NetworkBackingInfo(deviceName=net.name, network=net),
     connectable=vim.vm.device.VirtualDevice.ConnectInfo(startConnected=True, allowGuestControl=True, connected=False))
 change = vim.vm.device.VirtualDeviceSpec(operation="add", device=nic)
-task = vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change], annotation="schema", numCPUs=2))
+# numCPUs as the VM has it: the VM runs, and vCenter refuses more CPUs without CPU hot add.
+task = vm.ReconfigVM_Task(vim.vm.ConfigSpec(deviceChange=[change], annotation="schema", numCPUs=1))
 
 # Wait for the task by CreateFilter + WaitForUpdatesEx, as pyVim.task does.
 filt = pc.CreateFilter(vmodl.query.PropertyCollector.FilterSpec(

@@ -127,6 +127,17 @@ export function planUpdate(view: VmView, want: VmChanges): UpdatePlan {
     changes.push(c);
     hot(c, memoryRefused(view, want.memoryMb));
   }
+  for (const [field, specField, have, wanted] of [
+    ["cpuHotAdd", "cpuHotAddEnabled", view.cpuHotAdd, want.cpuHotAdd],
+    ["memoryHotAdd", "memoryHotAddEnabled", view.memoryHotAdd, want.memoryHotAdd],
+  ] as const) {
+    if (wanted !== undefined && wanted !== have) {
+      const c = `${field} ${have} → ${wanted}`;
+      spec[specField] = wanted;
+      changes.push(c);
+      hot(c, `${field} changes only while powered off`);
+    }
+  }
   for (const [field, have, wanted] of [
     ["cpuAllocation", view.cpuAllocation, want.cpuAllocation],
     ["memoryAllocation", view.memoryAllocation, want.memoryAllocation],

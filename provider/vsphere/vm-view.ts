@@ -86,6 +86,9 @@ export interface VmChanges {
   cpus?: number;
   coresPerSocket?: number;
   memoryMb?: number;
+  /** CPU / memory hot add (vCenter changes them only while the VM is off). */
+  cpuHotAdd?: boolean;
+  memoryHotAdd?: boolean;
   cpuAllocation?: AllocationOptions;
   memoryAllocation?: AllocationOptions;
   /** The root disk's wanted size in KB: growth only. */

@@ -106,6 +106,13 @@ describe("planUpdate: CPU and memory", () => {
     expect(cores.powerOffFirst).toBe(true);
   });
 
+  it("turns CPU / memory hot add on or off only while powered off", () => {
+    const p = planUpdate(view(), { cpuHotAdd: true, memoryHotAdd: false, cpus: 4 });
+    expect(p.spec).toEqual({ numCPUs: 4, cpuHotAddEnabled: true });
+    expect(p.powerCycle).toEqual(["cpus 2 → 4: CPU hot add is off", "cpuHotAdd false → true: cpuHotAdd changes only while powered off"]);
+    expect(planUpdate(view({ powerState: "poweredOff" }), { memoryHotAdd: true }).spec).toEqual({ memoryHotAddEnabled: true });
+  });
+
   it("needs no power cycle for a VM that is off, or that is to end off", () => {
     const off = planUpdate(view({ powerState: "poweredOff" }), { cpus: 1, memoryMb: 1024 });
     expect(off.powerCycle).toEqual([]);
@@ -342,6 +349,15 @@ describe("applyUpdate: CPU and memory", () => {
     const { methods, after } = await update(vm, { cpus: 4 });
     expect([methods.PowerOffVM_Task, methods.ReconfigVM_Task, methods.PowerOnVM_Task, methods.SuspendVM_Task]).toEqual([1, 1, 1, 1]);
     expect([after.cpus, after.powerState]).toEqual([4, "suspended"]);
+  });
+
+  it("turns hot add on with a power cycle; the next CPU growth is live", async () => {
+    const vm = await spawn("upd-flags");
+    const first = await update(vm, { cpuHotAdd: true, memoryHotAdd: true });
+    expect([first.methods.PowerOffVM_Task, first.methods.PowerOnVM_Task]).toEqual([1, 1]);
+    expect([first.after.cpuHotAdd, first.after.memoryHotAdd, first.after.powerState]).toEqual([true, true, "poweredOn"]);
+    const second = await update(vm, { cpus: 4, memoryMb: 512 });
+    expect(second.methods).toEqual({ ReconfigVM_Task: 1, RetrievePropertiesEx: 1 });
   });
 
   it("ends in the wanted power state: off, with no power-on", async () => {

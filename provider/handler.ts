@@ -12,6 +12,7 @@ import { CONFIG_KEYS, ConfigError, InvalidCredentialsError, clientOptions, confi
 import { forEngine } from "./resources/detailed-diff.js";
 import type { DetailedDiffResult, HandlerContext, ResourceHandler } from "./resources/handler-types.js";
 import { imageHandler } from "./resources/image.js";
+import { instanceHandler } from "./resources/instance.js";
 import { portGroupHandler } from "./resources/port-group.js";
 import { VimClient } from "./vsphere/client.js";
 import { InvalidLoginFault } from "./vsphere/errors.js";
@@ -19,6 +20,7 @@ import { InvalidLoginFault } from "./vsphere/errors.js";
 const HANDLERS: Record<string, ResourceHandler> = {
   PortGroup: portGroupHandler,
   Image: imageHandler,
+  Instance: instanceHandler,
 };
 
 type Getter = (key: string) => string | undefined;

@@ -8,6 +8,8 @@
  */
 export { Image, ImageInUseError } from "./resources/image.js";
 export type { ImageArgs, ImageCopy, ImageState } from "./resources/image.js";
+export { Instance } from "./resources/instance.js";
+export type { InstanceArgs, InstanceState, NetworkArgs, RootDiskState } from "./resources/instance.js";
 export { PortGroup } from "./resources/port-group.js";
 export type { PortGroupArgs, PortGroupState } from "./resources/port-group.js";
 export { CONFIG_KEYS, ConfigError, resolveConfig } from "./config.js";

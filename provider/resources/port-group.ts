@@ -159,7 +159,8 @@ export class PortGroup extends pulumi.dynamic.Resource {
     super(
       portGroupProvider,
       name,
-      { ...Object.fromEntries(OUTPUT_KEYS.map((k) => [k, undefined])), ...args },
+      // Every declared property in the inputs, or the engine never makes it an output (kind, switch, ... when not given).
+      { ...Object.fromEntries([...INPUT_KEYS, ...OUTPUT_KEYS].map((k) => [k, undefined])), ...args },
       opts,
       "vmware",
       "PortGroup",

@@ -220,7 +220,7 @@ export class TaskTimeoutError extends VSphereError {
 }
 
 /** What a look-up was for: callers map it to the input that named it. */
-export type NotFoundKind = "datacenter" | "cluster" | "host" | "vswitch" | "switch" | "portgroup" | "network" | "datastore" | "vm" | "object";
+export type NotFoundKind = "datacenter" | "cluster" | "host" | "vswitch" | "switch" | "portgroup" | "network" | "datastore" | "vm" | "resourcePool" | "folder" | "image" | "object";
 
 /**
  * A look-up found nothing (a cluster, datastore, network or VM by name), or found

@@ -7,10 +7,13 @@
 //   - full copy: the base copied into the VM's own folder and grown to the root size (the
 //     folder exists before the create, so the create names it: files.vmPathName
 //     `[ds] <vm>/<vm>.vmx`, or vCenter would make another folder beside it).
-// What this call made for this VM alone (the full copy's folder) is undone by `undo`;
-// shared things (the cache copy, a sized base) stay for other VMs and the cache policy.
+// What this call made for this VM alone is undone by `undo`: the full copy's folder, or a
+// sized base this call made that no VM uses and no other create in this process waits
+// for. Shared things (the cache copy, a sized base others use) stay for other VMs and
+// the cache policy. `done` ends this call's hold on the base once the VM links to it.
 import type { VimClient } from "./client.js";
-import { copyVirtualDisk, DatastorePath, deleteFile, extendVirtualDisk, makeDirectory } from "./datastore.js";
+import { copyVirtualDisk, DatastorePath, deleteFile, deleteVirtualDisk, extendVirtualDisk, makeDirectory } from "./datastore.js";
+import { diskUsage } from "./disk-users.js";
 import { cacheLocation, copyToDatastore, ensureSizedBase } from "./image-cache.js";
 import type { Datacenter } from "./inventory.js";
 import type { RootDiskOptions } from "./vm-spec.js";
@@ -38,8 +41,25 @@ export interface PreparedRootDisk {
   disk: RootDiskOptions;
   /** The base the disk comes from (the cached disk, or a sized base). */
   base: DatastorePath;
-  /** Removes what was made for this VM alone (a full copy's folder); shared bases stay. */
+  /** Removes what was made for this VM alone (a full copy's folder, a sized base nobody else uses); shared bases stay. */
   undo(): Promise<void>;
+  /** The VM exists and links to the base: this call no longer holds it. */
+  done(): void;
+}
+
+// Sized bases that creates in this process are about to link to (path -> count): a base
+// one create made must not be removed by its undo while another create is using it.
+const holds = new Map<string, number>();
+function hold(path: string): () => void {
+  holds.set(path, (holds.get(path) ?? 0) + 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    const n = (holds.get(path) ?? 1) - 1;
+    if (n <= 0) holds.delete(path);
+    else holds.set(path, n);
+  };
 }
 
 /** Makes the root disk ready for vm-spec's rootDisk (see the file comment). */
@@ -56,11 +76,19 @@ export async function prepareRootDisk(client: VimClient, r: RootDiskRequest): Pr
   const nothing = async () => {};
 
   if (r.linkedClone) {
-    const base = grow
-      ? (await ensureSizedBase(client, { datacenter: dc, datastore: r.datastore, cachePrefix: r.cachePrefix, imageId: r.imageId, rootGb: r.rootGb!, capacityBytes: r.capacityBytes })).path
-      : cached;
     const capacityKb = (grow ? r.rootGb! * GiB : r.capacityBytes) / 1024;
-    return { disk: { kind: "linkedClone", base, capacityKb }, base, undo: nothing };
+    if (!grow) return { disk: { kind: "linkedClone", base: cached, capacityKb }, base: cached, undo: nothing, done: () => {} };
+    const sized = await ensureSizedBase(client, { datacenter: dc, datastore: r.datastore, cachePrefix: r.cachePrefix, imageId: r.imageId, rootGb: r.rootGb!, capacityBytes: r.capacityBytes });
+    const key = sized.path.toString();
+    const release = hold(key);
+    const undo = async () => {
+      release();
+      if (!sized.made || holds.has(key)) return;
+      const usage = await diskUsage(client, [sized.path]);
+      if ((usage.users.get(key)?.length ?? 0) > 0 || usage.unreadable.length > 0) return;
+      await deleteVirtualDisk(client, dc, sized.path);
+    };
+    return { disk: { kind: "linkedClone", base: sized.path, capacityKb }, base: sized.path, undo, done: release };
   }
 
   const folder = new DatastorePath(r.datastore, r.vmName);
@@ -77,5 +105,5 @@ export async function prepareRootDisk(client: VimClient, r: RootDiskRequest): Pr
     throw err;
   }
   const capacityKb = (grow ? r.rootGb! * GiB : r.capacityBytes) / 1024;
-  return { disk: { kind: "copy", fileName, capacityKb }, base: cached, undo };
+  return { disk: { kind: "copy", fileName, capacityKb }, base: cached, undo, done: () => {} };
 }

@@ -4,15 +4,15 @@
 // with a VM another creator made at the same moment (Nova's lock is in-process only),
 // then power on. A failure at any step after the create removes the VM (vm-lifecycle.ts:
 // its folder with its delta disk; the cached base is never touched).
-import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { hostFor } from "./host-select.js";
 import type { Cluster } from "./inventory.js";
-import { PropertyCollector } from "./property.js";
 import { moRef } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 import { runTask } from "./task.js";
 import { removeVm, setPowerState } from "./vm-lifecycle.js";
+import { readVm } from "./vm-read.js";
+import type { VmView } from "./vm-view.js";
 import { buildVmConfigSpec, matchDevices, plannedDevices, type VmSpecOptions } from "./vm-spec.js";
 import { VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
 
@@ -27,6 +27,8 @@ export interface SpawnOptions {
   /** Give the VM a VNC console (default true). */
   vnc?: boolean | { keyMap?: string };
   powerOn?: boolean;
+  /** Suspend it after the power on (an instance whose wanted state is suspended). */
+  suspend?: boolean;
 }
 
 export interface SpawnedVm {
@@ -36,6 +38,8 @@ export interface SpawnedVm {
   vncPort: number | undefined;
   /** The devices by role (controller, disk, nic0, ...) and the keys vCenter gave them. */
   devices: Record<string, number>;
+  /** The VM as vCenter has it now (vm-read.ts). */
+  view: VmView;
 }
 
 /** Tries at moving a VNC port that another new VM took at the same moment. */
@@ -43,9 +47,6 @@ const VNC_TRIES = 10;
 
 // Ports this process is handing out now: concurrent spawns in one process never pick alike.
 const reserved = new WeakMap<VimClient, Set<number>>();
-
-// The devices as vCenter made them (matchDevices reads them), and where the VM runs.
-const Created = z.object({ "config.hardware.device": z.unknown(), "runtime.host": moRef.optional() });
 
 /** Creates, checks the VNC port, powers on; removes the VM again if any step fails. */
 export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<SpawnedVm> {
@@ -71,10 +72,11 @@ export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<Sp
     );
     try {
       if (port !== undefined) port = await settleVncPort(client, vm, port, cluster, opts.spec.name, held);
-      if (opts.powerOn ?? true) await setPowerState(client, vm, "poweredOff", "poweredOn");
-      const read = await new PropertyCollector(client).get(vm, Created);
-      const devices = matchDevices(plannedDevices(opts.spec), read["config.hardware.device"]);
-      return { vm, host: read["runtime.host"] ?? host, vncPort: port, devices: Object.fromEntries(devices) };
+      if (opts.powerOn ?? true) await setPowerState(client, vm, "poweredOff", opts.suspend ? "suspended" : "poweredOn");
+      // One read of everything the caller keeps: devices, host, the MACs vCenter generated.
+      const view = await readVm(client, vm);
+      if (!view) throw new Error(`VM ${vm.value} disappeared right after its create`);
+      return { vm, host: view.host ?? host, vncPort: port, devices: devicesOf(opts.spec, view), view };
     } catch (err) {
       await removeVm(client, dc, vm).catch((cleanup: unknown) => {
         client.log({ level: "warn", event: "cleanup", message: `could not remove VM ${vm.value} after a failed create: ${(cleanup as Error).message}` });
@@ -105,4 +107,19 @@ async function settleVncPort(client: VimClient, vm: MoRef, port: number, cluster
     current = next;
   }
   throw new Error(`VNC port of ${vm.value}: still colliding after ${VNC_TRIES} moves (another process keeps taking the same ports)`);
+}
+
+/** The planned devices found in the VM as read: role -> the key vCenter gave. */
+function devicesOf(spec: Omit<VmSpecOptions, "vnc">, view: VmView): Record<string, number> {
+  const read = [
+    ...view.controllers.map((c) => ({ $type: c.type, key: c.key, busNumber: c.busNumber })),
+    ...view.disks.map((d) => d.device),
+    ...view.nics.map((n) => n.device),
+    ...view.serialPorts.map((p) => ({ $type: "VirtualSerialPort", key: p.key })),
+  ];
+  const found = Object.fromEntries(matchDevices(plannedDevices(spec), read));
+  // The CD-ROM: the one with the ISO on it.
+  const cdrom = spec.cdromIso !== undefined ? view.cdroms.find((c) => c.iso !== undefined) : undefined;
+  if (cdrom) found.cdrom = cdrom.key;
+  return found;
 }

@@ -1,4 +1,5 @@
 // Starts and stops the embedded vCenter simulator (test infrastructure).
+import { appendFileSync } from "node:fs";
 import { spawn, type ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { ensureVcsim } from "./build.mjs";
@@ -110,12 +111,15 @@ export function vcsimArgs(options: VcsimOptions): string[] {
  */
 export async function startVcsim(options: VcsimOptions = {}, startTimeoutMs = 60_000): Promise<Vcsim> {
   const binary = ensureVcsim({ quiet: true });
-  const child = spawn(binary, ["--exit-on-stdin-eof", "--quiet", ...vcsimArgs(options)], {
+  // VCSIM_LOG=<file>: the simulator's whole stderr (its request log, panics) appended there, for debugging.
+  const logFile = process.env.VCSIM_LOG;
+  const child = spawn(binary, ["--exit-on-stdin-eof", ...(logFile ? [] : ["--quiet"]), ...vcsimArgs(options)], {
     stdio: ["pipe", "pipe", "pipe"],
   });
   let stderr = "";
   child.stderr?.on("data", (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
+    if (logFile) appendFileSync(logFile, d);
   });
   const info = await new Promise<VcsimInfo>((resolve, reject) => {
     const timer = setTimeout(() => {

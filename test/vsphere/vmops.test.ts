@@ -61,6 +61,8 @@ describe("spawnVm", () => {
     expect(methods.CreateVM_Task).toBe(1);
     expect(methods.ReconfigVM_Task).toBeUndefined();
     expect(Object.keys(made.devices).sort()).toEqual(["controller", "disk", "nic0"]);
+    expect(made.view.disks.map((d) => d.key)).toEqual([made.devices.disk]);
+    expect(made.view.vncPort).toBe(made.vncPort);
     expect(cluster.hosts.some((h) => h.equals(made.host!))).toBe(true);
     expect(made.vncPort).toBeGreaterThanOrEqual(VNC_PORTS.first);
     expect((await vmState(client, made.vm))?.powerState).toBe("poweredOn");

@@ -1,0 +1,716 @@
+// Instance: a VM in the cluster booted from a cached image, as Nova's VMware driver
+// spawns an instance — a linked clone of the cached base (or a full copy), the
+// flavor's CPUs, memory and root disk, NICs on port groups, a VNC console and a serial
+// port — made by one CreateVM_Task (vmops.ts), refreshed from vCenter, resized and
+// re-wired in place (vm-update.ts), and removed without Destroy_Task (vm-lifecycle.ts).
+// This file stays thin: inputs and state; the work is in provider/vsphere.
+import * as pulumi from "@pulumi/pulumi";
+import { randomUUID } from "node:crypto";
+import type { DriverConfig } from "../config.js";
+import type { VimClient } from "../vsphere/client.js";
+import { DatastorePath } from "../vsphere/datastore.js";
+import { NotFoundError } from "../vsphere/errors.js";
+import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
+import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
+import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
+import { MoRef } from "../vsphere/soap/xml.js";
+import { prepareRootDisk } from "../vsphere/root-disk.js";
+import { removeVm } from "../vsphere/vm-lifecycle.js";
+import { findResourcePool, findVmFolder } from "../vsphere/vm-placement.js";
+import { findVm, readVm } from "../vsphere/vm-read.js";
+import type { NicOptions, RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
+import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
+import type { VmChanges, VmView } from "../vsphere/vm-view.js";
+import { spawnVm } from "../vsphere/vmops.js";
+import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { topKey, withDetail, type DetailEntry } from "./detailed-diff.js";
+import type { HandlerContext, ResourceHandler } from "./handler-types.js";
+import { isUnknown } from "./handler-types.js";
+import { canonical } from "./image-inputs.js";
+import {
+  CLASS_INPUT_KEYS,
+  INPUT_KEYS,
+  InputsSchema,
+  POWER_STATES,
+  guestIdFailure,
+  powerInputOf,
+  sharesOf,
+  type ImageInfo,
+  type ImageLike,
+  type InstanceArgs,
+  type Inputs,
+  type NetworkArgs,
+  type NetworkInput,
+} from "./instance-inputs.js";
+import { chooseVmDatastore, diskPlan, imageInfoById } from "./instance-placement.js";
+import { dynamicProvider } from "./provider.js";
+
+export type { InstanceArgs, NetworkArgs } from "./instance-inputs.js";
+
+const GiB = 2 ** 30;
+
+/** The root disk as vCenter has it. */
+export interface RootDiskState {
+  fileName: string;
+  capacityBytes: number;
+  /** The backing chain's parents, nearest first: a linked clone's cached (sized) base. */
+  parents: string[];
+  /** The controller's vim25 type. */
+  controller: string;
+}
+
+/** What the state holds: the inputs (as vCenter has them after a refresh) and what create learnt. */
+export interface InstanceState extends Inputs {
+  instanceUuid: string;
+  /** The VM's managed object id (vm-123). */
+  vmId: string;
+  /** The VM's name in vCenter (its instance uuid, as Nova names VMs). */
+  name: string;
+  datacenter: string;
+  clusterName: string;
+  datastore: string;
+  vmxPath: string;
+  host: string | undefined;
+  hostId: string | undefined;
+  vncPort: number | undefined;
+  vncHost: string | undefined;
+  imageKind: "disk" | "iso" | undefined;
+  adapterType: string | undefined;
+  /** The linked-clone mode the VM was made with (the image's linkedClone, else vmware:useLinkedClone). */
+  linkedClone: boolean | undefined;
+  /** Whether the root disk is a delta on a cached base now (a grown linked clone is consolidated, as Nova's resize). */
+  linkedCloneDisk: boolean;
+  cachePrefix: string;
+  guestIdActual: string;
+  rootDisk: RootDiskState | undefined;
+  macAddresses: string[];
+  /** The storage policy's id, when placed by one. */
+  storagePolicyId: string | undefined;
+  serialPortUri: string | undefined;
+  /** Why the last preview said the update needs a power cycle (computed by check). */
+  powerCycle?: string[];
+}
+
+const OUTPUT_KEYS = [
+  "instanceUuid",
+  "vmId",
+  "name",
+  "datacenter",
+  "vmxPath",
+  "host",
+  "hostId",
+  "vncPort",
+  "vncHost",
+  "imageKind",
+  "adapterType",
+  "linkedClone",
+  "linkedCloneDisk",
+  "cachePrefix",
+  "guestIdActual",
+  "rootDisk",
+  "macAddresses",
+  "storagePolicyId",
+  "serialPortUri",
+  "powerCycle",
+];
+
+/** Inputs whose change replaces the VM. */
+const REPLACE_KEYS = ["imageId", "datastore", "clusterName", "resourcePool", "folder", "storagePolicy", "guestId", "vnc"] as const;
+
+/**
+ * A VM booted from a cached image (a linked clone of it by default).
+ *
+ * Replaced when the image, datastore, cluster, resource pool, folder, storage policy,
+ * guestId, vnc, the image's adapter type or the linked-clone mode change. Updated in
+ * place: cpus, coresPerSocket, memoryMb (with a power cycle only where hot add cannot
+ * do it: the preview lists why in `powerCycle`), reservations, limits and shares,
+ * rootDiskGb growth, networks (added, removed, moved, another model), metadata,
+ * displayName and powerState.
+ *
+ * The resource id is the VM's instance uuid.
+ */
+export class Instance extends pulumi.dynamic.Resource {
+  declare readonly instanceUuid: pulumi.Output<string>;
+  declare readonly vmId: pulumi.Output<string>;
+  declare readonly name: pulumi.Output<string>;
+  declare readonly displayName: pulumi.Output<string>;
+  declare readonly cpus: pulumi.Output<number>;
+  declare readonly memoryMb: pulumi.Output<number>;
+  declare readonly powerState: pulumi.Output<"on" | "off" | "suspended">;
+  declare readonly datacenter: pulumi.Output<string>;
+  declare readonly clusterName: pulumi.Output<string>;
+  declare readonly datastore: pulumi.Output<string>;
+  declare readonly vmxPath: pulumi.Output<string>;
+  declare readonly host: pulumi.Output<string | undefined>;
+  declare readonly vncPort: pulumi.Output<number | undefined>;
+  declare readonly vncHost: pulumi.Output<string | undefined>;
+  declare readonly imageId: pulumi.Output<string | undefined>;
+  declare readonly linkedCloneDisk: pulumi.Output<boolean>;
+  declare readonly rootDisk: pulumi.Output<RootDiskState | undefined>;
+  declare readonly macAddresses: pulumi.Output<string[]>;
+  declare readonly storagePolicyId: pulumi.Output<string | undefined>;
+  declare readonly powerCycle: pulumi.Output<string[] | undefined>;
+
+  constructor(name: string, args: InstanceArgs, opts?: pulumi.CustomResourceOptions) {
+    // Every declared property must be in the inputs for the engine to make it an output.
+    const inputs: Record<string, unknown> = { ...Object.fromEntries([...INPUT_KEYS, ...OUTPUT_KEYS].map((k) => [k, undefined])), ...args };
+    if (args.image !== undefined) {
+      inputs.image = imageInput(args.image);
+      if (args.imageId === undefined) inputs.imageId = args.image.imageId;
+    }
+    // Each entry's PortGroup outputs taken directly (not through output() of the whole list),
+    // so the engine learns the dependency and makes the port group first.
+    const nets = args.networks;
+    if (Array.isArray(nets)) inputs.networks = pulumi.all(nets.map((n: pulumi.Input<NetworkArgs>) => (pulumi.Output.isInstance(n) ? n.apply(networkInput) : networkInput(n as NetworkArgs))));
+    else if (nets !== undefined) inputs.networks = pulumi.output(nets).apply((list) => pulumi.all(list.map(networkInput)));
+    inputs.resourceName = name;
+    inputs.resourceUrn = pulumi.createUrn(name, "pulumi-nodejs:dynamic/vmware:Instance", opts?.parent);
+    super(instanceProvider, name, inputs, opts, "vmware", "Instance");
+  }
+}
+
+const instanceProvider = dynamicProvider("Instance");
+
+/** An Image's outputs as the `image` input. */
+function imageInput(img: ImageLike): pulumi.Output<Record<string, unknown>> {
+  return pulumi.all([img.imageId, img.kind, img.adapterType, img.osType, img.linkedClone, img.capacityBytes, img.cachePrefix, img.cached]).apply(
+    ([imageId, kind, adapterType, osType, linkedClone, capacityBytes, cachePrefix, cached]) =>
+      Object.fromEntries(
+        Object.entries({ imageId, kind, adapterType, osType, linkedClone, capacityBytes, cachePrefix, datastores: Object.keys(cached ?? {}) }).filter(([, v]) => v !== undefined),
+      ),
+  );
+}
+
+type PortGroupLike = { kind: pulumi.Input<"standard" | "distributed" | undefined>; name: pulumi.Input<string>; switchUuid: pulumi.Input<string | undefined>; portgroupKey: pulumi.Input<string | undefined> };
+
+/** A NetworkArgs (its portGroup maybe a PortGroup resource) as the plain `networks` entry. */
+function networkInput(n: NetworkArgs): pulumi.Output<Record<string, unknown>> {
+  const pg = n.portGroup;
+  const rest = pulumi.all([n.switchUuid, n.portgroupKey, n.model, n.macAddress]);
+  // A PortGroup resource (its outputs say which kind); output() of a resource would be its id.
+  if (pg !== undefined && typeof pg === "object" && (pulumi.CustomResource.isInstance(pg) || (!pulumi.Output.isInstance(pg) && "name" in pg))) {
+    const p = pg as PortGroupLike;
+    return pulumi.all([p.kind, p.name, p.switchUuid, p.portgroupKey, rest]).apply(([kind, pgName, switchUuid, portgroupKey, [, , model, macAddress]]) =>
+      clean(kind === "distributed" ? { switchUuid, portgroupKey, model, macAddress } : { portGroup: pgName, model, macAddress }),
+    );
+  }
+  return pulumi.all([pg as pulumi.Input<string> | undefined, rest]).apply(([portGroup, [switchUuid, portgroupKey, model, macAddress]]) => clean({ portGroup, switchUuid, portgroupKey, model, macAddress }));
+}
+
+const clean = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+// The cluster as check read it, kept for the create or update that follows in the same
+// process; per client, so a new session reads it again.
+const clusters = new WeakMap<VimClient, Map<string, Promise<Cluster>>>();
+
+function clusterOf(ctx: HandlerContext, client: VimClient, name: string | undefined, datacenter?: string): Promise<Cluster> {
+  const clusterName = name ?? ctx.config().clusterName;
+  if (!clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config", "cluster");
+  let perClient = clusters.get(client);
+  if (!perClient) clusters.set(client, (perClient = new Map()));
+  const key = JSON.stringify([clusterName, datacenter ?? null]);
+  let found = perClient.get(key);
+  if (!found) {
+    const map = perClient;
+    found = findCluster(client, clusterName, datacenter);
+    map.set(key, found);
+    found.catch(() => map.delete(key));
+  }
+  return found;
+}
+
+/** The NICs as vm-spec wants them; with vmware:integrationBridge every NIC goes to that bridge (the seed's NSX mode). */
+function nicsOf(networks: NetworkInput[] | undefined, cfg: DriverConfig): NicOptions[] {
+  return (networks ?? []).map((n, i) => {
+    const bridge = cfg.integrationBridge;
+    let backing: NicOptions["backing"];
+    if (bridge) backing = { kind: "standard", networkName: bridge };
+    else if (n.switchUuid !== undefined && n.portgroupKey !== undefined) backing = { kind: "distributed", switchUuid: n.switchUuid, portgroupKey: n.portgroupKey };
+    else if (n.portGroup !== undefined) backing = { kind: "standard", networkName: n.portGroup };
+    else if (cfg.flatNetworkBridge) backing = { kind: "standard", networkName: cfg.flatNetworkBridge };
+    else throw new Error(`networks[${i}]: give portGroup, or switchUuid and portgroupKey`);
+    return { backing, model: n.model, ...(n.macAddress ? { macAddress: n.macAddress } : {}) };
+  });
+}
+
+function allocations(r: Inputs): Pick<VmSpecOptions, "cpuAllocation" | "memoryAllocation"> {
+  const cpu = clean({ reservation: r.cpuReservationMhz, limit: r.cpuLimitMhz, shares: sharesOf(r.cpuShares) });
+  const mem = clean({ reservation: r.memoryReservationMb, limit: r.memoryLimitMb, shares: sharesOf(r.memoryShares) });
+  return { ...(Object.keys(cpu).length ? { cpuAllocation: cpu } : {}), ...(Object.keys(mem).length ? { memoryAllocation: mem } : {}) };
+}
+
+function annotationOf(displayName: string, urn: string | undefined): string {
+  return `${displayName}\n\nManaged by Pulumi (pulumi-vmware-vcenter)${urn ? `: ${urn}` : ""}`;
+}
+const displayNameOf = (annotation: string) => annotation.split("\n")[0] ?? "";
+
+/** The image's properties: the `image` input (an Image's outputs), else read from its marker by id. */
+async function imageOf(client: VimClient, cluster: Cluster, cfg: DriverConfig, r: Inputs): Promise<ImageInfo> {
+  if (r.image) return r.image;
+  if (!r.imageId) throw new Error("give image (an Image) or imageId");
+  return imageInfoById(client, cluster, cfg.cachePrefix ?? "", r.imageId);
+}
+
+/** The network entry as the state keeps it: what the inputs can say of a NIC as read. */
+function networkOfNic(nic: VmView["nics"][number], wantedMac: boolean): NetworkInput {
+  const b = nic.backing;
+  const model = (["vmxnet3", "e1000", "e1000e"] as const).find((m) => m === nic.model) ?? "vmxnet3";
+  const base: Record<string, unknown> =
+    b.kind === "standard" ? { portGroup: b.networkName } : b.kind === "distributed" ? { switchUuid: b.switchUuid, portgroupKey: b.portgroupKey } : { portGroup: `(${b.type})` };
+  return { ...base, model: nic.model === model ? model : (nic.model as NetworkInput["model"]), ...(wantedMac && nic.macAddress ? { macAddress: nic.macAddress.toLowerCase() } : {}) } as NetworkInput;
+}
+
+/** The state from the VM as read, over what the state knew (inputs and placement). */
+function stateOf(view: VmView, known: Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName">): InstanceState {
+  const disk = view.disks[0];
+  const datastore = DatastorePath.parse(view.vmxPath).datastore;
+  const manualMacs = (known.networks ?? []).map((n) => n.macAddress !== undefined);
+  const cpu = view.cpuAllocation;
+  const mem = view.memoryAllocation;
+  const sharesBack = (s: typeof cpu.shares, had: unknown) => (had === undefined ? undefined : s.level === "custom" ? s.count : s.level);
+  const networks = view.nics.map((nic, i) => networkOfNic(nic, manualMacs[i] ?? false));
+  const s: InstanceState = {
+    ...(known as InstanceState),
+    cpus: view.cpus,
+    coresPerSocket: known.coresPerSocket === undefined && view.coresPerSocket === 1 ? undefined : view.coresPerSocket,
+    memoryMb: view.memoryMb,
+    ...(known.cpuHotAdd !== undefined || view.cpuHotAdd ? { cpuHotAdd: view.cpuHotAdd } : {}),
+    ...(known.memoryHotAdd !== undefined || view.memoryHotAdd ? { memoryHotAdd: view.memoryHotAdd } : {}),
+    ...(known.cpuReservationMhz !== undefined ? { cpuReservationMhz: cpu.reservation } : {}),
+    ...(known.cpuLimitMhz !== undefined ? { cpuLimitMhz: cpu.limit } : {}),
+    ...(known.cpuShares !== undefined ? { cpuShares: sharesBack(cpu.shares, known.cpuShares) } : {}),
+    ...(known.memoryReservationMb !== undefined ? { memoryReservationMb: mem.reservation } : {}),
+    ...(known.memoryLimitMb !== undefined ? { memoryLimitMb: mem.limit } : {}),
+    ...(known.memoryShares !== undefined ? { memoryShares: sharesBack(mem.shares, known.memoryShares) } : {}),
+    ...(known.rootDiskGb !== undefined && disk ? { rootDiskGb: Math.ceil(disk.capacityKb / (1024 * 1024)) } : {}),
+    displayName: displayNameOf(view.annotation),
+    metadata: view.metadata,
+    ...(networks.length || known.networks ? { networks } : {}),
+    powerState: powerInputOf(view.powerState),
+    vnc: view.vncPort !== undefined,
+    instanceUuid: view.instanceUuid,
+    vmId: view.vm.value,
+    name: view.name,
+    datastore,
+    vmxPath: view.vmxPath,
+    host: view.hostName,
+    hostId: view.host?.value,
+    vncPort: view.vncPort,
+    vncHost: view.vncPort !== undefined ? view.hostName : undefined,
+    imageKind: known.imageKind,
+    adapterType: known.adapterType,
+    linkedCloneDisk: (disk?.parents.length ?? 0) > 0,
+    cachePrefix: known.cachePrefix ?? "",
+    guestIdActual: view.guestId,
+    rootDisk: disk ? { fileName: disk.fileName, capacityBytes: disk.capacityKb * 1024, parents: disk.parents, controller: disk.controllerType } : undefined,
+    macAddresses: view.nics.map((n) => n.macAddress ?? "").filter((m) => m !== ""),
+    storagePolicyId: known.storagePolicyId,
+    serialPortUri: view.serialPorts[0]?.serviceUri,
+  };
+  delete s.powerCycle;
+  return JSON.parse(JSON.stringify(s)) as InstanceState;
+}
+
+/**
+ * What an update wants of the VM, from the checked inputs. An adopted VM keeps the NICs
+ * and metadata it has unless the inputs name them; a VM made here has exactly the inputs'.
+ */
+function changesOf(n: Inputs, cfg: DriverConfig, displayName: string, adopting = false): VmChanges {
+  const alloc = allocations(n);
+  return {
+    cpus: n.cpus,
+    coresPerSocket: n.coresPerSocket ?? 1,
+    memoryMb: n.memoryMb,
+    ...(n.cpuHotAdd !== undefined ? { cpuHotAdd: n.cpuHotAdd } : {}),
+    ...(n.memoryHotAdd !== undefined ? { memoryHotAdd: n.memoryHotAdd } : {}),
+    ...(alloc.cpuAllocation ? { cpuAllocation: alloc.cpuAllocation } : {}),
+    ...(alloc.memoryAllocation ? { memoryAllocation: alloc.memoryAllocation } : {}),
+    ...(n.rootDiskGb !== undefined ? { rootDiskKb: n.rootDiskGb * 1024 * 1024 } : {}),
+    ...(n.networks !== undefined || !adopting ? { nics: nicsOf(n.networks, cfg) } : {}),
+    ...(n.metadata !== undefined || !adopting ? { metadata: n.metadata ?? {} } : {}),
+    annotation: annotationOf(displayName, n.resourceUrn),
+    powerState: POWER_STATES[n.powerState],
+  };
+}
+
+/**
+ * The VM of a state as read: by its managed object id (one call), else — re-registered
+ * under another id, or a state from an id alone — by its instance uuid.
+ */
+async function viewOf(client: VimClient, dc: Datacenter | undefined, s: { vmId?: string | undefined; instanceUuid?: string | undefined }, id: string): Promise<VmView | undefined> {
+  if (s.vmId) {
+    const view = await readVm(client, new MoRef("VirtualMachine", s.vmId));
+    if (view && (s.instanceUuid === undefined || view.instanceUuid === s.instanceUuid)) return view;
+  }
+  const ref = await findVm(client, dc, s.instanceUuid ?? id);
+  return ref ? readVm(client, ref) : undefined;
+}
+
+function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
+  if (failures.length) throw new Error(failures.map((f) => `${f.property}: ${f.reason}`).join("; "));
+}
+
+// ---------------------------------------------------------------------------
+// The handler
+
+export const instanceHandler: ResourceHandler = {
+  async check(ctx, olds, news) {
+    const props = stripProvider(news);
+    for (const k of OUTPUT_KEYS) if (props[k] === undefined || props[k] === null) delete props[k];
+    for (const k of Object.keys(props)) if (props[k] === undefined || props[k] === null) delete props[k];
+    const misspelt = unknownInputFailures(props, [...INPUT_KEYS, ...CLASS_INPUT_KEYS], "Instance");
+    if (misspelt.length) return { inputs: props, failures: misspelt };
+    const unknown = Object.keys(props).filter((k) => isUnknown(props[k]) || (k === "networks" && Array.isArray(props[k]) && (props[k] as unknown[]).some(isUnknown)));
+    const known = Object.fromEntries(Object.entries(props).filter(([k]) => !unknown.includes(k)));
+    const mask = Object.fromEntries(unknown.filter((k) => k in InputsSchema.shape).map((k) => [k, true])) as Partial<Record<keyof typeof InputsSchema.shape, true>>;
+    const parsed = InputsSchema.omit(mask).safeParse(known);
+    if (!parsed.success) return { inputs: props, failures: checkFailures(parsed.error, known, "Instance") };
+    const inputs: Record<string, unknown> = { ...parsed.data };
+    for (const k of unknown) inputs[k] = props[k];
+    const r = inputs as unknown as Inputs;
+    const cfg = ctx.config();
+    const failures: pulumi.dynamic.CheckFailure[] = [];
+    const given = (k: keyof Inputs) => !unknown.includes(k) && r[k] !== undefined;
+
+    if (given("guestId")) {
+      const f = guestIdFailure(r.guestId!);
+      if (f) failures.push(f);
+    }
+    if (given("coresPerSocket") && given("cpus") && r.cpus % r.coresPerSocket! !== 0) {
+      failures.push({ property: "coresPerSocket", reason: `Instance.coresPerSocket = ${r.coresPerSocket}: must divide cpus (${r.cpus})` });
+    }
+    if (!given("image") && !given("imageId") && !unknown.includes("image") && !unknown.includes("imageId") && !given("adopt")) {
+      failures.push({ property: "image", reason: "Instance needs an image: image (an Image resource) or imageId (a cached image's id); or adopt (an existing VM)" });
+    }
+    if (given("image") && given("imageId") && r.image!.imageId !== r.imageId) {
+      failures.push({ property: "imageId", reason: `Instance.imageId = ${JSON.stringify(r.imageId)} names another image than image (${r.image!.imageId}): give one of them` });
+    }
+    if (given("storagePolicy") && !cfg.pbmEnabled) {
+      failures.push({ property: "storagePolicy", reason: `Instance.storagePolicy = ${JSON.stringify(r.storagePolicy)}: storage policies need vmware:pbmEnabled true` });
+    }
+    if (inputs.clusterName === undefined) inputs.clusterName = cfg.clusterName;
+    if (inputs.clusterName === undefined) failures.push({ property: "clusterName", reason: "no cluster: set clusterName, or the vmware:clusterName config" });
+    if (!given("displayName") && typeof r.resourceName === "string") inputs.displayName = r.resourceName;
+    if (!cfg.integrationBridge && Array.isArray(r.networks) && !unknown.includes("networks")) {
+      r.networks.forEach((n, i) => {
+        if (n.portGroup === undefined && n.switchUuid === undefined && !cfg.flatNetworkBridge) {
+          failures.push({ property: `networks[${i}]`, reason: "a NIC needs portGroup (a PortGroup or a port group's name), or switchUuid and portgroupKey" });
+        }
+      });
+    }
+
+    // The root disk against the image (its capacity known from an Image's outputs, or its marker).
+    const o = stripProvider(olds) as Partial<InstanceState>;
+    if (given("rootDiskGb") && o.rootDisk && r.rootDiskGb! * GiB < o.rootDisk.capacityBytes) {
+      failures.push({
+        property: "rootDiskGb",
+        reason: `Instance.rootDiskGb = ${r.rootDiskGb}: the root disk is ${(o.rootDisk.capacityBytes / GiB).toFixed(2)} GiB and cannot shrink (rebuild it smaller with pulumi up --replace)`,
+      });
+    }
+    if (failures.length) return { inputs, failures };
+    if (!unknown.includes("image") && !unknown.includes("imageId") && !unknown.includes("clusterName") && !given("adopt") && o.instanceUuid === undefined) {
+      try {
+        let image = r.image;
+        if (!image && r.imageId) {
+          const client = await ctx.client();
+          const cluster = await clusterOf(ctx, client, r.clusterName);
+          image = await imageInfoById(client, cluster, cfg.cachePrefix ?? "", r.imageId);
+        }
+        if (image && !unknown.includes("rootDiskGb")) diskPlan(image, r.rootDiskGb, image.linkedClone ?? cfg.useLinkedClone);
+      } catch (err) {
+        const e = err as Error & { kind?: string };
+        const property = err instanceof RangeError ? "rootDiskGb" : e.kind === "cluster" ? "clusterName" : "imageId";
+        return { inputs, failures: [{ property, reason: e.message }] };
+      }
+    }
+    // A storage policy that does not exist fails the preview, naming the ones there are.
+    const policyName = cfg.pbmEnabled && !unknown.includes("storagePolicy") ? (r.storagePolicy ?? cfg.pbmDefaultPolicy) : undefined;
+    if (policyName && o.instanceUuid === undefined) {
+      try {
+        await findPolicy(await ctx.client(), policyName);
+      } catch (err) {
+        if (err instanceof StoragePolicyNotFoundError) return { inputs, failures: [{ property: r.storagePolicy ? "storagePolicy" : "(vmware:pbmDefaultPolicy)", reason: err.message }] };
+        throw err;
+      }
+    }
+    // What the preview must say: which changes need the VM powered off for a while. The
+    // update's own planner (vm-update.ts) decides, on the VM as it is now: one read.
+    const hardware = ["cpus", "memoryMb", "coresPerSocket", "cpuHotAdd", "memoryHotAdd", "rootDiskGb", "powerState", "networks"] as const;
+    const touched = hardware.some((k) => canonical(r[k] ?? null) !== canonical((o as Record<string, unknown>)[k] ?? null));
+    if (o.instanceUuid !== undefined && touched && !hardware.some((k) => unknown.includes(k))) {
+      try {
+        const client = await ctx.client();
+        const view = await viewOf(client, undefined, o, o.instanceUuid);
+        if (view) {
+          const plan = planUpdate(view, changesOf(r, cfg, (inputs.displayName as string | undefined) ?? "", Boolean(o.adopt)));
+          if (plan.powerCycle.length) inputs.powerCycle = plan.powerCycle;
+        }
+      } catch (err) {
+        if (err instanceof VmUpdateError) return { inputs, failures: [{ property: err.field === "rootDiskKb" ? "rootDiskGb" : err.field, reason: err.message }] };
+        throw err;
+      }
+    }
+    return { inputs };
+  },
+
+  async diff(ctx, _id, olds, news) {
+    const o = stripProvider(olds) as unknown as InstanceState;
+    const n = stripProvider(news) as unknown as Inputs & { powerCycle?: string[] };
+    const cfg = ctx.config();
+    const entries: DetailEntry[] = [];
+    const unk = (k: string) => isUnknown((n as Record<string, unknown>)[k]);
+    const differs = (a: unknown, b: unknown) => canonical(a ?? null) !== canonical(b ?? null);
+
+    // Replacements.
+    for (const k of REPLACE_KEYS) {
+      if (unk(k)) continue;
+      const now = (n as Record<string, unknown>)[k];
+      const was = (o as unknown as Record<string, unknown>)[k];
+      if (k === "datastore" && now === undefined) continue; // chosen by create: not an input change
+      if (k === "clusterName" && now === undefined) continue;
+      if (differs(now, was)) entries.push({ path: k, kind: was === undefined ? "ADD_REPLACE" : now === undefined ? "DELETE_REPLACE" : "UPDATE_REPLACE" });
+    }
+    if (!unk("image") && n.image && o.imageKind === "disk" && !o.adopt) {
+      if (n.image.adapterType !== undefined && o.adapterType !== undefined && n.image.adapterType !== o.adapterType) entries.push({ path: "image.adapterType", kind: "UPDATE_REPLACE" });
+      if (n.image.linkedClone !== undefined && o.linkedClone !== undefined && n.image.linkedClone !== o.linkedClone) entries.push({ path: "image.linkedClone", kind: "UPDATE_REPLACE" });
+    }
+
+    // In place.
+    const update = (path: string, now: unknown, was: unknown) => {
+      if (differs(now, was)) entries.push({ path, kind: was === undefined ? "ADD" : now === undefined ? "DELETE" : "UPDATE" });
+    };
+    const simple = ["cpus", "memoryMb", "powerState", "displayName"] as const;
+    for (const k of simple) if (!unk(k)) update(k, n[k], o[k]);
+    if (!unk("coresPerSocket")) update("coresPerSocket", n.coresPerSocket ?? 1, o.coresPerSocket ?? 1);
+    for (const k of ["cpuHotAdd", "memoryHotAdd"] as const) if (!unk(k)) update(k, n[k] ?? false, o[k] ?? false);
+    for (const k of ["cpuReservationMhz", "cpuLimitMhz", "cpuShares", "memoryReservationMb", "memoryLimitMb", "memoryShares"] as const) {
+      if (!unk(k) && n[k] !== undefined) update(k, n[k], o[k]);
+    }
+    if (!unk("rootDiskGb") && n.rootDiskGb !== undefined) {
+      const have = o.rootDiskGb ?? Math.ceil((o.rootDisk?.capacityBytes ?? 0) / GiB);
+      if (n.rootDiskGb > have) entries.push({ path: "rootDiskGb", kind: o.rootDiskGb === undefined ? "ADD" : "UPDATE" });
+    }
+    if (!unk("metadata")) update("metadata", n.metadata ?? {}, o.metadata ?? {});
+    if (!unk("networks")) {
+      const now = n.networks ?? [];
+      const was = o.networks ?? [];
+      for (let i = 0; i < Math.max(now.length, was.length); i++) {
+        const a = now[i];
+        const b = was[i];
+        if (a === undefined) entries.push({ path: `networks[${i}]`, kind: "DELETE" });
+        else if (b === undefined) entries.push({ path: `networks[${i}]`, kind: "ADD" });
+        else {
+          const want = nicsOf([a], cfg)[0]!;
+          const wantKey = want.backing.kind === "standard" ? { portGroup: want.backing.networkName } : { switchUuid: want.backing.switchUuid, portgroupKey: want.backing.portgroupKey };
+          const haveKey = b.switchUuid !== undefined ? { switchUuid: b.switchUuid, portgroupKey: b.portgroupKey } : { portGroup: b.portGroup };
+          if (differs(wantKey, haveKey)) entries.push({ path: `networks[${i}].portGroup`, kind: "UPDATE" });
+          if ((a.model ?? "vmxnet3") !== (b.model ?? "vmxnet3")) entries.push({ path: `networks[${i}].model`, kind: "UPDATE" });
+          if (a.macAddress !== undefined && a.macAddress !== b.macAddress) entries.push({ path: `networks[${i}].macAddress`, kind: "UPDATE" });
+        }
+      }
+    }
+    if (n.powerCycle?.length && entries.some((e) => !e.kind.endsWith("REPLACE"))) entries.push({ path: "powerCycle", kind: "ADD" });
+    const unknowns = [...INPUT_KEYS].some((k) => unk(k));
+    if (entries.length === 0) return unknowns ? { replaces: [] } : { changes: false, replaces: [] };
+    const replaces = [...new Set(entries.filter((e) => e.kind.endsWith("_REPLACE")).map((e) => topKey(e.path)))];
+    return withDetail({ changes: true, replaces, deleteBeforeReplace: false }, entries);
+  },
+
+  async create(ctx, inputs) {
+    const r = stripProvider(inputs) as unknown as Inputs;
+    const cfg = ctx.config();
+    const client = await ctx.client();
+    const cluster = await clusterOf(ctx, client, r.clusterName);
+    const dc = cluster.datacenter;
+    if (r.guestId) throwFailures([guestIdFailure(r.guestId)].filter((f) => f !== undefined));
+    const displayName = r.displayName ?? r.resourceName ?? "instance";
+    const base = { datacenter: dc.name, clusterName: cluster.name, cachePrefix: cfg.cachePrefix ?? "" };
+
+    if (r.adopt) return adopt(client, cluster, cfg, r, displayName, base);
+
+    const image = await imageOf(client, cluster, cfg, r);
+    const linked = image.kind === "disk" && (image.linkedClone ?? cfg.useLinkedClone);
+    const plan = diskPlan(image, r.rootDiskGb, linked);
+    const cachePrefix = image.cachePrefix ?? base.cachePrefix;
+    const [pool, folder] = await Promise.all([
+      r.resourcePool ? findResourcePool(client, cluster, r.resourcePool) : undefined,
+      r.folder ? findVmFolder(client, dc, r.folder) : undefined,
+    ]);
+    // With SPBM, the policy's compatible datastores replace the regex, as in Nova.
+    const policyName = cfg.pbmEnabled ? (r.storagePolicy ?? cfg.pbmDefaultPolicy) : undefined;
+    const policy = policyName ? await findPolicy(client, policyName) : undefined;
+    const allowed = policy ? (await getDatastores(client, await compatibleDatastores(client, policy.id, cluster.datastores))).map((d) => d.name) : undefined;
+    if (policy && r.datastore && !allowed!.includes(r.datastore)) {
+      throw new NotFoundError(`datastore ${r.datastore} is not compatible with storage policy "${policy.name}" (compatible: ${allowed!.join(", ") || "none"})`, "datastore", r.datastore);
+    }
+    const datastore = await chooseVmDatastore(client, cluster, { named: r.datastore, regex: cfg.datastoreRegex, requiredBytes: plan.requiredBytes, image, cachePrefix, allowed });
+    const instanceUuid = randomUUID();
+    const name = instanceUuid;
+    const cachedOn = image.datastores.includes(datastore) ? datastore : (image.datastores[0] ?? datastore);
+
+    let rootDisk: RootDiskOptions;
+    let cdromIso: DatastorePath | undefined;
+    let undo = async () => {};
+    let done = () => {};
+    if (image.kind === "iso") {
+      if (cachedOn !== datastore) await copyToDatastore(client, { datacenter: dc, fromDatastore: cachedOn, datastore, cachePrefix, imageId: image.imageId, kind: "iso" });
+      cdromIso = cacheLocation(datastore, cachePrefix, image.imageId, "iso").disk;
+      rootDisk = { kind: "blank", capacityKb: plan.rootGb! * 1024 * 1024 };
+    } else {
+      const prepared = await prepareRootDisk(client, {
+        datacenter: dc,
+        datastore,
+        cachedOn,
+        cachePrefix,
+        imageId: image.imageId,
+        capacityBytes: image.capacityBytes ?? 0,
+        ...(plan.rootGb !== undefined ? { rootGb: plan.rootGb } : {}),
+        linkedClone: linked,
+        vmName: name,
+      });
+      rootDisk = prepared.disk;
+      undo = prepared.undo;
+      done = prepared.done;
+    }
+    const alloc = allocations(r);
+    const spec: Omit<VmSpecOptions, "vnc"> = {
+      name,
+      datastore,
+      guestId: r.guestId ?? image.osType,
+      numCpus: r.cpus,
+      ...(r.coresPerSocket !== undefined ? { coresPerSocket: r.coresPerSocket } : {}),
+      memoryMb: r.memoryMb,
+      ...(r.cpuHotAdd !== undefined ? { cpuHotAdd: r.cpuHotAdd } : {}),
+      ...(r.memoryHotAdd !== undefined ? { memoryHotAdd: r.memoryHotAdd } : {}),
+      ...alloc,
+      instanceUuid,
+      annotation: annotationOf(displayName, r.resourceUrn),
+      adapterType: image.kind === "iso" ? "lsiLogic" : (image.adapterType ?? "lsiLogic"),
+      rootDisk,
+      ...(cdromIso ? { cdromIso } : {}),
+      nics: nicsOf(r.networks, cfg),
+      ...(cfg.serialPortServiceUri ? { serialPort: { serviceUri: cfg.serialPortServiceUri, ...(cfg.serialPortProxyUri ? { proxyUri: cfg.serialPortProxyUri } : {}) } } : {}),
+      ...(cfg.consoleDelaySeconds !== undefined ? { consoleDelaySeconds: cfg.consoleDelaySeconds } : {}),
+      ...(r.metadata ? { metadata: r.metadata } : {}),
+      // Nova's: the instance uuid for NSX, and disk UUIDs visible to the guest.
+      extraConfig: { "nvp.vm-uuid": instanceUuid, "disk.EnableUUID": "TRUE" },
+      ...(policy ? { storagePolicyId: policy.id } : {}),
+    };
+    let spawned;
+    try {
+      spawned = await spawnVm(client, {
+        cluster,
+        ...(pool ? { resourcePool: pool } : {}),
+        ...(folder ? { folder } : {}),
+        spec,
+        vnc: r.vnc,
+        powerOn: r.powerState !== "off",
+        ...(r.powerState === "suspended" ? { suspend: true } : {}),
+      });
+    } catch (err) {
+      await undo().catch((e: unknown) => client.log({ level: "warn", event: "cleanup", message: `could not undo the root disk of ${name}: ${(e as Error).message}` }));
+      throw err;
+    } finally {
+      done();
+    }
+    const state = stateOf(spawned.view, {
+      ...r,
+      ...base,
+      displayName,
+      imageId: image.imageId,
+      imageKind: image.kind,
+      adapterType: image.kind === "disk" ? (image.adapterType ?? "lsiLogic") : undefined,
+      cachePrefix,
+      linkedClone: linked,
+      ...(policy ? { storagePolicyId: policy.id } : {}),
+    } as Partial<InstanceState> & typeof base);
+    return { id: instanceUuid, outs: state as unknown as Record<string, unknown> };
+  },
+
+  async read(ctx, id, props) {
+    const s = stripProvider(props) as unknown as Partial<InstanceState>;
+    const client = await ctx.client();
+    let dc: Datacenter | undefined;
+    if (s.datacenter) {
+      try {
+        dc = await getDatacenter(client, s.datacenter);
+      } catch (err) {
+        if (err instanceof NotFoundError) return { id: "", props: {} };
+        throw err;
+      }
+    }
+    const view = await viewOf(client, dc, s, id);
+    if (!view) return { id: "", props: {} };
+    let known: Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName"> = { ...s, datacenter: s.datacenter ?? "", clusterName: s.clusterName ?? "" };
+    if (!s.vmId) {
+      // From the id alone (an import): what inputs would describe this VM.
+      const cfg = ctx.config();
+      const datacenter = dc ?? (await getDatacenter(client));
+      known = { datacenter: datacenter.name, clusterName: s.clusterName ?? cfg.clusterName ?? "", cachePrefix: cfg.cachePrefix ?? "", adopt: view.instanceUuid };
+    }
+    const state = stateOf(view, known);
+    return { id: view.instanceUuid, props: state as unknown as Record<string, unknown> };
+  },
+
+  async update(ctx, id, olds, news) {
+    const o = stripProvider(olds) as unknown as InstanceState;
+    const n = stripProvider(news) as unknown as Inputs;
+    const cfg = ctx.config();
+    const client = await ctx.client();
+    const dc = await getDatacenter(client, o.datacenter);
+    const view = await viewOf(client, dc, o, id);
+    if (!view) throw new NotFoundError(`the VM of instance ${o.instanceUuid ?? id} is gone (refresh, then up makes it again)`, "vm", o.instanceUuid ?? id);
+    const displayName = n.displayName ?? n.resourceName ?? o.displayName ?? "instance";
+    const after = await reconfigure(client, dc, view, changesOf(n, cfg, displayName));
+    const state = stateOf(after, { ...o, ...n, displayName, datacenter: o.datacenter, clusterName: o.clusterName } as Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName">);
+    return { outs: state as unknown as Record<string, unknown> };
+  },
+
+  async delete(ctx, id, props) {
+    const s = stripProvider(props) as unknown as Partial<InstanceState>;
+    const client = await ctx.client();
+    let dc: Datacenter;
+    try {
+      dc = await getDatacenter(client, s.datacenter);
+    } catch (err) {
+      if (err instanceof NotFoundError) return; // the datacenter is gone, and the VM with it
+      throw err;
+    }
+    const folder = s.vmxPath ? DatastorePath.parse(s.vmxPath).parent : undefined;
+    // By its id first (removeVm reads its state anyway); a VM re-registered under another id by its instance uuid.
+    if (s.vmId && (await removeVm(client, dc, new MoRef("VirtualMachine", s.vmId), folder ? { folder } : {}))) return;
+    const ref = await findVm(client, dc, s.instanceUuid ?? id);
+    if (ref) await removeVm(client, dc, ref, folder ? { folder } : {});
+  },
+};
+
+/** Brings the VM to `want` (vm-update.ts) and reads it back. */
+async function reconfigure(client: VimClient, dc: Datacenter, view: VmView, want: VmChanges): Promise<VmView> {
+  const plan = planUpdate(view, want);
+  await applyUpdate(client, dc, view, plan);
+  const after = await readVm(client, view.vm);
+  if (!after) throw new NotFoundError(`VM ${view.vm.value} disappeared during its update`, "vm", view.instanceUuid);
+  return after;
+}
+
+/** Takes over an existing VM: brings it to the inputs, keeps its disks. */
+async function adopt(
+  client: VimClient,
+  cluster: Cluster,
+  cfg: DriverConfig,
+  r: Inputs,
+  displayName: string,
+  base: { datacenter: string; clusterName: string; cachePrefix: string },
+): Promise<pulumi.dynamic.CreateResult> {
+  const ref = await findVm(client, cluster.datacenter, r.adopt!);
+  const view = ref ? await readVm(client, ref) : undefined;
+  if (!view) throw new NotFoundError(`adopt: no VM with instance uuid or id ${JSON.stringify(r.adopt)}`, "vm", r.adopt);
+  const changes = changesOf(r, cfg, displayName, true);
+  // An adopted VM keeps its disk: growth only when asked for.
+  const after = await reconfigure(client, cluster.datacenter, view, changes);
+  const state = stateOf(after, { ...r, ...base, displayName, imageKind: undefined, adapterType: after.disks[0]?.controllerType } as Partial<InstanceState> & typeof base);
+  return { id: after.instanceUuid, outs: state as unknown as Record<string, unknown> };
+}

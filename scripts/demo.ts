@@ -3,7 +3,10 @@
 // destroy` on a local file backend in a temp folder; without it, the same program
 // runs through the engine-protocol harness (the real dynamic-provider process).
 // The image it caches is made here with qemu-img: a streamOptimized VMDK of a few MiB
-// of random data, as an appliance vendor ships one.
+// of random data, as an appliance vendor ships one. After `up` it reads from vCenter
+// what the program made: the port group on each host, the image's cache folder, and each
+// instance's VM (readVm): its host, its root disk's parent (the cached base) and its VNC
+// port; after `destroy`, that all of it is gone but nothing else.
 //   --keep   leave the simulator and the resources up until Ctrl-C
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -15,6 +18,8 @@ import { DatastorePath, listFolder } from "../provider/vsphere/datastore.js";
 import { FileNotFoundFault } from "../provider/vsphere/errors.js";
 import { findCluster, getDatacenter } from "../provider/vsphere/inventory.js";
 import { getHostNetworking } from "../provider/vsphere/network.js";
+import { MoRef } from "../provider/vsphere/soap/xml.js";
+import { readVm } from "../provider/vsphere/vm-read.js";
 import { HarnessStack, type HarnessResult } from "../test/engine/index.js";
 import { PROJECT_ROOT } from "../test/vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../test/vcsim/index.js";
@@ -94,6 +99,47 @@ async function showImageFolder(sim: Vcsim, imagePath: string): Promise<void> {
   }
 }
 
+/** What the program exports per instance (examples/quickstart/index.ts). */
+type InstanceSummary = { name: string; vmId: string; displayName?: string };
+
+function instancesOf(outputs: Record<string, unknown>): Array<[string, InstanceSummary]> {
+  return Object.entries((outputs.instances ?? {}) as Record<string, InstanceSummary>);
+}
+
+// Each VM's folder as first seen, to show it gone after destroy.
+const vmFolders = new Map<string, DatastorePath>();
+
+/**
+ * Each instance's VM as vCenter has it (one readVm each): power, host, root disk and its
+ * parent, VNC port, NICs. A VM gone is shown with its folder (gone too, unless something is left).
+ */
+async function showVms(sim: Vcsim, instances: Array<[string, InstanceSummary]>): Promise<void> {
+  const client = await connect(sim);
+  try {
+    for (const [key, i] of instances) {
+      const vm = await readVm(client, new MoRef("VirtualMachine", i.vmId));
+      if (!vm) {
+        const folder = vmFolders.get(i.vmId);
+        let left = "";
+        if (folder) {
+          const files = await listFolder(client, await getDatacenter(client), folder).catch((err: unknown) => (err instanceof FileNotFoundFault ? undefined : Promise.reject(err)));
+          left = `; its folder ${folder}: ${files ? files.map((f) => f.name).join(", ") || "(empty)" : "(gone)"}`;
+        }
+        console.log(`    ${key}: VM ${i.vmId} (gone)${left}`);
+        continue;
+      }
+      vmFolders.set(i.vmId, DatastorePath.parse(vm.vmxPath).parent);
+      const disk = vm.disks[0];
+      console.log(`    ${key}: VM ${vm.name} (${vm.vm.value}), ${vm.powerState} on host ${vm.hostName ?? "?"}, VNC port ${vm.vncPort ?? "none"}`);
+      console.log(`      disk   ${disk ? `${disk.fileName} (${disk.capacityKb / 1024} MiB, ${disk.controllerType})` : "(none)"}`);
+      console.log(`      parent ${disk?.parents[0] ?? "(none: a disk of its own)"}`);
+      console.log(`      nics   ${vm.nics.map((n) => `${n.model} on ${n.backing.kind === "standard" ? n.backing.networkName : n.backing.kind === "distributed" ? n.backing.portgroupKey : n.backing.type}`).join(", ") || "(none)"}`);
+    }
+  } finally {
+    await client.close();
+  }
+}
+
 function report(step: string, r: HarnessResult): void {
   const counts = r.events.reduce<Record<string, number>>((acc, e) => ({ ...acc, [e.op]: (acc[e.op] ?? 0) + 1 }), {});
   const summary = Object.entries(counts).map(([op, n]) => `${n} ${op}`).join(", ") || "nothing to do";
@@ -116,6 +162,8 @@ async function withHarness(sim: Vcsim, config: Record<string, string>): Promise<
     await showInVCenter(sim, String(up.outputs.networkName));
     console.log("  the image in the datastore cache:");
     await showImageFolder(sim, String(up.outputs.imagePath));
+    console.log("  the instances in vCenter:");
+    await showVms(sim, instancesOf(up.outputs));
     const again = await stack.up();
     report("up (again: expect no changes)", again);
     if (again.events.some((e) => e.op !== "same")) throw new Error("the second up changed something");
@@ -127,6 +175,7 @@ async function withHarness(sim: Vcsim, config: Record<string, string>): Promise<
     console.log("  in vCenter now:");
     await showInVCenter(sim, String(up.outputs.networkName));
     await showImageFolder(sim, String(up.outputs.imagePath));
+    await showVms(sim, instancesOf(up.outputs));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -147,12 +196,18 @@ async function withPulumiCli(sim: Vcsim, config: Record<string, string>): Promis
     }
     pulumi("preview");
     pulumi("up", "--yes");
-    const imagePath = execFileSync("pulumi", ["stack", "output", "imagePath", "--stack", "demo", "--non-interactive"], { cwd: PROJECT_ROOT, env, encoding: "utf8" }).trim();
+    const output = (name: string): unknown =>
+      JSON.parse(execFileSync("pulumi", ["stack", "output", name, "--json", "--stack", "demo", "--non-interactive"], { cwd: PROJECT_ROOT, env, encoding: "utf8" }));
+    const imagePath = String(output("imagePath"));
+    const instances = instancesOf({ instances: output("instances") });
     console.log("  the image in the datastore cache:");
     await showImageFolder(sim, imagePath);
+    console.log("  the instances in vCenter:");
+    await showVms(sim, instances);
     pulumi("up", "--yes", "--expect-no-changes");
     pulumi("destroy", "--yes");
     await showImageFolder(sim, imagePath);
+    await showVms(sim, instances);
   } finally {
     spawnSync("pulumi", ["stack", "rm", "demo", "--yes", "--force", "--non-interactive"], { cwd: PROJECT_ROOT, env, stdio: "ignore" });
     rmSync(join(PROJECT_ROOT, "Pulumi.demo.yaml"), { force: true });

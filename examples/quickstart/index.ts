@@ -2,7 +2,7 @@
 // pulumi-vmware-vcenter. Run it with `npm run demo` (the embedded simulator) or
 // `pulumi up` against your own vCenter (README: stack configuration).
 import * as pulumi from "@pulumi/pulumi";
-import { Image, PortGroup } from "pulumi-vmware-vcenter";
+import { Image, Instance, PortGroup } from "pulumi-vmware-vcenter";
 
 const cfg = new pulumi.Config("quickstart");
 
@@ -22,6 +22,41 @@ const image = new Image("boot", {
   osType: cfg.get("osType") ?? "otherLinux64Guest",
 });
 
+// Three instances booting from it, each a linked clone of the cached image (a delta
+// disk in the VM's own folder whose parent is the cached base), with a VNC console on
+// a port of 5900-6105 that no other VM of the cluster's hosts uses.
+const web = new Instance("web", {
+  image,
+  cpus: 1,
+  memoryMb: 1024,
+  networks: [{ portGroup: network }],
+  metadata: { role: "web" },
+});
+
+// A larger root disk than the image: its parent is a sized base in the cache,
+// `<imageId>.<rootDiskGb>.vmdk`, made once per size and shared by every instance of it.
+// CPU and memory hot add let a later resize happen without a power cycle.
+const db = new Instance("db", {
+  image,
+  cpus: 2,
+  memoryMb: 2048,
+  rootDiskGb: cfg.getNumber("dbRootDiskGb") ?? 20,
+  cpuHotAdd: true,
+  memoryHotAdd: true,
+  networks: [{ portGroup: network }],
+  metadata: { role: "db" },
+});
+
+// Made but left powered off (powerState "on" | "off" | "suspended", changed in place).
+const batch = new Instance("batch", {
+  image,
+  displayName: "batch worker",
+  cpus: 1,
+  memoryMb: 512,
+  powerState: "off",
+  networks: [{ portGroup: network, model: "e1000e" }],
+});
+
 export const networkName = network.name;
 export const vlanId = network.vlanId;
 export const hosts = network.hosts;
@@ -33,3 +68,21 @@ export const imagePath = image.path;
 export const imageFormat = image.formatDescription;
 export const imageDatastores = image.cached.apply((c) => Object.keys(c));
 export const imageSha256 = image.sha256;
+
+// Per instance: the VM's name in vCenter (its instance uuid, the resource id), its
+// managed object id, the host it runs on, its root disk's parent (the cached base it is
+// a linked clone of) and its VNC console's port (on that host).
+function summary(vm: Instance) {
+  return pulumi.all([vm.name, vm.vmId, vm.displayName, vm.powerState, vm.host, vm.rootDisk, vm.vncPort]).apply(
+    ([name, vmId, displayName, powerState, host, rootDisk, vncPort]) => ({
+      name,
+      vmId,
+      displayName,
+      powerState,
+      host,
+      diskParent: rootDisk?.parents[0],
+      vncPort,
+    }),
+  );
+}
+export const instances = { web: summary(web), db: summary(db), batch: summary(batch) };

@@ -337,6 +337,66 @@ function changesOf(n: Inputs, cfg: DriverConfig, displayName: string, adopting =
 }
 
 /**
+ * A VM as the last inputs made it (for the preview's power-cycle reasons): the flavor,
+ * power state, guest and root disk (a delta on a base when it is a linked clone).
+ */
+function previewView(o: Inputs, cfg: DriverConfig): VmView {
+  const none = { reservation: 0, limit: -1, shares: { level: "normal" as const, count: 0 } };
+  const image = o.image;
+  const ide = image?.adapterType === "ide";
+  const linked = image !== undefined && image.kind === "disk" && (image.linkedClone ?? cfg.useLinkedClone);
+  const capacityKb = o.rootDiskGb !== undefined ? o.rootDiskGb * 1024 * 1024 : Math.ceil((image?.capacityBytes ?? 0) / 1024);
+  return {
+    vm: new MoRef("VirtualMachine", "preview"),
+    name: "preview",
+    instanceUuid: "",
+    guestId: o.guestId ?? image?.osType ?? "otherGuest",
+    annotation: "",
+    cpus: o.cpus,
+    coresPerSocket: o.coresPerSocket ?? 1,
+    memoryMb: o.memoryMb,
+    cpuHotAdd: o.cpuHotAdd ?? false,
+    memoryHotAdd: o.memoryHotAdd ?? false,
+    cpuAllocation: none,
+    memoryAllocation: none,
+    powerState: POWER_STATES[o.powerState ?? "on"],
+    vmxPath: "[preview] preview/preview.vmx",
+    extraConfig: {},
+    metadata: {},
+    vncEnabled: false,
+    disks: [
+      {
+        key: 2000,
+        controllerKey: ide ? 200 : 1000,
+        unitNumber: 0,
+        controllerType: ide ? "VirtualIDEController" : "VirtualLsiLogicController",
+        fileName: "[preview] preview/preview.vmdk",
+        capacityKb,
+        parents: linked ? ["[preview] base.vmdk"] : [],
+        device: {},
+      },
+    ],
+    nics: [],
+    cdroms: [],
+    serialPorts: [],
+    controllers: [],
+  };
+}
+
+/** The flavor and power part of an update (what may need a power cycle). */
+function hardwareChanges(n: Inputs): VmChanges {
+  return {
+    cpus: n.cpus,
+    coresPerSocket: n.coresPerSocket ?? 1,
+    memoryMb: n.memoryMb,
+    ...(n.cpuHotAdd !== undefined ? { cpuHotAdd: n.cpuHotAdd } : {}),
+    ...(n.memoryHotAdd !== undefined ? { memoryHotAdd: n.memoryHotAdd } : {}),
+    ...(n.rootDiskGb !== undefined ? { rootDiskKb: n.rootDiskGb * 1024 * 1024 } : {}),
+    powerState: POWER_STATES[n.powerState],
+  };
+}
+
+/**
  * The VM of a state as read: by its managed object id (one call), else — re-registered
  * under another id, or a state from an id alone — by its instance uuid.
  */
@@ -402,24 +462,23 @@ export const instanceHandler: ResourceHandler = {
       });
     }
 
-    // The root disk against the image (its capacity known from an Image's outputs, or its marker).
-    const o = stripProvider(olds) as Partial<InstanceState>;
-    if (given("rootDiskGb") && o.rootDisk && r.rootDiskGb! * GiB < o.rootDisk.capacityBytes) {
-      failures.push({
-        property: "rootDiskGb",
-        reason: `Instance.rootDiskGb = ${r.rootDiskGb}: the root disk is ${(o.rootDisk.capacityBytes / GiB).toFixed(2)} GiB and cannot shrink (rebuild it smaller with pulumi up --replace)`,
-      });
+    // olds are the last checked inputs (none for a new resource): the VM itself is not known here.
+    const o = stripProvider(olds) as Partial<Inputs>;
+    const isNew = Object.keys(o).length === 0;
+    if (given("rootDiskGb") && typeof o.rootDiskGb === "number" && r.rootDiskGb! < o.rootDiskGb) {
+      failures.push({ property: "rootDiskGb", reason: `Instance.rootDiskGb = ${r.rootDiskGb}: the root disk is ${o.rootDiskGb} GiB and cannot shrink (rebuild it smaller with pulumi up --replace)` });
     }
     if (failures.length) return { inputs, failures };
-    if (!unknown.includes("image") && !unknown.includes("imageId") && !unknown.includes("clusterName") && !given("adopt") && o.instanceUuid === undefined) {
+    // The root disk against the image (its capacity known from an Image's outputs, or its marker).
+    if (!["image", "imageId", "clusterName", "rootDiskGb"].some((k) => unknown.includes(k)) && !given("adopt")) {
       try {
         let image = r.image;
-        if (!image && r.imageId) {
+        if (!image && r.imageId && (isNew || o.imageId !== r.imageId)) {
           const client = await ctx.client();
           const cluster = await clusterOf(ctx, client, r.clusterName);
           image = await imageInfoById(client, cluster, cfg.cachePrefix ?? "", r.imageId);
         }
-        if (image && !unknown.includes("rootDiskGb")) diskPlan(image, r.rootDiskGb, image.linkedClone ?? cfg.useLinkedClone);
+        if (image) diskPlan(image, r.rootDiskGb, image.linkedClone ?? cfg.useLinkedClone);
       } catch (err) {
         const e = err as Error & { kind?: string };
         const property = err instanceof RangeError ? "rootDiskGb" : e.kind === "cluster" ? "clusterName" : "imageId";
@@ -428,7 +487,7 @@ export const instanceHandler: ResourceHandler = {
     }
     // A storage policy that does not exist fails the preview, naming the ones there are.
     const policyName = cfg.pbmEnabled && !unknown.includes("storagePolicy") ? (r.storagePolicy ?? cfg.pbmDefaultPolicy) : undefined;
-    if (policyName && o.instanceUuid === undefined) {
+    if (policyName && (isNew || o.storagePolicy !== r.storagePolicy)) {
       try {
         await findPolicy(await ctx.client(), policyName);
       } catch (err) {
@@ -436,18 +495,15 @@ export const instanceHandler: ResourceHandler = {
         throw err;
       }
     }
-    // What the preview must say: which changes need the VM powered off for a while. The
-    // update's own planner (vm-update.ts) decides, on the VM as it is now: one read.
-    const hardware = ["cpus", "memoryMb", "coresPerSocket", "cpuHotAdd", "memoryHotAdd", "rootDiskGb", "powerState", "networks"] as const;
-    const touched = hardware.some((k) => canonical(r[k] ?? null) !== canonical((o as Record<string, unknown>)[k] ?? null));
-    if (o.instanceUuid !== undefined && touched && !hardware.some((k) => unknown.includes(k))) {
+    // What the preview must say: which changes need the VM powered off for a while, as the
+    // update's own planner (vm-update.ts) decides it for a VM as the last inputs made it.
+    // (The update decides again on the VM as it is then.)
+    const hardware = ["cpus", "memoryMb", "coresPerSocket", "cpuHotAdd", "memoryHotAdd", "rootDiskGb", "powerState"] as const;
+    const touched = hardware.some((k) => canonical(r[k] ?? null) !== canonical(o[k] ?? null));
+    if (!isNew && touched && !hardware.some((k) => unknown.includes(k)) && typeof o.cpus === "number" && typeof o.memoryMb === "number") {
       try {
-        const client = await ctx.client();
-        const view = await viewOf(client, undefined, o, o.instanceUuid);
-        if (view) {
-          const plan = planUpdate(view, changesOf(r, cfg, (inputs.displayName as string | undefined) ?? "", Boolean(o.adopt)));
-          if (plan.powerCycle.length) inputs.powerCycle = plan.powerCycle;
-        }
+        const plan = planUpdate(previewView(o as Inputs, cfg), hardwareChanges(r));
+        if (plan.powerCycle.length) inputs.powerCycle = plan.powerCycle;
       } catch (err) {
         if (err instanceof VmUpdateError) return { inputs, failures: [{ property: err.field === "rootDiskKb" ? "rootDiskGb" : err.field, reason: err.message }] };
         throw err;
@@ -512,7 +568,7 @@ export const instanceHandler: ResourceHandler = {
         }
       }
     }
-    if (n.powerCycle?.length && entries.some((e) => !e.kind.endsWith("REPLACE"))) entries.push({ path: "powerCycle", kind: "ADD" });
+    if (n.powerCycle?.length && entries.some((e) => !e.kind.endsWith("REPLACE"))) entries.push({ path: "powerCycle", kind: o.powerCycle ? "UPDATE" : "ADD" });
     const unknowns = [...INPUT_KEYS].some((k) => unk(k));
     if (entries.length === 0) return unknowns ? { replaces: [] } : { changes: false, replaces: [] };
     const replaces = [...new Set(entries.filter((e) => e.kind.endsWith("_REPLACE")).map((e) => topKey(e.path)))];
@@ -664,8 +720,10 @@ export const instanceHandler: ResourceHandler = {
     const view = await viewOf(client, dc, o, id);
     if (!view) throw new NotFoundError(`the VM of instance ${o.instanceUuid ?? id} is gone (refresh, then up makes it again)`, "vm", o.instanceUuid ?? id);
     const displayName = n.displayName ?? n.resourceName ?? o.displayName ?? "instance";
-    const after = await reconfigure(client, dc, view, changesOf(n, cfg, displayName));
+    const { after, powerCycle } = await reconfigure(client, dc, view, changesOf(n, cfg, displayName, Boolean(o.adopt)));
     const state = stateOf(after, { ...o, ...n, displayName, datacenter: o.datacenter, clusterName: o.clusterName } as Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName">);
+    // What this update did: the power cycle it needed, and why (the preview said so from the inputs).
+    if (powerCycle.length) state.powerCycle = powerCycle;
     return { outs: state as unknown as Record<string, unknown> };
   },
 
@@ -688,12 +746,12 @@ export const instanceHandler: ResourceHandler = {
 };
 
 /** Brings the VM to `want` (vm-update.ts) and reads it back. */
-async function reconfigure(client: VimClient, dc: Datacenter, view: VmView, want: VmChanges): Promise<VmView> {
+async function reconfigure(client: VimClient, dc: Datacenter, view: VmView, want: VmChanges): Promise<{ after: VmView; powerCycle: string[] }> {
   const plan = planUpdate(view, want);
   await applyUpdate(client, dc, view, plan);
   const after = await readVm(client, view.vm);
   if (!after) throw new NotFoundError(`VM ${view.vm.value} disappeared during its update`, "vm", view.instanceUuid);
-  return after;
+  return { after, powerCycle: plan.powerCycle };
 }
 
 /** Takes over an existing VM: brings it to the inputs, keeps its disks. */
@@ -710,7 +768,7 @@ async function adopt(
   if (!view) throw new NotFoundError(`adopt: no VM with instance uuid or id ${JSON.stringify(r.adopt)}`, "vm", r.adopt);
   const changes = changesOf(r, cfg, displayName, true);
   // An adopted VM keeps its disk: growth only when asked for.
-  const after = await reconfigure(client, cluster.datacenter, view, changes);
+  const { after } = await reconfigure(client, cluster.datacenter, view, changes);
   const state = stateOf(after, { ...r, ...base, displayName, imageKind: undefined, adapterType: after.disks[0]?.controllerType } as Partial<InstanceState> & typeof base);
   return { id: after.instanceUuid, outs: state as unknown as Record<string, unknown> };
 }

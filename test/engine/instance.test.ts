@@ -13,7 +13,7 @@ import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
-import { removeVm, setPowerState } from "../../provider/vsphere/vm-lifecycle.js";
+import { removeVm } from "../../provider/vsphere/vm-lifecycle.js";
 import { readVm } from "../../provider/vsphere/vm-read.js";
 import type { VmView } from "../../provider/vsphere/vm-view.js";
 import { simOptions } from "../support/clients.js";
@@ -180,6 +180,194 @@ describe("Instance", () => {
     for (const v of [web, db, batch]) {
       expect(left).not.toContain(v.name);
       expect(await names(new DatastorePath(DatastorePath.parse(v.vmxPath).datastore, v.name))).toEqual([]);
+    }
+  });
+
+  it("updates in place — flavor, NICs, metadata, name, power — with a preview that says what changes and which need a power cycle; refresh shows drift and a VM deleted outside", async () => {
+    const base = { image: "img", cpus: 1, memoryMb: 128, networks: [{ portGroup: "VM Network" }] };
+    const spec = (web: Record<string, unknown>, db: Record<string, unknown> = {}) => ({
+      images: { img: { source: sparse } },
+      instances: { web: { ...base, ...web }, db: { ...base, cpuHotAdd: true, memoryHotAdd: true, ...db } },
+    });
+    const s = stack("upd", spec({}));
+    ok(await s.up());
+    const ids = { web: resource(s, "web").id, db: resource(s, "db").id };
+    const vms = { web: outs(s, "web").vmId, db: outs(s, "db").vmId };
+
+    // web: hot add is off, so more CPUs need a power cycle; db: hot add is on, so none.
+    s.set(spec({ cpus: 2, memoryMb: 256, metadata: { tier: "front" }, displayName: "Web server", networks: [{ portGroup: "VM Network", model: "e1000" }, { portGroup: "VM Network" }] }, { cpus: 2, memoryMb: 256 }));
+    const preview = ok(await s.preview());
+    const pw = ev(preview, "web")!;
+    expect(pw.op).toBe("update");
+    expect(pw.detailedDiff).toMatchObject({
+      cpus: { kind: "UPDATE" },
+      memoryMb: { kind: "UPDATE" },
+      metadata: { kind: "UPDATE" },
+      displayName: { kind: "UPDATE" },
+      "networks[0].model": { kind: "UPDATE" },
+      "networks[1]": { kind: "ADD" },
+      powerCycle: { kind: "ADD" },
+    });
+    expect(ev(preview, "db")!.detailedDiff).toEqual({ cpus: { kind: "UPDATE", inputDiff: true }, memoryMb: { kind: "UPDATE", inputDiff: true } });
+    // Previews change nothing.
+    expect((await vmOf(s, "web")).cpus).toBe(1);
+
+    const up = ok(await s.up());
+    expect(ev(up, "web")?.op).toBe("update");
+    expect(ev(up, "db")?.op).toBe("update");
+    expect(resource(s, "web").id).toBe(ids.web);
+    expect(outs(s, "web").vmId).toBe(vms.web);
+    expect(outs(s, "web").powerCycle).toEqual(expect.arrayContaining([expect.stringContaining("CPU hot add is off")]));
+    const web = await vmOf(s, "web");
+    expect([web.cpus, web.memoryMb, web.powerState]).toEqual([2, 256, "poweredOn"]);
+    expect(web.nics.map((n) => n.model)).toEqual(["e1000", "vmxnet3"]);
+    expect(web.metadata).toEqual({ tier: "front" });
+    expect(web.annotation.split("\n")[0]).toBe("Web server");
+    const db = await vmOf(s, "db");
+    expect([db.cpus, db.memoryMb]).toEqual([2, 256]);
+    expect(outs(s, "db").powerCycle).toBeUndefined();
+
+    // Power off, then on again; and nothing to change afterwards.
+    s.set(spec({ cpus: 2, memoryMb: 256, metadata: { tier: "front" }, displayName: "Web server", networks: [{ portGroup: "VM Network", model: "e1000" }, { portGroup: "VM Network" }], powerState: "off" }, { cpus: 2, memoryMb: 256 }));
+    ok(await s.up());
+    expect((await vmOf(s, "web")).powerState).toBe("poweredOff");
+    expect(ev(ok(await s.up()), "web")?.op).toBe("same");
+
+    // Drift: the VM changed outside (2 → 3 CPUs): refresh shows it, and the next up puts it back.
+    await runTask(client, "ReconfigVM_Task", new MoRef("VirtualMachine", vms.web), { spec: { numCPUs: 3 } });
+    const refresh = ok(await s.refresh());
+    expect(ev(refresh, "web")?.op).toBe("drift");
+    expect(outs(s, "web").cpus).toBe(3);
+    const back = ok(await s.up());
+    expect(ev(back, "web")?.op).toBe("update");
+    expect((await vmOf(s, "web")).cpus).toBe(2);
+
+    // A VM deleted outside leaves the state at refresh; up makes it again.
+    await removeVm(client, dc, new MoRef("VirtualMachine", vms.db));
+    const gone = ok(await s.refresh());
+    expect(ev(gone, "db")?.op).toBe("deleted-outside");
+    expect(s.state().resources.find((r) => r.name === "db")).toBeUndefined();
+    const again = ok(await s.up());
+    expect(ev(again, "db")?.op).toBe("create");
+    expect(resource(s, "db").id).not.toBe(ids.db);
+
+    // Root disk growth of a linked clone: consolidated into a disk of its own, grown (as Nova's resize); the cached base untouched.
+    const parent = (await vmOf(s, "web")).disks[0]!.parents[0]!;
+    s.set(spec({ cpus: 2, memoryMb: 256, rootDiskGb: 2 }, { cpus: 2, memoryMb: 256 }));
+    const grow = ok(await s.up());
+    expect(ev(grow, "web")?.op).toBe("update");
+    const grown = await vmOf(s, "web");
+    expect(grown.disks[0]).toMatchObject({ capacityKb: 2 * 1024 * 1024, parents: [] });
+    expect(outs(s, "web").linkedCloneDisk).toBe(false);
+    expect(await names(DatastorePath.parse(parent).parent)).toContain(DatastorePath.parse(parent).basename);
+    // A root disk cannot shrink: check refuses, naming the property; nothing changes.
+    s.set(spec({ cpus: 2, memoryMb: 256, rootDiskGb: 1 }, { cpus: 2, memoryMb: 256 }));
+    const shrink = await s.preview();
+    expect(ev(shrink, "web")?.failures?.[0]).toMatchObject({ property: "rootDiskGb", reason: expect.stringContaining("cannot shrink") });
+    ok(await s.destroy());
+    expect(await vmNames()).not.toContain(ids.web);
+  });
+
+  it("reads a VM from its id alone (instance uuid or vm id), and adopts one made outside", async () => {
+    const s = stack("imp", { images: { img: { source: sparse } }, instances: { a: { image: "img", cpus: 1, memoryMb: 64, metadata: { k: "v" } } } });
+    ok(await s.up());
+    const r = resource(s, "a");
+    const o = outs(s, "a");
+    const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
+    try {
+      await proc.configure(s.opts.config);
+      for (const id of [r.id, o.vmId as string, `VirtualMachine:${o.vmId as string}`]) {
+        const read = await proc.read(r.urn, id, { __provider: r.outputs.__provider }, {});
+        expect(read.id).toBe(r.id);
+        expect(read.props).toMatchObject({ instanceUuid: r.id, vmId: o.vmId, cpus: 1, memoryMb: 64, metadata: { k: "v" }, powerState: "on", vncPort: o.vncPort, host: o.host });
+      }
+      expect((await proc.read(r.urn, "5012a3b4-c5d6-47e8-89ab-000000000000", { __provider: r.outputs.__provider }, {})).id).toBe("");
+    } finally {
+      await proc.stop();
+    }
+
+    // Adopt: a VM of the first stack taken over by a second one, brought to its inputs.
+    ok(await s.destroy());
+    const first = stack("imp", { images: { img: { source: sparse } }, instances: { a: { image: "img", cpus: 1, memoryMb: 64 } } });
+    ok(await first.up());
+    const made = outs(first, "a");
+    // The first stack forgets it (as if it were made by hand): its state file goes.
+    rmSync(first.opts.stateFile);
+    const adopter = stack("adopt", { instances: { taken: { adopt: made.vmId, cpus: 2, memoryMb: 128, metadata: { owner: "adopter" }, powerState: "off" } } });
+    const up = ok(await adopter.up());
+    expect(ev(up, "taken")?.op).toBe("create");
+    expect(resource(adopter, "taken").id).toBe(made.instanceUuid);
+    const v = await vmOf(adopter, "taken");
+    expect(v.vm.value).toBe(made.vmId);
+    expect([v.cpus, v.memoryMb, v.powerState, v.metadata]).toEqual([2, 128, "poweredOff", { owner: "adopter" }]);
+    // Its disk is kept as it was: a linked clone of the first stack's image.
+    expect(v.disks[0]!.parents[0]).toContain("imp_base/");
+    ok(await adopter.destroy());
+    expect(await vmNames()).not.toContain(made.name);
+  });
+
+  it("boots a full copy (the image's linkedClone false), and an ISO on a CD-ROM beside a blank root disk", async () => {
+    const s = stack("kinds", {
+      images: { disk: { source: sparse, linkedClone: false }, cd: { source: iso } },
+      instances: { full: { image: "disk", cpus: 1, memoryMb: 64, rootDiskGb: 1 }, live: { image: "cd", cpus: 1, memoryMb: 64, rootDiskGb: 2 } },
+    });
+    ok(await s.up());
+    const full = await vmOf(s, "full");
+    expect(full.disks[0]!.parents).toEqual([]);
+    expect(full.disks[0]!.fileName).toBe(`[${DatastorePath.parse(full.vmxPath).datastore}] ${full.name}/${full.name}.vmdk`);
+    expect(full.disks[0]!.capacityKb).toBe(1024 * 1024);
+    expect(outs(s, "full").linkedCloneDisk).toBe(false);
+    const live = await vmOf(s, "live");
+    const isoId = outs(s, "cd").imageId as string;
+    expect(live.cdroms.map((c) => c.iso)).toEqual([`[${DatastorePath.parse(live.cdroms[0]!.iso!).datastore}] kinds_base/${isoId}/${isoId}.iso`]);
+    expect(live.disks[0]).toMatchObject({ parents: [], capacityKb: 2 * 1024 * 1024, thinProvisioned: true });
+    ok(await s.destroy());
+    for (const ds of DS) expect(await names(new DatastorePath(ds, full.name))).toEqual([]);
+  });
+
+  it("refuses bad input at preview, naming the property, the value and what is accepted", async () => {
+    const s = stack("bad", {
+      images: { img: { source: sparse } },
+      instances: {
+        typo: { image: "img", cpus: 1, memoryMb: 64, guestId: "ubuntu64guest" },
+        cores: { image: "img", cpus: 3, coresPerSocket: 2, memoryMb: 64 },
+        missing: { imageId: "0123456789abcdef0123456789abcdef", cpus: 1, memoryMb: 64 },
+        policy: { image: "img", cpus: 1, memoryMb: 64, storagePolicy: "gold" },
+        none: { cpus: 1, memoryMb: 64 },
+        nic: { image: "img", cpus: 1, memoryMb: 64, networks: [{ portGroup: "VM Network", model: "pcnet32" }] },
+      },
+    });
+    const r = await s.preview();
+    const failed = (name: string) => ev(r, name)?.failures ?? [];
+    expect(failed("typo")).toEqual([expect.objectContaining({ property: "guestId", reason: expect.stringContaining('"ubuntu64Guest"') })]);
+    expect(failed("cores")).toEqual([expect.objectContaining({ property: "coresPerSocket", reason: expect.stringContaining("must divide cpus (3)") })]);
+    expect(failed("missing")).toEqual([expect.objectContaining({ property: "imageId", reason: expect.stringContaining("is not cached on any datastore") })]);
+    expect(failed("policy")).toEqual([expect.objectContaining({ property: "storagePolicy", reason: expect.stringContaining("vmware:pbmEnabled") })]);
+    expect(failed("none")).toEqual([expect.objectContaining({ property: "image" })]);
+    expect(failed("nic")[0]).toMatchObject({ property: "networks.0.model" });
+    expect(await vmNames()).toEqual(expect.not.arrayContaining([expect.stringMatching(/^bad/)]));
+  });
+
+  it("places a VM by storage policy with vmware:pbmEnabled: only a compatible datastore, the policy on the VM's spec", async () => {
+    const s = stack("pbm", { images: { img: { source: sparse } }, instances: { p: { image: "img", cpus: 1, memoryMb: 64, storagePolicy: "vSAN Default Storage Policy" } } }, { "vmware:pbmEnabled": "true" });
+    // The image goes to the datastore with most free space; the policy allows only the other one.
+    ok(await s.up({ ...s.opts.config, "insttest:spec": JSON.stringify({ images: { img: { source: sparse } } }) }));
+    const cachedOn = Object.keys(outs(s, "img").cached)[0]!;
+    const other = DS.find((d) => d !== cachedOn)!;
+    const policyId = "aa6d5a82-1c88-45da-85d3-3d74b91a5bad";
+    await sim.control.markPolicyIncompatible(policyId, [cachedOn]);
+    try {
+      ok(await s.up());
+      const v = await vmOf(s, "p");
+      expect(DatastorePath.parse(v.vmxPath).datastore).toBe(other);
+      // The image was copied to the compatible datastore's cache, and the clone's parent is that copy.
+      expect(v.disks[0]!.parents[0]).toMatch(new RegExp(`^\\[${other}\\] pbm_base/`));
+      expect(outs(s, "p").storagePolicyId).toBe(policyId);
+      const typo = await s.preview({ ...s.opts.config, "insttest:spec": JSON.stringify({ images: { img: { source: sparse } }, instances: { p: { image: "img", cpus: 1, memoryMb: 64 }, q: { image: "img", cpus: 1, memoryMb: 64, storagePolicy: "vSAN Default Storage Polcy" } } }) });
+      expect(ev(typo, "q")?.failures?.[0]).toMatchObject({ property: "storagePolicy", reason: expect.stringContaining("vSAN Default Storage Policy") });
+    } finally {
+      await sim.control.clearPolicyMarks();
+      ok(await s.destroy());
     }
   });
 });

@@ -164,7 +164,15 @@ export const InputsSchema = z.strictObject({
   memoryShares: shares.optional(),
   guestId: z.string().trim().min(1).optional(),
   displayName: z.string().min(1).max(1000).optional(),
-  metadata: z.record(z.string().regex(/^[A-Za-z0-9_.-]{1,200}$/, "a key of letters, digits, '_', '.' or '-'"), z.string()).optional(),
+  // Keys checked one by one: zod's record key error says only "Invalid key in record".
+  metadata: z
+    .record(z.string(), z.string())
+    .superRefine((m, ctx) => {
+      for (const k of Object.keys(m)) {
+        if (!/^[A-Za-z0-9_.-]{1,200}$/.test(k)) ctx.addIssue({ code: "custom", path: [k], message: `a key of letters, digits, '_', '.' or '-' (1-200 of them), not ${JSON.stringify(k)}` });
+      }
+    })
+    .optional(),
   networks: z.array(NetworkSchema).max(10, "at most 10 NICs (vSphere's limit per VM)").optional(),
   powerState: z.enum(["on", "off", "suspended"]).default("on"),
   clusterName: z.string().trim().min(1).optional(),

@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import type { DriverConfig } from "../config.js";
 import type { VimClient } from "../vsphere/client.js";
 import { DatastorePath } from "../vsphere/datastore.js";
-import { NotFoundError } from "../vsphere/errors.js";
+import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
 import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
@@ -42,6 +42,7 @@ import {
   type NetworkArgs,
   type NetworkInput,
 } from "./instance-inputs.js";
+import { chooseDatastores } from "./image-placement.js";
 import { chooseVmDatastore, diskPlan, imageInfoById } from "./instance-placement.js";
 import { dynamicProvider } from "./provider.js";
 
@@ -484,6 +485,28 @@ export const instanceHandler: ResourceHandler = {
         const property = err instanceof RangeError ? "rootDiskGb" : e.kind === "cluster" ? "clusterName" : "imageId";
         return { inputs, failures: [{ property, reason: e.message }] };
       }
+    }
+    // A resource pool, VM folder or datastore that does not exist (or does not fit) fails the
+    // preview, naming what there is; looked up for a new VM or a changed name only.
+    const lookups = (["resourcePool", "folder", "datastore"] as const).filter((k) => given(k) && (isNew || o[k] !== r[k]));
+    if (lookups.length && !unknown.includes("clusterName")) {
+      const client = await ctx.client();
+      const cluster = await clusterOf(ctx, client, r.clusterName);
+      const found = await Promise.all(
+        lookups.map(async (k) => {
+          try {
+            if (k === "resourcePool") await findResourcePool(client, cluster, r.resourcePool!);
+            else if (k === "folder") await findVmFolder(client, cluster.datacenter, r.folder!);
+            else await chooseDatastores(client, cluster, [r.datastore!], undefined, undefined);
+            return undefined;
+          } catch (err) {
+            if (err instanceof NotFoundError || err instanceof NoSuitableDatastoreError) return { property: k, reason: (err as Error).message };
+            throw err;
+          }
+        }),
+      );
+      const missing = found.filter((f) => f !== undefined);
+      if (missing.length) return { inputs, failures: missing };
     }
     // A storage policy that does not exist fails the preview, naming the ones there are.
     const policyName = cfg.pbmEnabled && !unknown.includes("storagePolicy") ? (r.storagePolicy ?? cfg.pbmDefaultPolicy) : undefined;

@@ -370,4 +370,39 @@ describe("Instance", () => {
       ok(await s.destroy());
     }
   });
+
+  it("goes to a named resource pool and VM folder; with vmware:integrationBridge every NIC is on that bridge (NSX mode)", async () => {
+    const pool = await client.invoke("CreateResourcePool", cluster.resourcePool, {
+      name: "tenants",
+      spec: {
+        cpuAllocation: { reservation: 0, expandableReservation: true, limit: -1, shares: { shares: 0, level: "normal" } },
+        memoryAllocation: { reservation: 0, expandableReservation: true, limit: -1, shares: { shares: 0, level: "normal" } },
+      },
+    });
+    const parent = await client.invoke("CreateFolder", dc.vmFolder, { name: "pulumi" });
+    const folder = await client.invoke("CreateFolder", parent as MoRef, { name: "web" });
+    const s = stack(
+      "place",
+      {
+        images: { img: { source: sparse } },
+        portGroups: { bridge: { name: "br-int" } },
+        instances: { p: { image: "img", cpus: 1, memoryMb: 64, resourcePool: "tenants", folder: "pulumi/web", networks: [{ portGroup: "VM Network" }, { portGroup: "bridge" }] } },
+      },
+      { "vmware:integrationBridge": "br-int" },
+    );
+    ok(await s.up());
+    const v = await vmOf(s, "p");
+    expect(v.resourcePool?.value).toBe((pool as MoRef).value);
+    const props = await client.invoke("RetrievePropertiesEx", client.serviceContent.propertyCollector, {
+      specSet: [{ propSet: [{ type: "VirtualMachine", pathSet: ["parent"] }], objectSet: [{ obj: v.vm }] }],
+      options: {},
+    });
+    expect(JSON.stringify(props)).toContain((folder as MoRef).value);
+    expect(v.nics.map((n) => (n.backing as { networkName?: string }).networkName)).toEqual(["br-int", "br-int"]);
+    // A pool that does not exist: the error names the ones there are.
+    s.set({ images: { img: { source: sparse } }, portGroups: { bridge: { name: "br-int" } }, instances: { p: { image: "img", cpus: 1, memoryMb: 64, resourcePool: "tenants", folder: "pulumi/web" }, q: { image: "img", cpus: 1, memoryMb: 64, resourcePool: "tenant" } } });
+    const bad = await s.preview();
+    expect(ev(bad, "q")?.failures).toEqual([{ property: "resourcePool", reason: expect.stringMatching(/resource pool "tenant" not found in cluster DC0_C0 \(there are: tenants\)/) }]);
+    ok(await s.destroy());
+  });
 });

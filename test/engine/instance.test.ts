@@ -109,11 +109,11 @@ describe("Instance", () => {
       "three",
       {
         images: { img: { source: sparse, osType: "ubuntu64Guest" } },
-        portGroups: { net: { name: "inst-net", vlanId: 10 } },
+        portGroups: { net: { name: "inst-net", vlanId: 10 }, dnet: { name: "inst-dv", kind: "distributed", switch: "DVS0", vlanId: 20 } },
         instances: {
           web: { image: "img", cpus: 1, memoryMb: 128, networks: [{ portGroup: "net" }], metadata: { role: "web" } },
           db: { image: "img", cpus: 2, coresPerSocket: 2, memoryMb: 256, rootDiskGb: 1, networks: [{ portGroup: "net", model: "e1000", macAddress: "00:50:56:3f:00:01" }] },
-          batch: { image: "img", cpus: 1, memoryMb: 64, powerState: "off", displayName: "Batch worker", networks: [{ portGroup: "net" }, { portGroup: "VM Network", model: "e1000e" }] },
+          batch: { image: "img", cpus: 1, memoryMb: 64, powerState: "off", displayName: "Batch worker", networks: [{ portGroup: "net" }, { portGroup: "dnet", model: "e1000e" }] },
         },
       },
       { "vmware:serialPortServiceUri": SERIAL, "vmware:serialPortProxyUri": SERIAL_PROXY, "vmware:consoleDelaySeconds": "2" },
@@ -151,10 +151,12 @@ describe("Instance", () => {
     // NICs: the PortGroup's network, models, a fixed MAC; vCenter's generated ones in the outputs.
     expect(web.nics.map((n) => [n.model, n.backing])).toEqual([["vmxnet3", expect.objectContaining({ kind: "standard", networkName: "inst-net" })]]);
     expect(db.nics[0]).toMatchObject({ model: "e1000", macAddress: "00:50:56:3f:00:01", addressType: "manual" });
-    expect(batch.nics.map((n) => [n.model, (n.backing as { networkName?: string }).networkName])).toEqual([
-      ["vmxnet3", "inst-net"],
-      ["e1000e", "VM Network"],
+    // A distributed PortGroup: the NIC's port on its switch and key.
+    expect(batch.nics.map((n) => [n.model, n.backing])).toEqual([
+      ["vmxnet3", expect.objectContaining({ kind: "standard", networkName: "inst-net" })],
+      ["e1000e", { kind: "distributed", switchUuid: outs(s, "dnet").switchUuid, portgroupKey: outs(s, "dnet").portgroupKey }],
     ]);
+    expect(outs(s, "batch").networks[1]).toEqual({ switchUuid: outs(s, "dnet").switchUuid, portgroupKey: outs(s, "dnet").portgroupKey, model: "e1000e" });
     expect(outs(s, "web").macAddresses).toEqual([web.nics[0]!.macAddress]);
     // Serial port, console delay, metadata, Nova's extraConfig.
     expect(web.serialPorts[0]).toMatchObject({ serviceUri: SERIAL, proxyUri: SERIAL_PROXY, direction: "server" });

@@ -17,7 +17,7 @@ import { MoRef } from "../vsphere/soap/xml.js";
 import { prepareRootDisk } from "../vsphere/root-disk.js";
 import { removeVm } from "../vsphere/vm-lifecycle.js";
 import { findResourcePool, findVmFolder } from "../vsphere/vm-placement.js";
-import { findVm, readVm } from "../vsphere/vm-read.js";
+import { resolveVmId, readVm } from "../vsphere/vm-read.js";
 import type { NicOptions, RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
 import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
@@ -406,7 +406,7 @@ async function viewOf(client: VimClient, dc: Datacenter | undefined, s: { vmId?:
     const view = await readVm(client, new MoRef("VirtualMachine", s.vmId));
     if (view && (s.instanceUuid === undefined || view.instanceUuid === s.instanceUuid)) return view;
   }
-  const ref = await findVm(client, dc, s.instanceUuid ?? id);
+  const ref = await resolveVmId(client, dc, s.instanceUuid ?? id);
   return ref ? readVm(client, ref) : undefined;
 }
 
@@ -763,7 +763,7 @@ export const instanceHandler: ResourceHandler = {
     const folder = s.vmxPath ? DatastorePath.parse(s.vmxPath).parent : undefined;
     // By its id first (removeVm reads its state anyway); a VM re-registered under another id by its instance uuid.
     if (s.vmId && (await removeVm(client, dc, new MoRef("VirtualMachine", s.vmId), folder ? { folder } : {}))) return;
-    const ref = await findVm(client, dc, s.instanceUuid ?? id);
+    const ref = await resolveVmId(client, dc, s.instanceUuid ?? id);
     if (ref) await removeVm(client, dc, ref, folder ? { folder } : {});
   },
 };
@@ -786,7 +786,7 @@ async function adopt(
   displayName: string,
   base: { datacenter: string; clusterName: string; cachePrefix: string },
 ): Promise<pulumi.dynamic.CreateResult> {
-  const ref = await findVm(client, cluster.datacenter, r.adopt!);
+  const ref = await resolveVmId(client, cluster.datacenter, r.adopt!);
   const view = ref ? await readVm(client, ref) : undefined;
   if (!view) throw new NotFoundError(`adopt: no VM with instance uuid or id ${JSON.stringify(r.adopt)}`, "vm", r.adopt);
   const changes = changesOf(r, cfg, displayName, true);

@@ -1,5 +1,5 @@
 // Reading an instance's VM as vCenter has it (refresh, import, the base of an update):
-// findVm turns an instance uuid or a managed object id into a reference, readVm reads
+// resolveVmId turns an instance uuid or a managed object id into a reference, readVm reads
 // everything VmView holds in ONE RetrievePropertiesEx.
 //
 // The host's name comes in that same call. The VM's host is in `runtime.host`, a nested
@@ -43,11 +43,12 @@ export class InvalidVmIdError extends VSphereError {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
- * The VM an id names: an instance uuid (SearchIndex.FindByUuid, one round trip, in
+ * The VM an id names (inventory.ts's findVm looks VMs up by a query object and gives a
+ * summary; this takes the id strings users write and gives the reference, in one call): an instance uuid (SearchIndex.FindByUuid, one round trip, in
  * `datacenter` when given), or a managed object id checked to exist (one round trip).
  * undefined when no such VM exists.
  */
-export async function findVm(client: VimClient, datacenter: Datacenter | undefined, id: string): Promise<MoRef | undefined> {
+export async function resolveVmId(client: VimClient, datacenter: Datacenter | undefined, id: string): Promise<MoRef | undefined> {
   if (UUID.test(id)) {
     const searchIndex = client.serviceContent.searchIndex;
     if (!searchIndex) throw new NotFoundError(`${client.endpoint} has no SearchIndex`, "object");

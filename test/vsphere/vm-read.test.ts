@@ -1,7 +1,7 @@
 // Reading an instance's VM back (vm-read.ts) against the simulator: a VM made as spawnVm
 // makes it (SCSI controller, linked-clone disk on a cached base, a standard and a
 // distributed NIC, a URI serial port, metadata and VNC in extraConfig) reads back exactly,
-// in one property-collector call; findVm by instance uuid (one call) and by managed
+// in one property-collector call; resolveVmId by instance uuid (one call) and by managed
 // object id; a VM gone reads as undefined.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
@@ -12,7 +12,7 @@ import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { upload } from "../../provider/vsphere/transfer.js";
 import { removeVm } from "../../provider/vsphere/vm-lifecycle.js";
-import { InvalidVmIdError, findVm, readVm, vmFolderPath } from "../../provider/vsphere/vm-read.js";
+import { InvalidVmIdError, resolveVmId, readVm, vmFolderPath } from "../../provider/vsphere/vm-read.js";
 import { METADATA_PREFIX, type DistributedNicBacking } from "../../provider/vsphere/vm-spec.js";
 import { spawnVm, type SpawnOptions, type SpawnedVm } from "../../provider/vsphere/vmops.js";
 import { simOptions } from "../support/clients.js";
@@ -232,25 +232,25 @@ describe("readVm after a reconfigure", () => {
   });
 });
 
-describe("findVm", () => {
+describe("resolveVmId", () => {
   it("finds a VM by its instance uuid in one round trip, in any letter case, with or without the datacenter", async () => {
     await sim.control.resetStats();
-    expect((await findVm(client, dc, UUID))?.equals(made.vm)).toBe(true);
+    expect((await resolveVmId(client, dc, UUID))?.equals(made.vm)).toBe(true);
     expect((await sim.control.stats()).methods).toEqual({ FindByUuid: 1 });
-    expect((await findVm(client, undefined, UUID.toUpperCase()))?.equals(made.vm)).toBe(true);
+    expect((await resolveVmId(client, undefined, UUID.toUpperCase()))?.equals(made.vm)).toBe(true);
   });
 
   it("finds a VM by its managed object id, bare or typed", async () => {
     await sim.control.resetStats();
-    expect((await findVm(client, dc, made.vm.value))?.equals(made.vm)).toBe(true);
+    expect((await resolveVmId(client, dc, made.vm.value))?.equals(made.vm)).toBe(true);
     expect((await sim.control.stats()).methods).toEqual({ RetrievePropertiesEx: 1 });
-    expect((await findVm(client, undefined, made.vm.toString()))?.equals(made.vm)).toBe(true);
+    expect((await resolveVmId(client, undefined, made.vm.toString()))?.equals(made.vm)).toBe(true);
   });
 
   it("answers undefined for a VM that does not exist", async () => {
-    expect(await findVm(client, dc, "5012a3b4-0000-47e8-89ab-cdef01234567")).toBeUndefined();
-    expect(await findVm(client, dc, "vm-999999")).toBeUndefined();
-    expect(await findVm(client, dc, "VirtualMachine:vm-999999")).toBeUndefined();
+    expect(await resolveVmId(client, dc, "5012a3b4-0000-47e8-89ab-cdef01234567")).toBeUndefined();
+    expect(await resolveVmId(client, dc, "vm-999999")).toBeUndefined();
+    expect(await resolveVmId(client, dc, "VirtualMachine:vm-999999")).toBeUndefined();
   });
 
   it("looks for an instance uuid in the datacenter given only", async () => {
@@ -262,9 +262,9 @@ describe("findVm", () => {
       const cl = await getCluster(c, dc1!, inDc1.clusters[0]!.name);
       const vm = await createVm(c, dc1!, cl, "read-dc1", inDc1.datastores[0]!);
       const uuid = (await readVm(c, vm))!.instanceUuid;
-      expect(await findVm(c, dc0, uuid)).toBeUndefined();
-      expect((await findVm(c, dc1, uuid))?.equals(vm)).toBe(true);
-      expect((await findVm(c, undefined, uuid))?.equals(vm)).toBe(true);
+      expect(await resolveVmId(c, dc0, uuid)).toBeUndefined();
+      expect((await resolveVmId(c, dc1, uuid))?.equals(vm)).toBe(true);
+      expect((await resolveVmId(c, undefined, uuid))?.equals(vm)).toBe(true);
     } finally {
       await c.close();
       await two.stop();
@@ -272,7 +272,7 @@ describe("findVm", () => {
   });
 
   it("refuses an id that is neither", async () => {
-    expect(await rejection(findVm(client, dc, "HostSystem:host-1"))).toBeInstanceOf(InvalidVmIdError);
-    expect(await rejection(findVm(client, dc, "web 1"))).toBeInstanceOf(InvalidVmIdError);
+    expect(await rejection(resolveVmId(client, dc, "HostSystem:host-1"))).toBeInstanceOf(InvalidVmIdError);
+    expect(await rejection(resolveVmId(client, dc, "web 1"))).toBeInstanceOf(InvalidVmIdError);
   });
 });

@@ -18,7 +18,7 @@ import { prepareRootDisk } from "../vsphere/root-disk.js";
 import { removeVm } from "../vsphere/vm-lifecycle.js";
 import { findResourcePool, findVmFolder } from "../vsphere/vm-placement.js";
 import { resolveVmId, readVm } from "../vsphere/vm-read.js";
-import type { NicOptions, RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
+import type { RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
 import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
@@ -31,89 +31,34 @@ import {
   CLASS_INPUT_KEYS,
   INPUT_KEYS,
   InputsSchema,
-  POWER_STATES,
   guestIdFailure,
-  powerInputOf,
-  sharesOf,
   type ImageInfo,
   type ImageLike,
   type InstanceArgs,
   type Inputs,
   type NetworkArgs,
-  type NetworkInput,
 } from "./instance-inputs.js";
 import { chooseDatastores } from "./image-placement.js";
 import { chooseVmDatastore, diskPlan, imageInfoById } from "./instance-placement.js";
+import {
+  OUTPUT_KEYS,
+  allocations,
+  annotationOf,
+  changesOf,
+  clean,
+  hardwareChanges,
+  nicsOf,
+  previewView,
+  stateOf,
+  type InstanceState,
+  type RootDiskState,
+} from "./instance-state.js";
 import { dynamicProvider } from "./provider.js";
 
 export type { InstanceArgs, NetworkArgs } from "./instance-inputs.js";
+export type { InstanceState, RootDiskState } from "./instance-state.js";
 
 const GiB = 2 ** 30;
-
-/** The root disk as vCenter has it. */
-export interface RootDiskState {
-  fileName: string;
-  capacityBytes: number;
-  /** The backing chain's parents, nearest first: a linked clone's cached (sized) base. */
-  parents: string[];
-  /** The controller's vim25 type. */
-  controller: string;
-}
-
-/** What the state holds: the inputs (as vCenter has them after a refresh) and what create learnt. */
-export interface InstanceState extends Inputs {
-  instanceUuid: string;
-  /** The VM's managed object id (vm-123). */
-  vmId: string;
-  /** The VM's name in vCenter (its instance uuid, as Nova names VMs). */
-  name: string;
-  datacenter: string;
-  clusterName: string;
-  datastore: string;
-  vmxPath: string;
-  host: string | undefined;
-  hostId: string | undefined;
-  vncPort: number | undefined;
-  vncHost: string | undefined;
-  imageKind: "disk" | "iso" | undefined;
-  adapterType: string | undefined;
-  /** The linked-clone mode the VM was made with (the image's linkedClone, else vmware:useLinkedClone). */
-  linkedClone: boolean | undefined;
-  /** Whether the root disk is a delta on a cached base now (a grown linked clone is consolidated, as Nova's resize). */
-  linkedCloneDisk: boolean;
-  cachePrefix: string;
-  guestIdActual: string;
-  rootDisk: RootDiskState | undefined;
-  macAddresses: string[];
-  /** The storage policy's id, when placed by one. */
-  storagePolicyId: string | undefined;
-  serialPortUri: string | undefined;
-  /** Why the last preview said the update needs a power cycle (computed by check). */
-  powerCycle?: string[];
-}
-
-const OUTPUT_KEYS = [
-  "instanceUuid",
-  "vmId",
-  "name",
-  "datacenter",
-  "vmxPath",
-  "host",
-  "hostId",
-  "vncPort",
-  "vncHost",
-  "imageKind",
-  "adapterType",
-  "linkedClone",
-  "linkedCloneDisk",
-  "cachePrefix",
-  "guestIdActual",
-  "rootDisk",
-  "macAddresses",
-  "storagePolicyId",
-  "serialPortUri",
-  "powerCycle",
-];
 
 /** Inputs whose change replaces the VM. */
 const REPLACE_KEYS = ["imageId", "datastore", "clusterName", "resourcePool", "folder", "storagePolicy", "guestId", "vnc"] as const;
@@ -198,7 +143,6 @@ function networkInput(n: NetworkArgs): pulumi.Output<Record<string, unknown>> {
   return pulumi.all([pg as pulumi.Input<string> | undefined, rest]).apply(([portGroup, [switchUuid, portgroupKey, model, macAddress]]) => clean({ portGroup, switchUuid, portgroupKey, model, macAddress }));
 }
 
-const clean = (o: Record<string, unknown>) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -223,178 +167,11 @@ function clusterOf(ctx: HandlerContext, client: VimClient, name: string | undefi
   return found;
 }
 
-/** The NICs as vm-spec wants them; with vmware:integrationBridge every NIC goes to that bridge (the seed's NSX mode). */
-function nicsOf(networks: NetworkInput[] | undefined, cfg: DriverConfig): NicOptions[] {
-  return (networks ?? []).map((n, i) => {
-    const bridge = cfg.integrationBridge;
-    let backing: NicOptions["backing"];
-    if (bridge) backing = { kind: "standard", networkName: bridge };
-    else if (n.switchUuid !== undefined && n.portgroupKey !== undefined) backing = { kind: "distributed", switchUuid: n.switchUuid, portgroupKey: n.portgroupKey };
-    else if (n.portGroup !== undefined) backing = { kind: "standard", networkName: n.portGroup };
-    else if (cfg.flatNetworkBridge) backing = { kind: "standard", networkName: cfg.flatNetworkBridge };
-    else throw new Error(`networks[${i}]: give portGroup, or switchUuid and portgroupKey`);
-    return { backing, model: n.model, ...(n.macAddress ? { macAddress: n.macAddress } : {}) };
-  });
-}
-
-function allocations(r: Inputs): Pick<VmSpecOptions, "cpuAllocation" | "memoryAllocation"> {
-  const cpu = clean({ reservation: r.cpuReservationMhz, limit: r.cpuLimitMhz, shares: sharesOf(r.cpuShares) });
-  const mem = clean({ reservation: r.memoryReservationMb, limit: r.memoryLimitMb, shares: sharesOf(r.memoryShares) });
-  return { ...(Object.keys(cpu).length ? { cpuAllocation: cpu } : {}), ...(Object.keys(mem).length ? { memoryAllocation: mem } : {}) };
-}
-
-function annotationOf(displayName: string, urn: string | undefined): string {
-  return `${displayName}\n\nManaged by Pulumi (pulumi-vmware-vcenter)${urn ? `: ${urn}` : ""}`;
-}
-const displayNameOf = (annotation: string) => annotation.split("\n")[0] ?? "";
-
 /** The image's properties: the `image` input (an Image's outputs), else read from its marker by id. */
 async function imageOf(client: VimClient, cluster: Cluster, cfg: DriverConfig, r: Inputs): Promise<ImageInfo> {
   if (r.image) return r.image;
   if (!r.imageId) throw new Error("give image (an Image) or imageId");
   return imageInfoById(client, cluster, cfg.cachePrefix ?? "", r.imageId);
-}
-
-/** The network entry as the state keeps it: what the inputs can say of a NIC as read. */
-function networkOfNic(nic: VmView["nics"][number], wantedMac: boolean): NetworkInput {
-  const b = nic.backing;
-  const model = (["vmxnet3", "e1000", "e1000e"] as const).find((m) => m === nic.model) ?? "vmxnet3";
-  const base: Record<string, unknown> =
-    b.kind === "standard" ? { portGroup: b.networkName } : b.kind === "distributed" ? { switchUuid: b.switchUuid, portgroupKey: b.portgroupKey } : { portGroup: `(${b.type})` };
-  return { ...base, model: nic.model === model ? model : (nic.model as NetworkInput["model"]), ...(wantedMac && nic.macAddress ? { macAddress: nic.macAddress.toLowerCase() } : {}) } as NetworkInput;
-}
-
-/** The state from the VM as read, over what the state knew (inputs and placement). */
-function stateOf(view: VmView, known: Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName">): InstanceState {
-  const disk = view.disks[0];
-  const datastore = DatastorePath.parse(view.vmxPath).datastore;
-  const manualMacs = (known.networks ?? []).map((n) => n.macAddress !== undefined);
-  const cpu = view.cpuAllocation;
-  const mem = view.memoryAllocation;
-  const sharesBack = (s: typeof cpu.shares, had: unknown) => (had === undefined ? undefined : s.level === "custom" ? s.count : s.level);
-  const networks = view.nics.map((nic, i) => networkOfNic(nic, manualMacs[i] ?? false));
-  const s: InstanceState = {
-    ...(known as InstanceState),
-    cpus: view.cpus,
-    coresPerSocket: known.coresPerSocket === undefined && view.coresPerSocket === 1 ? undefined : view.coresPerSocket,
-    memoryMb: view.memoryMb,
-    ...(known.cpuHotAdd !== undefined || view.cpuHotAdd ? { cpuHotAdd: view.cpuHotAdd } : {}),
-    ...(known.memoryHotAdd !== undefined || view.memoryHotAdd ? { memoryHotAdd: view.memoryHotAdd } : {}),
-    ...(known.cpuReservationMhz !== undefined ? { cpuReservationMhz: cpu.reservation } : {}),
-    ...(known.cpuLimitMhz !== undefined ? { cpuLimitMhz: cpu.limit } : {}),
-    ...(known.cpuShares !== undefined ? { cpuShares: sharesBack(cpu.shares, known.cpuShares) } : {}),
-    ...(known.memoryReservationMb !== undefined ? { memoryReservationMb: mem.reservation } : {}),
-    ...(known.memoryLimitMb !== undefined ? { memoryLimitMb: mem.limit } : {}),
-    ...(known.memoryShares !== undefined ? { memoryShares: sharesBack(mem.shares, known.memoryShares) } : {}),
-    ...(known.rootDiskGb !== undefined && disk ? { rootDiskGb: Math.ceil(disk.capacityKb / (1024 * 1024)) } : {}),
-    displayName: displayNameOf(view.annotation),
-    metadata: view.metadata,
-    ...(networks.length || known.networks ? { networks } : {}),
-    powerState: powerInputOf(view.powerState),
-    vnc: view.vncPort !== undefined,
-    instanceUuid: view.instanceUuid,
-    vmId: view.vm.value,
-    name: view.name,
-    datastore,
-    vmxPath: view.vmxPath,
-    host: view.hostName,
-    hostId: view.host?.value,
-    vncPort: view.vncPort,
-    vncHost: view.vncPort !== undefined ? view.hostName : undefined,
-    imageKind: known.imageKind,
-    adapterType: known.adapterType,
-    linkedCloneDisk: (disk?.parents.length ?? 0) > 0,
-    cachePrefix: known.cachePrefix ?? "",
-    guestIdActual: view.guestId,
-    rootDisk: disk ? { fileName: disk.fileName, capacityBytes: disk.capacityKb * 1024, parents: disk.parents, controller: disk.controllerType } : undefined,
-    macAddresses: view.nics.map((n) => n.macAddress ?? "").filter((m) => m !== ""),
-    storagePolicyId: known.storagePolicyId,
-    serialPortUri: view.serialPorts[0]?.serviceUri,
-  };
-  delete s.powerCycle;
-  return JSON.parse(JSON.stringify(s)) as InstanceState;
-}
-
-/**
- * What an update wants of the VM, from the checked inputs. An adopted VM keeps the NICs
- * and metadata it has unless the inputs name them; a VM made here has exactly the inputs'.
- */
-function changesOf(n: Inputs, cfg: DriverConfig, displayName: string, adopting = false): VmChanges {
-  const alloc = allocations(n);
-  return {
-    cpus: n.cpus,
-    coresPerSocket: n.coresPerSocket ?? 1,
-    memoryMb: n.memoryMb,
-    ...(n.cpuHotAdd !== undefined ? { cpuHotAdd: n.cpuHotAdd } : {}),
-    ...(n.memoryHotAdd !== undefined ? { memoryHotAdd: n.memoryHotAdd } : {}),
-    ...(alloc.cpuAllocation ? { cpuAllocation: alloc.cpuAllocation } : {}),
-    ...(alloc.memoryAllocation ? { memoryAllocation: alloc.memoryAllocation } : {}),
-    ...(n.rootDiskGb !== undefined ? { rootDiskKb: n.rootDiskGb * 1024 * 1024 } : {}),
-    ...(n.networks !== undefined || !adopting ? { nics: nicsOf(n.networks, cfg) } : {}),
-    ...(n.metadata !== undefined || !adopting ? { metadata: n.metadata ?? {} } : {}),
-    annotation: annotationOf(displayName, n.resourceUrn),
-    powerState: POWER_STATES[n.powerState],
-  };
-}
-
-/**
- * A VM as the last inputs made it (for the preview's power-cycle reasons): the flavor,
- * power state, guest and root disk (a delta on a base when it is a linked clone).
- */
-function previewView(o: Inputs, cfg: DriverConfig): VmView {
-  const none = { reservation: 0, limit: -1, shares: { level: "normal" as const, count: 0 } };
-  const image = o.image;
-  const ide = image?.adapterType === "ide";
-  const linked = image !== undefined && image.kind === "disk" && (image.linkedClone ?? cfg.useLinkedClone);
-  const capacityKb = o.rootDiskGb !== undefined ? o.rootDiskGb * 1024 * 1024 : Math.ceil((image?.capacityBytes ?? 0) / 1024);
-  return {
-    vm: new MoRef("VirtualMachine", "preview"),
-    name: "preview",
-    instanceUuid: "",
-    guestId: o.guestId ?? image?.osType ?? "otherGuest",
-    annotation: "",
-    cpus: o.cpus,
-    coresPerSocket: o.coresPerSocket ?? 1,
-    memoryMb: o.memoryMb,
-    cpuHotAdd: o.cpuHotAdd ?? false,
-    memoryHotAdd: o.memoryHotAdd ?? false,
-    cpuAllocation: none,
-    memoryAllocation: none,
-    powerState: POWER_STATES[o.powerState ?? "on"],
-    vmxPath: "[preview] preview/preview.vmx",
-    extraConfig: {},
-    metadata: {},
-    vncEnabled: false,
-    disks: [
-      {
-        key: 2000,
-        controllerKey: ide ? 200 : 1000,
-        unitNumber: 0,
-        controllerType: ide ? "VirtualIDEController" : "VirtualLsiLogicController",
-        fileName: "[preview] preview/preview.vmdk",
-        capacityKb,
-        parents: linked ? ["[preview] base.vmdk"] : [],
-        device: {},
-      },
-    ],
-    nics: [],
-    cdroms: [],
-    serialPorts: [],
-    controllers: [],
-  };
-}
-
-/** The flavor and power part of an update (what may need a power cycle). */
-function hardwareChanges(n: Inputs): VmChanges {
-  return {
-    cpus: n.cpus,
-    coresPerSocket: n.coresPerSocket ?? 1,
-    memoryMb: n.memoryMb,
-    ...(n.cpuHotAdd !== undefined ? { cpuHotAdd: n.cpuHotAdd } : {}),
-    ...(n.memoryHotAdd !== undefined ? { memoryHotAdd: n.memoryHotAdd } : {}),
-    ...(n.rootDiskGb !== undefined ? { rootDiskKb: n.rootDiskGb * 1024 * 1024 } : {}),
-    powerState: POWER_STATES[n.powerState],
-  };
 }
 
 /**

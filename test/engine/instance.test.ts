@@ -118,6 +118,10 @@ describe("Instance", () => {
       },
       { "vmware:serialPortServiceUri": SERIAL, "vmware:serialPortProxyUri": SERIAL_PROXY, "vmware:consoleDelaySeconds": "2" },
     );
+    // A preview of the new stack: the Image's and PortGroup's outputs are unknown; check lets them be, and nothing is made.
+    const preview = ok(await s.preview());
+    for (const n of ["img", "net", "dnet", "web", "db", "batch"]) expect(ev(preview, n)).toMatchObject({ op: "create", preview: true });
+    expect(await vmNames()).toEqual(expect.not.arrayContaining([expect.stringMatching(/^[0-9a-f]{8}-/)]));
     const up = ok(await s.up());
     for (const n of ["web", "db", "batch"]) expect(ev(up, n)?.op).toBe("create");
     const imageId = outs(s, "img").imageId as string;

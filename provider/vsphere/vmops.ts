@@ -11,7 +11,7 @@ import { moRef } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 import { runTask } from "./task.js";
 import { removeVm, setPowerState } from "./vm-lifecycle.js";
-import { readVm } from "./vm-read.js";
+import { readVm, resolveVmId } from "./vm-read.js";
 import type { VmView } from "./vm-view.js";
 import { buildVmConfigSpec, matchDevices, plannedDevices, type VmSpecOptions } from "./vm-spec.js";
 import { VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
@@ -67,8 +67,21 @@ export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<Sp
   }
   try {
     const spec = buildVmConfigSpec({ ...opts.spec, ...(port !== undefined ? { vnc: { port, ...(keyMap ? { keyMap } : {}) } } : {}) });
+    // An answer lost after the request went out (a connection cut) leaves the VM made or
+    // not: its instance uuid says which, so it is neither left behind unknown nor made twice.
+    const uuid = opts.spec.instanceUuid;
+    const checkApplied = async () => {
+      const found = await resolveVmId(client, dc, uuid!);
+      return found ? { applied: true as const, value: found } : { applied: false as const };
+    };
     const vm = moRef.parse(
-      await runTask(client, "CreateVM_Task", opts.folder ?? dc.vmFolder, { config: spec, pool: opts.resourcePool ?? cluster.resourcePool, ...(host ? { host } : {}) }),
+      await runTask(
+        client,
+        "CreateVM_Task",
+        opts.folder ?? dc.vmFolder,
+        { config: spec, pool: opts.resourcePool ?? cluster.resourcePool, ...(host ? { host } : {}) },
+        uuid !== undefined ? { checkApplied } : {},
+      ),
     );
     try {
       if (port !== undefined) port = await settleVncPort(client, vm, port, cluster, opts.spec.name, held);

@@ -111,6 +111,26 @@ async function addRules(...rules: FaultRule[]): Promise<number[]> {
   return ids;
 }
 
+/**
+ * While `run` goes on, looks at the rules (a round trip each, a short pause between) and
+ * notes when each `[rule id, seen count]` was first reached: ms since the start, or
+ * undefined when never. Then resolves `run`'s result and those times.
+ */
+async function timeline<T>(run: Promise<T>, marks: Array<[number, number]>): Promise<[T, Array<number | undefined>]> {
+  const t0 = Date.now();
+  const at: Array<number | undefined> = marks.map(() => undefined);
+  let running = true;
+  const done = run.finally(() => (running = false));
+  while (running && at.some((t) => t === undefined)) {
+    const rules = await sim.control.rules();
+    marks.forEach(([id, seen], i) => {
+      if (at[i] === undefined && (rules.find((r) => r.id === id)?.seen ?? 0) >= seen) at[i] = Date.now() - t0;
+    });
+    await setTimeout(20);
+  }
+  return [await done, at];
+}
+
 const delays = (): FaultRule[] =>
   (["CreateVM_Task", "CopyVirtualDisk_Task", "ExtendVirtualDisk_Task"] as const).map((method) => ({ kind: "taskDelay", method, ms: TASK_DELAY_MS, times: -1 }));
 
@@ -149,19 +169,27 @@ describe("Instance creates at once", () => {
   it("20 instances in one up: 20 VMs, 20 VNC ports, one copy of the image and one sized base on the target datastore", async () => {
     const instances = Object.fromEntries(Array.from({ length: 20 }, (_, i) => [`vm${i}`, { image: "img", cpus: 1, memoryMb: 64, rootDiskGb: 1, datastore: B }]));
     base.set({ images: imageSpec(), instances });
-    const rules = await addRules(...delays());
+    // Each create's task runs HOLD ms and its VM shows only at the end, as vCenter's.
+    const HOLD = 1500;
+    const [create] = await addRules({ kind: "taskDelay", method: "CreateVM_Task", ms: HOLD, times: -1 });
+    const rules = [create!, ...(await addRules(...delays().slice(1)))];
     await sim.control.resetStats();
-    const up = ok(await base.up());
+    const [up, [first, last]] = await timeline(base.up(), [
+      [create!, 1],
+      [create!, 20],
+    ]);
+    ok(up);
     const stats = await sim.control.stats();
     const fired = await Promise.all(rules.map((id) => sim.control.rule(id)));
     await sim.control.clearRules();
     expect(up.events.filter((e) => e.op === "create")).toHaveLength(20);
-    // The delays were on every create (and the copies): they overlapped.
     expect(fired.map((r) => [r.kind === "cutUpload" ? "" : r.method, r.fired])).toEqual([
       ["CreateVM_Task", 20],
       ["CopyVirtualDisk_Task", 2],
       ["ExtendVirtualDisk_Task", 1],
     ]);
+    // The 20th CreateVM_Task came while the first was still running: all 20 were in flight at once.
+    expect(last! - first!, `creates from ${first} ms to ${last} ms`).toBeLessThan(HOLD);
 
     const made = instanceOuts(base);
     expect(made).toHaveLength(20);
@@ -188,14 +216,25 @@ describe("Instance creates at once", () => {
   }, 90_000);
 
   it("two provider processes creating at once: no VNC port twice on the cluster's hosts, one image copy and one sized base", async () => {
-    const four = (p: string) => Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`${p}${i}`, byId(C, 2)]));
-    const p1 = stack("proc1", { instances: four("a") });
-    const p2 = stack("proc2", { instances: four("b") });
-    await addRules(...delays());
-    const [r1, r2] = await Promise.all([p1.up(), p2.up()]);
+    // Each process's VMs by their memory size, so the simulator tells the two processes' creates apart.
+    const four = (p: string, memoryMb: number) => Object.fromEntries(Array.from({ length: 4 }, (_, i) => [`${p}${i}`, { ...byId(C, 2), memoryMb }]));
+    const p1 = stack("proc1", { instances: four("a", 64) });
+    const p2 = stack("proc2", { instances: four("b", 96) });
+    const HOLD = 3000;
+    const [c1, c2] = await addRules(
+      { kind: "taskDelay", method: "CreateVM_Task", args: { "config.memoryMB": "64" }, ms: HOLD, times: -1 },
+      { kind: "taskDelay", method: "CreateVM_Task", args: { "config.memoryMB": "96" }, ms: HOLD, times: -1 },
+    );
+    await addRules(...delays().slice(1));
+    const [[r1, r2], [t1, t2]] = await timeline(Promise.all([p1.up(), p2.up()]), [
+      [c1!, 1],
+      [c2!, 1],
+    ]);
     await sim.control.clearRules();
     ok(r1);
     ok(r2);
+    // Each process picked its ports while the other's first VM was still being created (not yet visible).
+    expect(Math.abs(t1! - t2!), `first creates at ${t1} ms and ${t2} ms`).toBeLessThan(HOLD);
     const made = [...instanceOuts(p1), ...instanceOuts(p2)];
     expect(made).toHaveLength(8);
     const views = await Promise.all(made.map((m) => vmOf(m.vmId)));

@@ -2,8 +2,10 @@
 // process: 20 creates in one `up` (one process) and two stacks' `up`s at once (two
 // processes) get distinct VNC ports and make the image's copy and the sized base on the
 // target datastore once; a fault at each step of create (the image's copy, the sized
-// base's extension, CreateVM_Task, the VNC move, the power on, the read-back, a
-// connection cut after CreateVM_Task) leaves nothing behind, and the re-run succeeds.
+// base's extension, CreateVM_Task, the VNC move, the power on, the read-back, connection
+// cuts after CreateVM_Task and PowerOnVM_Task; a full copy's growth and create) leaves
+// nothing behind, and the re-run succeeds; a failed create next to a good one in the same
+// `up` keeps the sized base the good one links to.
 //
 // The image is cached on datastore A (its Image's `datastores`), every instance goes to
 // another datastore (`datastore` input) with a root disk larger than the image, so each
@@ -42,7 +44,7 @@ let images: ImageDir;
 /** A: the Image's cache; B: test 1's VMs; C: the two processes'; FAULT_DS: one per fault case. */
 let A: string, B: string, C: string;
 let FAULT_DS: string[];
-const FAULT_CASES = 9;
+const FAULT_CASES = 11;
 let DS: string[];
 let imageId: string;
 let base: StackWithSpec;
@@ -302,6 +304,11 @@ const cases: FaultCase[] = [
     error: /injected: cannot power on/,
   },
   {
+    step: "a connection cut after PowerOnVM_Task's request (outcome unknown)",
+    rules: () => [{ kind: "reset", method: "PowerOnVM_Task", phase: "after" }],
+    error: /PowerOnVM_Task to .*the connection broke after the call was sent/,
+  },
+  {
     step: "the final read-back (RetrievePropertiesEx of the VM)",
     // readVm's read is the one selecting the hardware; nothing else in a create reads it.
     rules: () => [
@@ -369,6 +376,41 @@ describe("Instance create under injected faults", () => {
 
   it("a full copy: a failure at CreateVM_Task removes the VM's folder with its copied disk; the re-run succeeds", async () => {
     await failThenRerun([{ kind: "taskError", method: "CreateVM_Task", fault: "InsufficientResourcesFault", message: "injected: no room for the full copy's VM" }], /injected: no room for the full copy's VM/, { mode: "full" });
+  }, 60_000);
+
+  it("one of two creates of one up fails: the sized base the other links to stays, the failed one leaves nothing", async () => {
+    const ds = FAULT_DS[next++]!;
+    // Told apart by memory size: the good one's create runs long (its VM not yet visible
+    // when the bad one cleans up), the bad one's fails.
+    specs.linked.instances!.pairGood = { ...byId(ds, SIZED_GB), memoryMb: 64 };
+    specs.linked.instances!.pairBad = { ...byId(ds, SIZED_GB), memoryMb: 96 };
+    linked.set(specs.linked);
+    const before = await leftovers(ds);
+    const ids = await addRules(
+      { kind: "taskDelay", method: "CreateVM_Task", args: { "config.memoryMB": "64" }, ms: 1500 },
+      { kind: "taskError", method: "CreateVM_Task", args: { "config.memoryMB": "96" }, fault: "InsufficientResourcesFault", message: "injected: no room for the second VM" },
+    );
+    const up = await linked.up();
+    const fired = await Promise.all(ids.map((id) => sim.control.rule(id)));
+    await sim.control.clearRules();
+    expect(fired.map((r) => r.fired)).toEqual([1, 1]);
+    expect(up.errors.join("\n")).toMatch(/injected: no room for the second VM/);
+    const good = instanceOuts(linked).find((m) => m.name === "pairGood")!;
+    expect(instanceOuts(linked).map((m) => m.name)).not.toContain("pairBad");
+    const view = await vmOf(good.vmId);
+    const sized = `${imageId}.${SIZED_GB}.vmdk`;
+    expect(view.disks[0]!.parents[0]).toBe(`[${ds}] ${PREFIX}_base/${imageId}/${sized}`);
+    // Only the good one's VM and folder are new; the sized base stays (it is in use).
+    const after = await leftovers(ds);
+    expect(after.vms).toEqual([...before.vms!, good.id].sort());
+    expect(after[`[${ds}]`]).toEqual([...before[`[${ds}]`]!, good.id].sort());
+    expect(after.cache).toEqual([...before.cache!, `${imageId}.${SIZED_GB}-flat.vmdk`, sized].sort());
+    for (const d of DS) expect(after[`[${d}] vmware_temp`]).toEqual(before[`[${d}] vmware_temp`]);
+
+    const rerun = ok(await linked.up());
+    expect(rerun.events.find((e) => e.key.endsWith("::pairBad"))?.op).toBe("create");
+    const bad = instanceOuts(linked).find((m) => m.name === "pairBad")!;
+    expect((await vmOf(bad.vmId)).disks[0]!.parents[0]).toBe(view.disks[0]!.parents[0]);
   }, 60_000);
 
   it("a failure at the VNC port's move (ReconfigVM_Task after a collision) removes the VM; the re-run succeeds", async () => {

@@ -22,6 +22,8 @@ const BENCHES: Record<string, () => Promise<{ run(): Promise<BenchResult[]> }>> 
   transfer: () => import("./transfer.js"),
   // 1 GiB through the Image resource in the provider process (~2 min); BENCH_LARGE=1 adds 4 GiB.
   image: () => import("./image.js"),
+  // 1 vs 20 Instances at once, linked clone vs full copy, 50 ms per SOAP call (~2 min).
+  instance: () => import("./instance.js"),
 };
 
 async function main(): Promise<void> {

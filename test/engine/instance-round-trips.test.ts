@@ -33,8 +33,9 @@
 //   datacenter, the VM's power state and folder, PowerOffVM_Task and its read,
 //   UnregisterVM, DeleteDatastoreFile_Task of its folder and its read. Least: 5 =
 //   PowerOffVM_Task and its read (a VM off already answers InvalidPowerState), UnregisterVM,
-//   DeleteDatastoreFile_Task and its read — with the datacenter's and the VM's folder
-//   known from the state (vmxPath is; the datacenter only by name, so one read finds it).
+//   DeleteDatastoreFile_Task and its read: the VM's folder is in the state (vmxPath), and
+//   the datacenter's managed object id could be (the state holds only its name, so one
+//   read finds it now); the read of the VM's power state and folder is one more.
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -8,7 +8,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { randomUUID } from "node:crypto";
 import type { DriverConfig } from "../config.js";
 import type { VimClient } from "../vsphere/client.js";
-import { DatastorePath } from "../vsphere/datastore.js";
+import { DatastorePath, fileExists } from "../vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
 import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
@@ -407,15 +407,14 @@ export const instanceHandler: ResourceHandler = {
     const name = instanceUuid;
     const cachedOn = image.datastores.includes(datastore) ? datastore : (image.datastores[0] ?? datastore);
 
-    let rootDisk: RootDiskOptions;
+    // The root disk: an ISO's blank disk beside the ISO, or the image's (root-disk.ts).
     let cdromIso: DatastorePath | undefined;
-    let undo = async () => {};
-    let done = () => {};
-    if (image.kind === "iso") {
-      if (cachedOn !== datastore) await copyToDatastore(client, { datacenter: dc, fromDatastore: cachedOn, datastore, cachePrefix, imageId: image.imageId, kind: "iso" });
-      cdromIso = cacheLocation(datastore, cachePrefix, image.imageId, "iso").disk;
-      rootDisk = { kind: "blank", capacityKb: plan.rootGb! * 1024 * 1024 };
-    } else {
+    if (image.kind === "iso" && cachedOn !== datastore) {
+      await copyToDatastore(client, { datacenter: dc, fromDatastore: cachedOn, datastore, cachePrefix, imageId: image.imageId, kind: "iso" });
+    }
+    if (image.kind === "iso") cdromIso = cacheLocation(datastore, cachePrefix, image.imageId, "iso").disk;
+    const prepare = async (): Promise<{ rootDisk: RootDiskOptions; base: DatastorePath | undefined; undo(): Promise<void>; done(): void }> => {
+      if (image.kind === "iso") return { rootDisk: { kind: "blank", capacityKb: plan.rootGb! * 1024 * 1024 }, base: undefined, undo: async () => {}, done: () => {} };
       const prepared = await prepareRootDisk(client, {
         datacenter: dc,
         datastore,
@@ -427,12 +426,10 @@ export const instanceHandler: ResourceHandler = {
         linkedClone: linked,
         vmName: name,
       });
-      rootDisk = prepared.disk;
-      undo = prepared.undo;
-      done = prepared.done;
-    }
+      return { rootDisk: prepared.disk, base: prepared.base, undo: prepared.undo, done: prepared.done };
+    };
     const alloc = allocations(r);
-    const spec: Omit<VmSpecOptions, "vnc"> = {
+    const specOf = (rootDisk: RootDiskOptions): Omit<VmSpecOptions, "vnc"> => ({
       name,
       datastore,
       guestId: r.guestId ?? image.osType,
@@ -454,23 +451,33 @@ export const instanceHandler: ResourceHandler = {
       // Nova's: the instance uuid for NSX, and disk UUIDs visible to the guest.
       extraConfig: { "nvp.vm-uuid": instanceUuid, "disk.EnableUUID": "TRUE" },
       ...(policy ? { storagePolicyId: policy.id } : {}),
-    };
+    });
     let spawned;
-    try {
-      spawned = await spawnVm(client, {
-        cluster,
-        ...(pool ? { resourcePool: pool } : {}),
-        ...(folder ? { folder } : {}),
-        spec,
-        vnc: r.vnc,
-        powerOn: r.powerState !== "off",
-        ...(r.powerState === "suspended" ? { suspend: true } : {}),
-      });
-    } catch (err) {
-      await undo().catch((e: unknown) => client.log({ level: "warn", event: "cleanup", message: `could not undo the root disk of ${name}: ${(e as Error).message}` }));
-      throw err;
-    } finally {
-      done();
+    // A second try only when the linked clone's sized base vanished under this create: another
+    // process made it, its create failed and its undo removed the base before this VM linked
+    // to it (holds are per process). Then the base is made again.
+    for (let attempt = 0; ; attempt++) {
+      const disk = await prepare();
+      try {
+        spawned = await spawnVm(client, {
+          cluster,
+          ...(pool ? { resourcePool: pool } : {}),
+          ...(folder ? { folder } : {}),
+          spec: specOf(disk.rootDisk),
+          vnc: r.vnc,
+          powerOn: r.powerState !== "off",
+          ...(r.powerState === "suspended" ? { suspend: true } : {}),
+        });
+        break;
+      } catch (err) {
+        // Asked before the undo, which may remove the base itself.
+        const lostBase = attempt === 0 && linked && disk.base !== undefined && plan.rootGb !== undefined && !(await fileExists(client, dc, disk.base).catch(() => true));
+        await disk.undo().catch((e: unknown) => client.log({ level: "warn", event: "cleanup", message: `could not undo the root disk of ${name}: ${(e as Error).message}` }));
+        if (!lostBase) throw err;
+        client.log({ level: "info", event: "retry", message: `sized base ${disk.base!.toString()} was removed by another create while ${name} linked to it: making it again` });
+      } finally {
+        disk.done();
+      }
     }
     const state = stateOf(spawned.view, {
       ...r,

@@ -178,13 +178,28 @@ async function imageOf(client: VimClient, cluster: Cluster, cfg: DriverConfig, r
  * The VM of a state as read: by its managed object id (one call), else — re-registered
  * under another id, or a state from an id alone — by its instance uuid.
  */
-async function viewOf(client: VimClient, dc: Datacenter | undefined, s: { vmId?: string | undefined; instanceUuid?: string | undefined }, id: string): Promise<VmView | undefined> {
+async function viewOf(
+  client: VimClient,
+  dc: () => Promise<Datacenter | undefined>,
+  s: { vmId?: string | undefined; instanceUuid?: string | undefined },
+  id: string,
+): Promise<VmView | undefined> {
   if (s.vmId) {
     const view = await readVm(client, new MoRef("VirtualMachine", s.vmId));
     if (view && (s.instanceUuid === undefined || view.instanceUuid === s.instanceUuid)) return view;
   }
-  const ref = await resolveVmId(client, dc, s.instanceUuid ?? id);
+  const ref = await resolveVmId(client, await dc(), s.instanceUuid ?? id);
   return ref ? readVm(client, ref) : undefined;
+}
+
+/** The state's datacenter, looked up only when asked (undefined when it is gone: search them all). */
+function lazyDatacenter(client: VimClient, name: string | undefined): () => Promise<Datacenter | undefined> {
+  let found: Promise<Datacenter | undefined> | undefined;
+  return () =>
+    (found ??= name === undefined ? Promise.resolve(undefined) : getDatacenter(client, name).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return undefined;
+      throw err;
+    }));
 }
 
 function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
@@ -496,22 +511,15 @@ export const instanceHandler: ResourceHandler = {
   async read(ctx, id, props) {
     const s = stripProvider(props) as unknown as Partial<InstanceState>;
     const client = await ctx.client();
-    let dc: Datacenter | undefined;
-    if (s.datacenter) {
-      try {
-        dc = await getDatacenter(client, s.datacenter);
-      } catch (err) {
-        if (err instanceof NotFoundError) return { id: "", props: {} };
-        throw err;
-      }
-    }
+    // By the VM's id first (one call); the datacenter only for a search by instance uuid.
+    const dc = lazyDatacenter(client, s.datacenter);
     const view = await viewOf(client, dc, s, id);
     if (!view) return { id: "", props: {} };
     let known: Partial<InstanceState> & Pick<InstanceState, "datacenter" | "clusterName"> = { ...s, datacenter: s.datacenter ?? "", clusterName: s.clusterName ?? "" };
     if (!s.vmId) {
       // From the id alone (an import): what inputs would describe this VM.
       const cfg = ctx.config();
-      const datacenter = dc ?? (await getDatacenter(client));
+      const datacenter = (await dc()) ?? (await getDatacenter(client));
       known = { datacenter: datacenter.name, clusterName: s.clusterName ?? cfg.clusterName ?? "", cachePrefix: cfg.cachePrefix ?? "", adopt: view.instanceUuid };
     }
     const state = stateOf(view, known);
@@ -523,7 +531,7 @@ export const instanceHandler: ResourceHandler = {
     const n = stripProvider(news) as unknown as Inputs;
     const cfg = ctx.config();
     const client = await ctx.client();
-    const dc = await getDatacenter(client, o.datacenter);
+    const dc = lazyDatacenter(client, o.datacenter);
     const view = await viewOf(client, dc, o, id);
     if (!view) throw new NotFoundError(`the VM of instance ${o.instanceUuid ?? id} is gone (refresh, then up makes it again)`, "vm", o.instanceUuid ?? id);
     const displayName = n.displayName ?? n.resourceName ?? o.displayName ?? "instance";
@@ -553,9 +561,10 @@ export const instanceHandler: ResourceHandler = {
 };
 
 /** Brings the VM to `want` (vm-update.ts) and reads it back. */
-async function reconfigure(client: VimClient, dc: Datacenter, view: VmView, want: VmChanges): Promise<{ after: VmView; powerCycle: string[] }> {
+async function reconfigure(client: VimClient, dc: () => Promise<Datacenter | undefined>, view: VmView, want: VmChanges): Promise<{ after: VmView; powerCycle: string[] }> {
   const plan = planUpdate(view, want);
-  await applyUpdate(client, dc, view, plan);
+  // The datacenter only for a linked clone's consolidation (datastore file calls).
+  await applyUpdate(client, plan.disk?.kind === "consolidate" ? await dc() : undefined, view, plan);
   const after = await readVm(client, view.vm);
   if (!after) throw new NotFoundError(`VM ${view.vm.value} disappeared during its update`, "vm", view.instanceUuid);
   return { after, powerCycle: plan.powerCycle };
@@ -575,7 +584,7 @@ async function adopt(
   if (!view) throw new NotFoundError(`adopt: no VM with instance uuid or id ${JSON.stringify(r.adopt)}`, "vm", r.adopt);
   const changes = changesOf(r, cfg, displayName, true);
   // An adopted VM keeps its disk: growth only when asked for.
-  const { after } = await reconfigure(client, cluster.datacenter, view, changes);
+  const { after } = await reconfigure(client, async () => cluster.datacenter, view, changes);
   const state = stateOf(after, { ...r, ...base, displayName, imageKind: undefined, adapterType: after.disks[0]?.controllerType } as Partial<InstanceState> & typeof base);
   return { id: after.instanceUuid, outs: state as unknown as Record<string, unknown> };
 }

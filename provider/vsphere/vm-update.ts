@@ -374,15 +374,17 @@ async function copyConsolidated(client: VimClient, datacenter: Datacenter, delta
  * the wanted power state (else the one before). When a step fails after the power
  * off, the VM is brought back to its state before (best effort) and the error thrown.
  */
-export async function applyUpdate(client: VimClient, datacenter: Datacenter, view: VmView, plan: UpdatePlan): Promise<UpdateResult> {
+export async function applyUpdate(client: VimClient, datacenter: Datacenter | undefined, view: VmView, plan: UpdatePlan): Promise<UpdateResult> {
   const vm = plan.vm;
+  // Only a consolidation's datastore file calls need the datacenter (callers look it up for that alone).
+  if (plan.disk?.kind === "consolidate" && !datacenter) throw new VmUpdateError("rootDiskGb", `growing the linked clone of ${vm.value} needs its datacenter, which was not found`);
   let state = view.powerState;
   if (plan.powerOffFirst) state = await setPowerState(client, vm, state, "poweredOff");
   const disk = plan.disk;
   try {
     if (disk?.kind === "consolidate") {
-      await copyConsolidated(client, datacenter, disk.fileName, disk.resized);
-      await extendVirtualDisk(client, datacenter, disk.resized, disk.toKb);
+      await copyConsolidated(client, datacenter!, disk.fileName, disk.resized);
+      await extendVirtualDisk(client, datacenter!, disk.resized, disk.toKb);
     }
     if (plan.spec) await runTask(client, "ReconfigVM_Task", vm, { spec: plan.spec });
   } catch (err) {
@@ -397,7 +399,7 @@ export async function applyUpdate(client: VimClient, datacenter: Datacenter, vie
     // The delta is detached now; its parents (the cached base) are not touched (Nova
     // deletes a resized linked clone's old delta the same way). A failure leaves only
     // files in the VM's folder, which the VM's removal deletes.
-    await deleteVirtualDisk(client, datacenter, disk.fileName).catch((err: unknown) => {
+    await deleteVirtualDisk(client, datacenter!, disk.fileName).catch((err: unknown) => {
       client.log({ level: "warn", event: "cleanup", message: `VM ${vm.value}: could not delete the old delta ${disk.fileName}: ${(err as Error).message}` });
     });
   }

@@ -411,4 +411,34 @@ describe("Instance", () => {
     expect(ev(bad, "q")?.failures).toEqual([{ property: "resourcePool", reason: expect.stringMatching(/resource pool "tenant" not found in cluster DC0_C0 \(there are: tenants\)/) }]);
     ok(await s.destroy());
   });
+
+  it("replaces the VM for another image or datastore: the preview says which property, the new VM is made before the old one goes", async () => {
+    const other = await images.sparseVmdk("other.vmdk", { adapter: "ide", sizeMiB: 8 });
+    const spec = (vm: Record<string, unknown>) => ({ images: { a: { source: sparse }, b: { source: other } }, instances: { vm: { cpus: 1, memoryMb: 64, ...vm } } });
+    const s = stack("repl", spec({ image: "a", datastore: DS[0] }));
+    ok(await s.up());
+    const first = { id: resource(s, "vm").id, name: (await vmOf(s, "vm")).name };
+
+    s.set(spec({ image: "b", datastore: DS[0] }));
+    const preview = ok(await s.preview());
+    expect(ev(preview, "vm")).toMatchObject({ op: "replace", replaces: expect.arrayContaining(["image", "imageId"]) });
+    expect(ev(preview, "vm")?.detailedDiff).toMatchObject({ imageId: { kind: "UPDATE_REPLACE" } });
+    const replaced = ok(await s.up());
+    const ops = replaced.events.filter((e) => e.key.endsWith("::vm")).map((e) => e.op);
+    expect(ops.indexOf("replace")).toBeGreaterThanOrEqual(0);
+    expect(ops.indexOf("replace")).toBeLessThan(ops.indexOf("delete-replaced"));
+    const second = await vmOf(s, "vm");
+    expect(resource(s, "vm").id).not.toBe(first.id);
+    // The new image's adapter: an IDE disk on the built-in IDE controller.
+    expect(second.disks[0]!.controllerType).toBe("VirtualIDEController");
+    expect(await vmNames()).not.toContain(first.name);
+
+    s.set(spec({ image: "b", datastore: DS[1] }));
+    const moved = ok(await s.preview());
+    expect(ev(moved, "vm")).toMatchObject({ op: "replace", replaces: ["datastore"] });
+    ok(await s.up());
+    expect(DatastorePath.parse((await vmOf(s, "vm")).vmxPath).datastore).toBe(DS[1]);
+    expect(await vmNames()).not.toContain(second.name);
+    ok(await s.destroy());
+  });
 });

@@ -23,6 +23,7 @@ const VmDisks = z.object({
   name: str,
   // Absent for a VM whose configuration cannot be read (orphaned, inaccessible).
   "config.hardware.device": arrayOf(dataObject({ $type: str.optional(), backing: z.unknown().optional() })).optional(),
+  "config.files.vmPathName": str.optional(),
 });
 
 /** Chains longer than this are a loop in a broken backing, not a disk. */
@@ -58,23 +59,30 @@ export interface DiskUsage {
   unreadable: DiskUser[];
 }
 
-/**
- * For each datastore path given, the VMs whose disk chains use it, and the VMs
- * whose disks could not be read: a caller deleting a base disk refuses while
- * either list is not empty.
- */
-export async function diskUsage(client: VimClient, datastorePaths: PathLike[]): Promise<DiskUsage> {
-  const users = new Map<string, DiskUser[]>();
-  const unreadable: DiskUser[] = [];
-  for (const p of datastorePaths) users.set((typeof p === "string" ? DatastorePath.parse(p) : p).toString(), []);
-  if (users.size === 0) return { users, unreadable };
+/** A VM's disk files as one pass read them. */
+export interface VmDiskFiles extends DiskUser {
+  /** Every file of every disk's backing chain, normalised ("[ds] a/b.vmdk"). */
+  files: string[];
+  /** Its .vmx ("[ds] folder/name.vmx"), when readable. */
+  vmPathName: string | undefined;
+}
 
-  const contents = await new PropertyCollector(client).retrieve([
-    {
-      propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmDisks.shape) }],
-      objectSet: [vmsUnder(client.serviceContent.rootFolder)],
-    },
-  ]);
+/**
+ * Every VM's (templates included) disk chain files, in one paged property-collector
+ * pass over the whole inventory, and the VMs whose configuration could not be read.
+ */
+export async function allVmDisks(client: VimClient, opts: { maxObjects?: number } = {}): Promise<{ vms: VmDiskFiles[]; unreadable: DiskUser[] }> {
+  const contents = await new PropertyCollector(client).retrieve(
+    [
+      {
+        propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmDisks.shape) }],
+        objectSet: [vmsUnder(client.serviceContent.rootFolder)],
+      },
+    ],
+    opts.maxObjects,
+  );
+  const vms: VmDiskFiles[] = [];
+  const unreadable: DiskUser[] = [];
   for (const c of contents) {
     if (c.obj.type !== "VirtualMachine") continue;
     const vm = VmDisks.parse(c.props);
@@ -88,8 +96,23 @@ export async function diskUsage(client: VimClient, datastorePaths: PathLike[]): 
       if (device.$type !== "VirtualDisk") continue;
       for (const file of chainFiles(device.backing)) used.add(file);
     }
-    for (const file of used) users.get(file)?.push({ vm: c.obj, name: vm.name });
+    const vmx = vm["config.files.vmPathName"];
+    vms.push({ vm: c.obj, name: vm.name, files: [...used], vmPathName: vmx === undefined ? undefined : normalise(vmx) });
   }
+  return { vms, unreadable };
+}
+
+/**
+ * For each datastore path given, the VMs whose disk chains use it, and the VMs
+ * whose disks could not be read: a caller deleting a base disk refuses while
+ * either list is not empty.
+ */
+export async function diskUsage(client: VimClient, datastorePaths: PathLike[]): Promise<DiskUsage> {
+  const users = new Map<string, DiskUser[]>();
+  for (const p of datastorePaths) users.set((typeof p === "string" ? DatastorePath.parse(p) : p).toString(), []);
+  if (users.size === 0) return { users, unreadable: [] };
+  const { vms, unreadable } = await allVmDisks(client);
+  for (const vm of vms) for (const file of vm.files) users.get(file)?.push({ vm: vm.vm, name: vm.name });
   return { users, unreadable };
 }
 

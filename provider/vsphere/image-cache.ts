@@ -198,10 +198,19 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
  * `vmware_temp` are not ours and are left alone. Resolves the folders deleted.
  */
 export async function sweepStaging(client: VimClient, datacenter: Datacenter, datastore: string, olderThanMs: number, now = new Date()): Promise<DatastorePath[]> {
+  const deleted: DatastorePath[] = [];
+  for (const stale of await staleStaging(client, datacenter, datastore, olderThanMs, now)) {
+    if (await deleteFile(client, datacenter, stale)) deleted.push(stale);
+  }
+  return deleted;
+}
+
+/** The `vmware_temp/<uuid>` folders sweepStaging would delete (one search; deletes nothing). */
+export async function staleStaging(client: VimClient, datacenter: Datacenter, datastore: string, olderThanMs: number, now = new Date()): Promise<DatastorePath[]> {
   const root = new DatastorePath(datastore, STAGING_FOLDER);
   const tree = await searchTree(client, datacenter, root);
   const cutoff = now.getTime() - olderThanMs;
-  const deleted: DatastorePath[] = [];
+  const stale: DatastorePath[] = [];
   for (const top of tree.get(root.toString()) ?? []) {
     if (!top.folder || !UUID.test(top.name)) continue;
     let newest = top.modified?.getTime() ?? Infinity;
@@ -209,10 +218,9 @@ export async function sweepStaging(client: VimClient, datacenter: Datacenter, da
       if (dir !== top.path.toString() && !dir.startsWith(`${top.path}/`)) continue;
       for (const e of entries) newest = Math.max(newest, e.modified?.getTime() ?? Infinity);
     }
-    if (newest >= cutoff) continue;
-    if (await deleteFile(client, datacenter, top.path)) deleted.push(top.path);
+    if (newest < cutoff) stale.push(top.path);
   }
-  return deleted;
+  return stale;
 }
 
 // ---------------------------------------------------------------------------

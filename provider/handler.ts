@@ -12,6 +12,7 @@ import { CONFIG_KEYS, ConfigError, InvalidCredentialsError, clientOptions, confi
 import { forEngine } from "./resources/detailed-diff.js";
 import type { DetailedDiffResult, HandlerContext, ResourceHandler } from "./resources/handler-types.js";
 import { imageHandler } from "./resources/image.js";
+import { imageCachePolicyHandler } from "./resources/image-cache-policy.js";
 import { instanceHandler } from "./resources/instance.js";
 import { portGroupHandler } from "./resources/port-group.js";
 import { VimClient } from "./vsphere/client.js";
@@ -21,6 +22,7 @@ const HANDLERS: Record<string, ResourceHandler> = {
   PortGroup: portGroupHandler,
   Image: imageHandler,
   Instance: instanceHandler,
+  ImageCachePolicy: imageCachePolicyHandler,
 };
 
 type Getter = (key: string) => string | undefined;

@@ -8,6 +8,8 @@
  */
 export { Image, ImageInUseError } from "./resources/image.js";
 export type { ImageArgs, ImageCopy, ImageState } from "./resources/image.js";
+export { ImageCachePolicy } from "./resources/image-cache-policy.js";
+export type { DatastoreReport, ImageCachePolicyArgs, ImageCachePolicyState, SweepSummary } from "./resources/image-cache-policy.js";
 export { Instance } from "./resources/instance.js";
 export type { InstanceArgs, InstanceState, NetworkArgs, RootDiskState } from "./resources/instance.js";
 export { PortGroup } from "./resources/port-group.js";

@@ -1,7 +1,9 @@
 // Which VMs use a disk: the truth in vCenter, not a database's idea of it (Nova's
 // image cache asks its own). A VM uses a base disk when the disk is anywhere in one
 // of its disks' backing chains: its own disk, or the `parent` of a linked clone's
-// delta (and of that delta's parent, and so on, snapshots included).
+// delta (and of that delta's parent, and so on, snapshots included). A VM also uses
+// the file its CD-ROM (or floppy) is backed by: an ISO image's Instance boots from the
+// cached `.iso` itself, which must count as in use like a disk.
 //
 // One property-collector traversal from the root folder reads every VM's name and
 // devices (nested folders, datacenters' VM folders, vApps): one round trip for an
@@ -93,7 +95,7 @@ export async function allVmDisks(client: VimClient, opts: { maxObjects?: number 
     }
     const used = new Set<string>();
     for (const device of devices) {
-      if (device.$type !== "VirtualDisk") continue;
+      if (device.$type !== "VirtualDisk" && device.$type !== "VirtualCdrom" && device.$type !== "VirtualFloppy") continue;
       for (const file of chainFiles(device.backing)) used.add(file);
     }
     const vmx = vm["config.files.vmPathName"];

@@ -1,0 +1,360 @@
+// The cache sweeper against a private simulator: images in use survive (a linked clone's
+// delta, a sized base, a VM made outside the provider that uses the cached disk itself,
+// a template, an ISO on a CD-ROM), an unused one is marked and, once its marker is
+// older than the minimum age, deleted whole; a used-again image loses its marker; dry
+// run and removeUnused=false change nothing; held images are kept; two sweeps at once;
+// a sweep racing a publish and an Instance create; staging and shadow-VM folders; the
+// round trips per datastore.
+//
+// Ages: the simulator's datastores are local folders (the datastore's url), so an old
+// staging or shadow folder is made old by setting its files' times there; an old age
+// marker is one whose name says an old time.
+import { randomUUID } from "node:crypto";
+import { readdir, stat, utimes } from "node:fs/promises";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ageMarkerName, ageMarkerTime, clearAgeMarkers, listCache, sweepCache, type DatastoreSweep, type ImageSweep, type SweepOptions } from "../../provider/vsphere/cache-sweep.js";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
+import { cacheLocation, publishStaged, stagingFor } from "../../provider/vsphere/image-cache.js";
+import { addHolder } from "../../provider/vsphere/image-holders.js";
+import { getCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
+import type { MoRef } from "../../provider/vsphere/soap/xml.js";
+import { runTask } from "../../provider/vsphere/task.js";
+import { upload } from "../../provider/vsphere/transfer.js";
+import { simOptions } from "../support/clients.js";
+import { addDisk, createDisk, createVm } from "../support/vms.js";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+
+let sim: Vcsim;
+let client: VimClient;
+let other: VimClient;
+let dc: Datacenter;
+let cluster: Cluster;
+let DS0: string;
+let DS1: string;
+/** Datastore name -> the simulator's local folder behind it. */
+const localDir = new Map<string, string>();
+
+const HOUR = 3600;
+const DAY = 86400;
+
+beforeAll(async () => {
+  sim = await startVcsim({ clusters: 1, hosts: 1, datastores: 2 });
+  [client, other] = await Promise.all([VimClient.connect(simOptions(sim)), VimClient.connect(simOptions(sim))]);
+  dc = await getDatacenter(client);
+  cluster = await getCluster(client, dc, sim.info.inventory.datacenters[0]!.clusters[0]!.name);
+  [DS0, DS1] = sim.info.inventory.datacenters[0]!.datastores.filter((d) => d.startsWith("LocalDS_")) as [string, string];
+  for (const ds of await getDatastores(client, cluster.datastores)) localDir.set(ds.name, ds.url);
+});
+afterAll(async () => {
+  await client?.close();
+  await other?.close();
+  await sim?.stop();
+});
+
+/** A cached disk image: `<prefix>_base/<id>/<id>.vmdk` (+ flat), made by vCenter. */
+async function cacheDisk(ds: string, prefix: string, id: string, kb = 64): Promise<DatastorePath> {
+  const loc = cacheLocation(ds, prefix, id, "disk");
+  await makeDirectory(client, dc, loc.folder, { createParents: true });
+  await createDisk(client, dc, loc.disk.toString(), kb, "thin");
+  return loc.disk;
+}
+
+/** A cached ISO: `<prefix>_base/<id>/<id>.iso`. */
+async function cacheIso(ds: string, prefix: string, id: string): Promise<DatastorePath> {
+  const loc = cacheLocation(ds, prefix, id, "iso");
+  const body = Buffer.alloc(4096, 7);
+  await upload(client, dc, loc.disk, () => [body], { length: body.length, checksums: [] });
+  return loc.disk;
+}
+
+/** A VM (made outside the provider) whose disk is a linked clone's delta on `parent`. */
+async function linkedClone(name: string, ds: string, parent: DatastorePath): Promise<MoRef> {
+  const vm = await createVm(client, dc, cluster, name, ds);
+  await makeDirectory(client, dc, new DatastorePath(ds, name), { createParents: true });
+  await addDisk(client, vm, `[${ds}] ${name}/${name}.vmdk`, { fileName: parent.toString(), diskMode: "persistent" });
+  return vm;
+}
+
+/** A VM given an existing file as its disk (no file operation): the cached disk itself. */
+async function attachExisting(vm: MoRef, file: DatastorePath): Promise<void> {
+  await runTask(client, "ReconfigVM_Task", vm, {
+    spec: {
+      deviceChange: [
+        {
+          operation: "add",
+          device: {
+            $type: "VirtualDisk",
+            key: -1,
+            backing: { $type: "VirtualDiskFlatVer2BackingInfo", fileName: file.toString(), diskMode: "persistent" },
+            controllerKey: 200,
+            unitNumber: 0,
+            capacityInKB: 64,
+          },
+        },
+      ],
+    },
+  });
+}
+
+/** A VM whose CD-ROM is the cached ISO (an ISO image's Instance boots from it). */
+async function attachIso(vm: MoRef, iso: DatastorePath): Promise<void> {
+  await runTask(client, "ReconfigVM_Task", vm, {
+    spec: {
+      deviceChange: [
+        {
+          operation: "add",
+          device: { $type: "VirtualCdrom", key: -2, backing: { $type: "VirtualCdromIsoBackingInfo", fileName: iso.toString() }, controllerKey: 201, unitNumber: 0 },
+        },
+      ],
+    },
+  });
+}
+
+/** The same old marker an earlier sweep would have made `ageSeconds` ago. */
+async function oldMarker(ds: string, prefix: string, id: string, ageSeconds: number): Promise<string> {
+  const name = ageMarkerName(new Date(Date.now() - ageSeconds * 1000));
+  await makeDirectory(client, dc, cacheLocation(ds, prefix, id, "disk").folder.join(name), { createParents: false });
+  return name;
+}
+
+/** Sets every file's and folder's times below a datastore folder (and itself) to `secondsAgo`. */
+async function age(path: DatastorePath, secondsAgo: number): Promise<void> {
+  const root = join(localDir.get(path.datastore)!, path.path);
+  const t = new Date(Date.now() - secondsAgo * 1000);
+  const walk = async (p: string): Promise<void> => {
+    if ((await stat(p)).isDirectory()) for (const e of await readdir(p)) await walk(join(p, e));
+    await utimes(p, t, t);
+  };
+  await walk(root);
+}
+
+const folderOf = (ds: string, prefix: string, id: string) => cacheLocation(ds, prefix, id, "disk").folder;
+const names = async (folder: DatastorePath) => (await listFolder(client, dc, folder)).map((e) => e.name).sort();
+const image = (r: DatastoreSweep | undefined, id: string): ImageSweep => {
+  const found = r?.images.find((i) => i.imageId === id);
+  if (!found) throw new Error(`image ${id} not in the report of ${r?.datastore}: ${JSON.stringify(r?.images.map((i) => i.imageId))}`);
+  return found;
+};
+const opts = (over: Partial<SweepOptions> & Pick<SweepOptions, "cachePrefix">): SweepOptions => ({
+  datacenter: dc,
+  datastores: [DS0],
+  removeUnused: true,
+  minAgeSeconds: DAY,
+  ...over,
+});
+
+describe("age markers", () => {
+  it("are named ts-YYYY-MM-DD-HH-MM-SS in UTC and read back; other names are not markers", () => {
+    const at = new Date("2026-03-04T05:06:07.890Z");
+    expect(ageMarkerName(at)).toBe("ts-2026-03-04-05-06-07");
+    expect(ageMarkerTime("ts-2026-03-04-05-06-07")?.toISOString()).toBe("2026-03-04T05:06:07.000Z");
+    expect(ageMarkerTime("ts-2026-02-30-00-00-00")).toBeUndefined();
+    expect(ageMarkerTime("ts-later")).toBeUndefined();
+    expect(ageMarkerTime("holder-x.json")).toBeUndefined();
+  });
+});
+
+describe("sweepCache: what is in use survives", () => {
+  const P = "use";
+  const vms: Record<string, MoRef> = {};
+
+  beforeAll(async () => {
+    const linked = await cacheDisk(DS0, P, "linked");
+    vms.lc = await linkedClone("use-lc", DS0, linked);
+
+    // A linked clone of a sized base (<id>.<gb>.vmdk): the image's own disk is used by nobody.
+    await cacheDisk(DS0, P, "sized");
+    const sizedBase = folderOf(DS0, P, "sized").join("sized.1.vmdk");
+    await createDisk(client, dc, sizedBase.toString(), 128, "thin");
+    vms.sized = await linkedClone("use-sized", DS0, sizedBase);
+
+    // A VM someone made by hand whose disk is the cached file itself.
+    const direct = await cacheDisk(DS0, P, "direct");
+    vms.direct = await createVm(client, dc, cluster, "hand-made", DS0);
+    await attachExisting(vms.direct, direct);
+
+    // A template linked to an image.
+    const tmpl = await cacheDisk(DS0, P, "tmpl");
+    vms.tmpl = await linkedClone("use-tmpl", DS0, tmpl);
+    await client.invoke("MarkAsTemplate", vms.tmpl);
+
+    // An ISO image's VM: its CD-ROM is the cached ISO.
+    const iso = await cacheIso(DS0, P, "iso");
+    vms.iso = await createVm(client, dc, cluster, "use-iso", DS0);
+    await attachIso(vms.iso, iso);
+
+    // A full copy: its disk was copied from the cache into its own folder and names no cache file.
+    await cacheDisk(DS0, P, "fullsrc");
+    vms.full = await createVm(client, dc, cluster, "use-full", DS0);
+    await makeDirectory(client, dc, new DatastorePath(DS0, "use-full"), { createParents: true });
+    await runTask(client, "CopyVirtualDisk_Task", client.serviceContent.virtualDiskManager!, {
+      sourceName: folderOf(DS0, P, "fullsrc").join("fullsrc.vmdk").toString(),
+      sourceDatacenter: dc.ref,
+      destName: `[${DS0}] use-full/use-full.vmdk`,
+      destDatacenter: dc.ref,
+    });
+    await attachExisting(vms.full, new DatastorePath(DS0, "use-full/use-full.vmdk"));
+
+    // Unused, each with a marker older than any minimum age: only the unused one may go.
+    for (const id of ["linked", "sized", "direct", "tmpl", "iso", "fullsrc"]) await oldMarker(DS0, P, id, 30 * DAY);
+  });
+
+  it("keeps every image a VM's disk chain or CD-ROM uses (removing its marker), and deletes the unused one whole", async () => {
+    const report = await sweepCache(client, opts({ cachePrefix: P }));
+    const ds = report.datastores[0];
+    expect(ds?.errors).toEqual([]);
+    expect(image(ds, "linked")).toMatchObject({ state: "in-use", users: ["use-lc"] });
+    expect(image(ds, "sized")).toMatchObject({ state: "in-use", users: ["use-sized"] });
+    expect(image(ds, "direct")).toMatchObject({ state: "in-use", users: ["hand-made"] });
+    expect(image(ds, "tmpl")).toMatchObject({ state: "in-use", users: ["use-tmpl"] });
+    expect(image(ds, "iso")).toMatchObject({ state: "in-use", users: ["use-iso"] });
+    for (const id of ["linked", "sized", "direct", "tmpl", "iso"]) {
+      expect(image(ds, id).markedAt).toBeUndefined();
+      expect((await names(folderOf(DS0, P, id))).filter((n) => n.startsWith("ts-"))).toEqual([]);
+    }
+    expect(await fileExists(client, dc, folderOf(DS0, P, "sized").join("sized.1.vmdk"))).toBe(true);
+
+    // The full copy's origin: no VM references it, so it is unused and goes; the copy does not care.
+    const full = image(ds, "fullsrc");
+    expect(full).toMatchObject({ state: "removed", users: [] });
+    expect(full.files).toEqual(expect.arrayContaining(["fullsrc.vmdk", "fullsrc-flat.vmdk"]));
+    expect(ds?.bytesFreed).toBe(full.bytes);
+    expect(full.bytes).toBeGreaterThan(0);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "fullsrc"))).toBe(false);
+    expect(await fileExists(client, dc, new DatastorePath(DS0, "use-full/use-full.vmdk"))).toBe(true);
+  });
+});
+
+describe("sweepCache: aging", () => {
+  it("marks a young unused image, keeps it while the marker is younger than the minimum age, then deletes it whole (sized bases too)", async () => {
+    const P = "age";
+    await cacheDisk(DS0, P, "img");
+    await createDisk(client, dc, folderOf(DS0, P, "img").join("img.2.vmdk").toString(), 128, "thin");
+    const t0 = new Date();
+
+    const first = await sweepCache(client, opts({ cachePrefix: P, now: t0 }));
+    const marker = ageMarkerName(t0);
+    expect(image(first.datastores[0], "img")).toMatchObject({ state: "marked", markedAt: ageMarkerTime(marker)!.toISOString() });
+    expect(await names(folderOf(DS0, P, "img"))).toContain(marker);
+
+    // A day less ten seconds later: still aging, nothing made or removed.
+    const young = await sweepCache(client, opts({ cachePrefix: P, now: new Date(t0.getTime() + (DAY - 10) * 1000) }));
+    expect(image(young.datastores[0], "img")).toMatchObject({ state: "aging", markedAt: ageMarkerTime(marker)!.toISOString() });
+    expect((await names(folderOf(DS0, P, "img"))).filter((n) => n.startsWith("ts-"))).toEqual([marker]);
+
+    // A day and a second later: the folder goes, with the sized base and the marker.
+    const old = await sweepCache(client, opts({ cachePrefix: P, now: new Date(t0.getTime() + (DAY + 1) * 1000) }));
+    const rec = image(old.datastores[0], "img");
+    expect(rec.state).toBe("removed");
+    expect(rec.files).toEqual(expect.arrayContaining(["img.vmdk", "img.2.vmdk"]));
+    expect(old.datastores[0]!.bytesFreed).toBe(rec.bytes);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "img"))).toBe(false);
+    expect(await fileExists(client, dc, new DatastorePath(DS0, `${P}_base`))).toBe(true);
+  });
+
+  it("a used-again image loses its marker: by the sweep (a VM uses it now) and by clearAgeMarkers (an Instance about to use it)", async () => {
+    const P = "again";
+    const disk = await cacheDisk(DS0, P, "img");
+    const m = await oldMarker(DS0, P, "img", HOUR);
+    await linkedClone("again-vm", DS0, disk);
+    const r = await sweepCache(client, opts({ cachePrefix: P }));
+    expect(image(r.datastores[0], "img")).toMatchObject({ state: "in-use", users: ["again-vm"] });
+    expect(image(r.datastores[0], "img").markedAt).toBeUndefined();
+    expect(await names(folderOf(DS0, P, "img"))).not.toContain(m);
+
+    await cacheDisk(DS0, P, "img2");
+    await oldMarker(DS0, P, "img2", HOUR);
+    await oldMarker(DS0, P, "img2", 2 * HOUR);
+    expect(await clearAgeMarkers(client, dc, folderOf(DS0, P, "img2"))).toBe(2);
+    expect((await names(folderOf(DS0, P, "img2"))).filter((n) => n.startsWith("ts-"))).toEqual([]);
+    expect(await clearAgeMarkers(client, dc, folderOf(DS0, P, "gone"))).toBe(0);
+  });
+
+  it("the newest of two markers counts (two sweeps each made one)", async () => {
+    const P = "two";
+    await cacheDisk(DS0, P, "img");
+    await oldMarker(DS0, P, "img", 30 * DAY);
+    const newest = await oldMarker(DS0, P, "img", HOUR);
+    const r = await sweepCache(client, opts({ cachePrefix: P }));
+    expect(image(r.datastores[0], "img")).toMatchObject({ state: "aging", markedAt: ageMarkerTime(newest)!.toISOString() });
+    expect(await fileExists(client, dc, folderOf(DS0, P, "img"))).toBe(true);
+  });
+});
+
+describe("sweepCache: what is never deleted", () => {
+  it("dry run changes nothing and says what a sweep would do", async () => {
+    const P = "dry";
+    await cacheDisk(DS0, P, "old");
+    await oldMarker(DS0, P, "old", 30 * DAY);
+    await cacheDisk(DS0, P, "new");
+    const stale = stagingFor(DS0, "x").root;
+    await makeDirectory(client, dc, stale.join("x"), { createParents: true });
+    await age(stale, 2 * HOUR);
+    const before = { old: await names(folderOf(DS0, P, "old")), new: await names(folderOf(DS0, P, "new")) };
+
+    const r = await sweepCache(client, opts({ cachePrefix: P, dryRun: true }));
+    expect(r.dryRun).toBe(true);
+    const ds = r.datastores[0]!;
+    expect(image(ds, "old").state).toBe("would-remove");
+    expect(image(ds, "new")).toMatchObject({ state: "marked", reason: "dry run: the marker was not made" });
+    expect(ds.bytesFreed).toBe(0);
+    expect(ds.stagingCleaned).toContain(stale.toString());
+    expect({ old: await names(folderOf(DS0, P, "old")), new: await names(folderOf(DS0, P, "new")) }).toEqual(before);
+    expect(await fileExists(client, dc, stale)).toBe(true);
+  });
+
+  it("removeUnused false marks nothing, deletes nothing (staging included) and still reports", async () => {
+    const P = "keep";
+    await cacheDisk(DS0, P, "old");
+    const m = await oldMarker(DS0, P, "old", 30 * DAY);
+    await cacheDisk(DS0, P, "new");
+    const stale = stagingFor(DS0, "y").root;
+    await makeDirectory(client, dc, stale.join("y"), { createParents: true });
+    await age(stale, 2 * HOUR);
+
+    const r = await sweepCache(client, opts({ cachePrefix: P, removeUnused: false }));
+    const ds = r.datastores[0]!;
+    expect(image(ds, "old")).toMatchObject({ state: "kept", markedAt: ageMarkerTime(m)!.toISOString(), reason: "unused; removeUnusedBaseImages is false" });
+    expect(image(ds, "new")).toMatchObject({ state: "kept" });
+    expect(image(ds, "new").markedAt).toBeUndefined();
+    expect(ds.stagingCleaned).toEqual([]);
+    expect(await names(folderOf(DS0, P, "new"))).toEqual(["new-flat.vmdk", "new.vmdk"]);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "old"))).toBe(true);
+    expect(await fileExists(client, dc, stale)).toBe(true);
+  });
+
+  it("an image an Image resource holds is kept and not aged (its marker removed); one without its disk is left alone", async () => {
+    const P = "held";
+    await cacheDisk(DS0, P, "img");
+    await oldMarker(DS0, P, "img", 30 * DAY);
+    await addHolder(client, dc, folderOf(DS0, P, "img"), "stack-a");
+    // A folder without <id>.vmdk / .iso: publishStaged may be moving the disk into it.
+    await makeDirectory(client, dc, folderOf(DS0, P, "half"), { createParents: true });
+    await oldMarker(DS0, P, "half", 30 * DAY);
+    // Not an image folder at all, and a file beside the images: outside the cache's rules.
+    await makeDirectory(client, dc, new DatastorePath(DS0, `${P}_base/.hidden`), { createParents: true });
+
+    const r = await sweepCache(client, opts({ cachePrefix: P }));
+    const ds = r.datastores[0]!;
+    expect(image(ds, "img")).toMatchObject({ state: "kept", holders: ["stack-a"] });
+    expect(image(ds, "img").reason).toMatch(/held by an Image resource \(stack-a\)/);
+    expect((await names(folderOf(DS0, P, "img"))).filter((n) => n.startsWith("ts-"))).toEqual([]);
+    expect(image(ds, "half")).toMatchObject({ state: "kept" });
+    expect(image(ds, "half").reason).toMatch(/being published/);
+    expect(ds.images.map((i) => i.imageId).sort()).toEqual(["half", "img"]);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "half"))).toBe(true);
+    expect(await fileExists(client, dc, new DatastorePath(DS0, `${P}_base/.hidden`))).toBe(true);
+  });
+
+  it("only the cache prefix's folder is swept: another prefix's old images stay", async () => {
+    await cacheDisk(DS0, "mine", "img");
+    await oldMarker(DS0, "mine", "img", 30 * DAY);
+    await cacheDisk(DS0, "theirs", "img");
+    await oldMarker(DS0, "theirs", "img", 30 * DAY);
+    const r = await sweepCache(client, opts({ cachePrefix: "mine" }));
+    expect(image(r.datastores[0], "img").state).toBe("removed");
+    expect(await fileExists(client, dc, folderOf(DS0, "theirs", "img"))).toBe(true);
+  });
+});

@@ -1,0 +1,286 @@
+// ImageCachePolicy end to end: program -> serialized dynamic provider -> the real
+// dynamic-provider process -> the sweeper -> the simulator, read back from the
+// datastores (image folders, age markers). Cached images no Image resource holds are
+// put in the cache by the test, as another tool or a deleted stack leaves them.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { VimClient } from "../../provider/vsphere/client.js";
+import { DatastorePath, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
+import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
+import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { upload } from "../../provider/vsphere/transfer.js";
+import { simOptions } from "../support/clients.js";
+import { ImageDir } from "../support/images.js";
+import { PROJECT_ROOT } from "../vcsim/build.mjs";
+import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { DynamicProviderProcess } from "./provider-process.js";
+import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
+
+const PASSWORD = "pw-CachePolicy-3b9e";
+let sim: Vcsim;
+let client: VimClient;
+let dc: Datacenter;
+let dir: string;
+let images: ImageDir;
+let DS: string[];
+let sparse: string;
+
+beforeAll(async () => {
+  sim = await startVcsim({ tls: true, clusters: 1, hosts: 2, datastores: 2, password: PASSWORD });
+  client = await VimClient.connect(simOptions(sim));
+  dc = await getDatacenter(client);
+  DS = sim.info.inventory.datacenters[0]!.datastores.filter((d) => d.startsWith("LocalDS_")).sort();
+  dir = mkdtempSync(join(tmpdir(), "cache-policy-harness-"));
+  images = await ImageDir.create();
+  sparse = await images.sparseVmdk("base.vmdk", { adapter: "lsilogic", sizeMiB: 16 });
+});
+afterAll(async () => {
+  await client?.close();
+  await sim?.stop();
+  await images?.cleanup();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+type Spec = { images?: Record<string, unknown>; instances?: Record<string, Record<string, unknown>>; policies?: Record<string, Record<string, unknown>> };
+
+function stack(name: string, spec: Spec, config: Record<string, string> = {}): HarnessStack & { set(next: Spec): void } {
+  // Each stack its own cache (vmware:cachePrefix = its name), so tests cannot see each other's images.
+  const s = simulatorStack(sim, {
+    dir,
+    name,
+    program: "test/engine/programs/cache-policy.ts",
+    password: PASSWORD,
+    config: { "vmware:cachePrefix": name, ...config, "cachetest:spec": JSON.stringify(spec) },
+  });
+  return Object.assign(s, {
+    set(next: Spec) {
+      s.opts.config["cachetest:spec"] = JSON.stringify(next);
+    },
+  });
+}
+
+function ok(r: HarnessResult): HarnessResult {
+  expect(r.errors).toEqual([]);
+  return r;
+}
+function resource(s: HarnessStack, name: string): StateResource {
+  const r = s.state().resources.find((x) => x.name === name);
+  if (!r) throw new Error(`no ${name} in the state`);
+  return r;
+}
+const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
+const ev = (r: HarnessResult, name: string) => r.events.find((e) => e.key.endsWith(`::${name}`));
+
+/** Names in a datastore folder (undefined when it does not exist). */
+async function names(path: DatastorePath): Promise<string[] | undefined> {
+  try {
+    return (await listFolder(client, dc, path)).map((e) => e.name).sort();
+  } catch (err) {
+    if (err instanceof FileNotFoundFault) return undefined;
+    throw err;
+  }
+}
+
+const folderOf = (ds: string, prefix: string, id: string) => new DatastorePath(ds, `${prefix}_base/${id}`);
+
+/** A cached image no Image resource holds and no VM uses: `<prefix>_base/<id>/<id>.vmdk` of `bytes` bytes. */
+async function seed(ds: string, prefix: string, id: string, bytes: number): Promise<void> {
+  const folder = folderOf(ds, prefix, id);
+  await makeDirectory(client, dc, folder);
+  const body = Buffer.alloc(bytes, 7);
+  await upload(client, dc, folder.join(`${id}.vmdk`), () => [body], { length: body.length, checksums: [] });
+}
+
+/** The report's entry of one image on one datastore: which list it is in, and the entry. */
+function reported(s: HarnessStack, policy: string, ds: string, imageId: string): { list: string; entry: Record<string, any> } | undefined {
+  const d = (outs(s, policy).report as Array<Record<string, any>>).find((r) => r.datastore === ds);
+  for (const list of ["inUse", "marked", "aging", "removed", "wouldRemove", "kept"]) {
+    const entry = (d?.[list] as Array<Record<string, any>> | undefined)?.find((i) => i.imageId === imageId);
+    if (entry) return { list, entry };
+  }
+  return undefined;
+}
+
+const markers = (list: string[] | undefined) => (list ?? []).filter((n) => /^ts-\d{4}(-\d{2}){5}$/.test(n));
+
+/** Until the clock is `ms` past an ISO time: what an interval waits for. */
+async function clockPast(iso: string, ms: number): Promise<void> {
+  const due = Date.parse(iso) + ms;
+  while (Date.now() < due) await new Promise((r) => setTimeout(r, Math.min(50, due - Date.now())));
+}
+
+describe("ImageCachePolicy through the dynamic-provider process", () => {
+  it("create sweeps; an up within the interval does nothing; after the interval it sweeps again and the preview says why; delete leaves the images", async () => {
+    const P = "life";
+    const id = "aaaa0000000000000000000000000001";
+    await seed(DS[0]!, P, id, 3000);
+    const s = stack(P, { policies: { tidy: { sweepIntervalSeconds: 3600 } } }, { "vmware:removeUnusedOriginalMinimumAgeSeconds": "7200" });
+
+    // The preview plans the create and makes nothing (no marker).
+    expect(ev(ok(await s.preview()), "tidy")).toMatchObject({ op: "create", preview: true });
+    expect(markers(await names(folderOf(DS[0]!, P, id)))).toEqual([]);
+
+    const created = ok(await s.up());
+    expect(ev(created, "tidy")?.op).toBe("create");
+    const o = outs(s, "tidy");
+    expect(resource(s, "tidy").id).toBe(`imagecache:DC0_C0:${P}`);
+    // Defaults from the stack config; every datastore of the cluster swept.
+    expect(o).toMatchObject({ cachePrefix: P, clusterName: "DC0_C0", datacenter: "DC0", removeUnusedBaseImages: true, removeUnusedOriginalMinimumAgeSeconds: 7200, sweepIntervalSeconds: 3600, dryRun: false });
+    expect(o.sweptDatastores).toEqual(expect.arrayContaining(DS));
+    expect(o.sweepDue).toBe("a new policy: first sweep");
+    expect(Date.parse(o.lastSweep)).toBeGreaterThanOrEqual(Date.parse(o.lastSweepStarted));
+    // The unused image was seen for the first time: marked, in the report and in its folder.
+    expect(reported(s, "tidy", DS[0]!, id)).toMatchObject({ list: "marked", entry: { bytes: 3000 } });
+    const marked = markers(await names(folderOf(DS[0]!, P, id)));
+    expect(marked).toHaveLength(1);
+    expect(o.summary).toMatchObject({ images: 1, marked: 1, removed: 0, bytesFreed: 0 });
+    // The program's export carries the summary too.
+    expect((created.outputs.policies as Record<string, any>).tidy.summary.marked).toBe(1);
+
+    // Within the interval: nothing to do, nothing done.
+    expect(ev(ok(await s.preview()), "tidy")?.op).toBe("same");
+    expect(ev(ok(await s.up()), "tidy")?.op).toBe("same");
+    expect(outs(s, "tidy").lastSweep).toBe(o.lastSweep);
+
+    // A changed input is an update, and an update sweeps: the image is now aging (its marker kept).
+    s.set({ policies: { tidy: { sweepIntervalSeconds: 1 } } });
+    const changed = ok(await s.preview());
+    expect(ev(changed, "tidy")).toMatchObject({ op: "update", preview: true });
+    expect(ev(changed, "tidy")?.detailedDiff).toMatchObject({ sweepIntervalSeconds: { kind: "UPDATE", inputDiff: true }, sweepDue: { kind: "UPDATE" }, lastSweep: { kind: "UPDATE", inputDiff: false } });
+    expect(ev(ok(await s.up()), "tidy")?.op).toBe("update");
+    const second = outs(s, "tidy");
+    expect(Date.parse(second.lastSweep)).toBeGreaterThan(Date.parse(o.lastSweep));
+    expect(second.sweepDue).toBe("inputs changed (sweepIntervalSeconds): sweep with the new settings");
+    expect(reported(s, "tidy", DS[0]!, id)).toMatchObject({ list: "aging", entry: { bytes: 3000 } });
+    const aging = reported(s, "tidy", DS[0]!, id)!.entry;
+    expect(Date.parse(aging.removableAfter) - Date.parse(aging.markedAt)).toBe(7200_000);
+    expect(markers(await names(folderOf(DS[0]!, P, id)))).toEqual(marked);
+
+    // The interval passes: with no input changed, an up is an update again. The preview
+    // (check and diff, as the engine calls them) says why in sweepDue.
+    await clockPast(second.sweepRequestedAt, 1000);
+    const r = resource(s, "tidy");
+    const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
+    try {
+      await proc.configure(s.opts.config);
+      const checked = await proc.check(r.urn, r.inputs, r.inputs);
+      expect(checked.failures).toEqual([]);
+      expect(checked.inputs.sweepDue).toMatch(new RegExp(`^last sweep \\d+s ago \\(${second.sweepRequestedAt.replace(/[.]/g, "\\.")}\\), interval 1s: sweep again$`));
+      const diff = await proc.diff(r.urn, r.id, r.outputs, checked.inputs);
+      expect(diff).toMatchObject({ changes: "some", replaces: [] });
+      expect(diff.detailedDiff).toEqual({ sweepDue: { kind: "UPDATE", inputDiff: true }, lastSweep: { kind: "UPDATE", inputDiff: false } });
+    } finally {
+      await proc.stop();
+    }
+    const again = ok(await s.up());
+    expect(ev(again, "tidy")).toMatchObject({ op: "update", detailedDiff: { sweepDue: { kind: "UPDATE" }, lastSweep: { kind: "UPDATE" } } });
+    const third = outs(s, "tidy");
+    expect(Date.parse(third.lastSweep)).toBeGreaterThan(Date.parse(second.lastSweep));
+    expect(third.sweepDue).toMatch(/^last sweep \d+s ago .*interval 1s: sweep again$/);
+
+    // Refresh keeps the state as it is.
+    const refreshed = ok(await s.refresh());
+    expect(ev(refreshed, "tidy")?.op).toBe("same");
+
+    // Delete removes the policy only: the image and its marker stay.
+    expect(ev(ok(await s.destroy()), "tidy")?.op).toBe("delete");
+    expect(await names(folderOf(DS[0]!, P, id))).toEqual([`${id}.vmdk`, ...marked].sort());
+  });
+
+  it("keeps an image an Instance uses, marks a young unused one, removes one unused past the minimum age; a dry run changes nothing", async () => {
+    const P = "aging";
+    const old = "bbbb0000000000000000000000000001";
+    const young = "bbbb0000000000000000000000000002";
+    await seed(DS[0]!, P, old, 5000);
+    const base = { images: { img: { source: sparse } }, instances: { vm: { image: "img", cpus: 1, memoryMb: 64, powerState: "off" } } };
+    const policy = (p: Record<string, unknown>) => ({ ...base, policies: { p: { dependsOnInstances: true, ...p } } });
+
+    // A dry run first: it reports a marker it would make, and makes none.
+    const s = stack(P, policy({ dryRun: true, removeUnusedOriginalMinimumAgeSeconds: 0 }));
+    ok(await s.up());
+    const imageId = outs(s, "img").imageId as string;
+    const imageDs = Object.keys(outs(s, "img").cached)[0]!;
+    const vmName = resource(s, "vm").id;
+    expect(reported(s, "p", DS[0]!, old)).toMatchObject({ list: "marked" });
+    expect(markers(await names(folderOf(DS[0]!, P, old)))).toEqual([]);
+    // The Instance's image: in use, by the VM (its name is its instance uuid).
+    expect(reported(s, "p", imageDs, imageId)).toEqual({ list: "inUse", entry: expect.objectContaining({ users: [vmName] }) });
+
+    // For real, with an hour's minimum age: the unused image gets its age marker.
+    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 3600 }));
+    ok(await s.up());
+    expect(reported(s, "p", DS[0]!, old)).toMatchObject({ list: "marked" });
+    const oldMarker = markers(await names(folderOf(DS[0]!, P, old)));
+    expect(oldMarker).toHaveLength(1);
+
+    // A young one appears; with a minimum age of 0 the marked one is old enough and goes
+    // whole, the young one (no marker yet) is marked. The used image stays.
+    await seed(DS[0]!, P, young, 2000);
+    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0 }));
+    ok(await s.up());
+    expect(reported(s, "p", DS[0]!, old)).toMatchObject({ list: "removed", entry: { bytes: 5000 } });
+    expect(reported(s, "p", DS[0]!, young)).toMatchObject({ list: "marked" });
+    expect(outs(s, "p").summary).toMatchObject({ removed: 1, marked: 1, inUse: 1, bytesFreed: 5000 });
+    expect(outs(s, "p").report.find((d: any) => d.datastore === DS[0]).bytesFreed).toBe(5000);
+    expect(await names(folderOf(DS[0]!, P, old))).toBeUndefined();
+    expect(markers(await names(folderOf(DS[0]!, P, young)))).toHaveLength(1);
+    expect(await names(folderOf(imageDs, P, imageId))).toContain(`${imageId}.vmdk`);
+    expect(reported(s, "p", imageDs, imageId)).toMatchObject({ list: "inUse", entry: { users: [vmName] } });
+
+    // A dry run now would remove the young one (marked, age >= 0): it says so and deletes nothing.
+    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0, dryRun: true }));
+    ok(await s.up());
+    expect(reported(s, "p", DS[0]!, young)).toMatchObject({ list: "wouldRemove", entry: { bytes: 2000 } });
+    expect(outs(s, "p").summary).toMatchObject({ wouldRemove: 1, removed: 0, bytesFreed: 0 });
+    expect(await names(folderOf(DS[0]!, P, young))).toContain(`${young}.vmdk`);
+
+    ok(await s.destroy());
+    // The policy's delete took nothing: the young image is still there (the Image's own delete removed its copy).
+    expect(await names(folderOf(DS[0]!, P, young))).toContain(`${young}.vmdk`);
+  });
+
+  it("previews a new stack whose policy's datastores are an Image's output (unknown), then sweeps them", async () => {
+    const s = stack("unknowns", { images: { img: { source: sparse } }, policies: { p: { datastoresOfImage: "img" } } });
+    const preview = ok(await s.preview());
+    expect(ev(preview, "p")).toMatchObject({ op: "create", preview: true });
+    ok(await s.up());
+    const imageDs = Object.keys(outs(s, "img").cached);
+    expect(outs(s, "p")).toMatchObject({ datastores: imageDs, sweptDatastores: imageDs });
+    // The Image's copy is held by it: kept, not aged.
+    expect(reported(s, "p", imageDs[0]!, outs(s, "img").imageId)).toMatchObject({ list: "kept", entry: { holders: [expect.any(String)] } });
+    ok(await s.destroy());
+  });
+
+  it("check names each bad input, what it was and what is accepted", async () => {
+    const s = stack("bad", {
+      policies: {
+        misspelt: { sweepIntervalSecond: 60 },
+        negative: { sweepIntervalSeconds: -1 },
+        fraction: { removeUnusedOriginalMinimumAgeSeconds: 1.5 },
+        prefix: { cachePrefix: "a/b" },
+        regex: { datastoreRegex: "([" },
+        both: { datastores: [DS[0]], datastoreRegex: "Local" },
+        twice: { datastores: [DS[0], DS[0]] },
+        missing: { datastores: ["no-such-ds"] },
+        nomatch: { datastoreRegex: "zzz" },
+        cluster: { clusterName: "no-such-cluster" },
+      },
+    });
+    const r = await s.preview();
+    const failures = (name: string) => ev(r, name)?.failures ?? [];
+    expect(ev(r, "misspelt")?.op).toBe("check-failed");
+    expect(failures("misspelt")).toEqual([{ property: "sweepIntervalSecond", reason: expect.stringContaining('did you mean "sweepIntervalSeconds"?') }]);
+    expect(failures("negative")).toEqual([{ property: "sweepIntervalSeconds", reason: expect.stringMatching(/^ImageCachePolicy\.sweepIntervalSeconds = -1: want .*0 or more seconds/) }]);
+    expect(failures("fraction")).toEqual([{ property: "removeUnusedOriginalMinimumAgeSeconds", reason: expect.stringMatching(/= 1\.5: want .*whole seconds/) }]);
+    expect(failures("prefix")).toEqual([{ property: "cachePrefix", reason: expect.stringContaining('"a/b"') }]);
+    expect(failures("regex")).toEqual([{ property: "datastoreRegex", reason: expect.stringContaining("a valid regular expression") }]);
+    expect(failures("both")).toEqual([{ property: "datastoreRegex", reason: expect.stringContaining("not both") }]);
+    expect(failures("twice")).toEqual([{ property: "datastores", reason: expect.stringContaining("each datastore once") }]);
+    expect(failures("missing")).toEqual([{ property: "datastores", reason: expect.stringMatching(new RegExp(`"no-such-ds" not in cluster DC0_C0 \\(its datastores: .*${DS[0]}`)) }]);
+    expect(failures("nomatch")).toEqual([{ property: "datastoreRegex", reason: expect.stringContaining('datastoreRegex "zzz" matches none') }]);
+    expect(failures("cluster")).toEqual([{ property: "clusterName", reason: expect.stringContaining('cluster "no-such-cluster" not found') }]);
+    expect(s.state().resources).toEqual([]);
+  });
+});

@@ -358,3 +358,205 @@ describe("sweepCache: what is never deleted", () => {
     expect(await fileExists(client, dc, folderOf(DS0, "theirs", "img"))).toBe(true);
   });
 });
+
+/** Resolves once the rule has fired (the simulator is serving the call it holds). */
+async function fired(id: number): Promise<void> {
+  while ((await sim.control.rule(id)).fired === 0) await new Promise((r) => setImmediate(r));
+}
+
+describe("sweepCache: concurrency", () => {
+  it("two sweeps at once: each old image removed once (the other finds it gone), markers made once or twice, no error", async () => {
+    const P = "conc";
+    const ids = ["a", "b", "c"];
+    for (const id of ids) {
+      await cacheDisk(DS0, P, id);
+      await oldMarker(DS0, P, id, 30 * DAY);
+    }
+    await cacheDisk(DS0, P, "young");
+    // Deletes take a while, so both sweeps have read before either deletes.
+    const slow = await sim.control.addRule({ kind: "taskDelay", method: "DeleteDatastoreFile_Task", ms: 100, times: -1 });
+    try {
+      const [r1, r2] = await Promise.all([sweepCache(client, opts({ cachePrefix: P })), sweepCache(other, opts({ cachePrefix: P }))]);
+      for (const r of [r1, r2]) {
+        expect(r.datastores[0]!.errors).toEqual([]);
+        for (const id of ids) expect(image(r.datastores[0], id).state).toBe("removed");
+        expect(image(r.datastores[0], "young").state).toBe("marked");
+      }
+      const bytes = ids.map((id) => image(r1.datastores[0], id).bytes).reduce((a, b) => a + b, 0);
+      expect(r1.datastores[0]!.bytesFreed + r2.datastores[0]!.bytesFreed).toBe(bytes);
+      const gone = [...r1.datastores[0]!.images, ...r2.datastores[0]!.images].filter((i) => i.reason?.startsWith("already gone"));
+      expect(gone).toHaveLength(ids.length);
+      for (const id of ids) expect(await fileExists(client, dc, folderOf(DS0, P, id))).toBe(false);
+      const markers = (await names(folderOf(DS0, P, "young"))).filter((n) => n.startsWith("ts-"));
+      expect(markers.length).toBeGreaterThanOrEqual(1);
+      expect(markers.length).toBeLessThanOrEqual(2);
+      expect((await sim.control.rule(slow.id)).fired).toBeGreaterThanOrEqual(ids.length);
+    } finally {
+      await sim.control.clearRules();
+    }
+  });
+
+  it("a sweep racing a publish: the staging folder in use is not cleaned, the image is published whole and not touched", async () => {
+    const P = "race";
+    const loc = cacheLocation(DS0, P, "pub", "disk");
+    const staging = stagingFor(DS0, "pub");
+    await makeDirectory(client, dc, staging.folder, { createParents: true });
+    await createDisk(client, dc, staging.folder.join("pub.vmdk").toString(), 64, "thin");
+    const move = await sim.control.addRule({ kind: "taskDelay", method: "MoveDatastoreFile_Task", ms: 300 });
+    try {
+      const publishing = publishStaged(other, dc, staging.folder, loc, "disk");
+      await fired(move.id);
+      // minAge 0: the most eager sweep there is.
+      const r = await sweepCache(client, opts({ cachePrefix: P, minAgeSeconds: 0 }));
+      expect(r.datastores[0]!.errors).toEqual([]);
+      expect(r.datastores[0]!.stagingCleaned).not.toContain(staging.root.toString());
+      expect(await publishing).toEqual({ alreadyCached: false });
+    } finally {
+      await sim.control.clearRules();
+    }
+    expect(await names(loc.folder)).toEqual(["pub-flat.vmdk", "pub.vmdk"]);
+  });
+
+  it("an image held (Image publish) or used again (Instance create) between the sweep's read and its delete is kept", async () => {
+    const P = "window";
+    await cacheDisk(DS0, P, "held");
+    await oldMarker(DS0, P, "held", 30 * DAY);
+    await cacheDisk(DS0, P, "used");
+    await oldMarker(DS0, P, "used", 30 * DAY);
+    await cacheDisk(DS0, P, "idle");
+    await oldMarker(DS0, P, "idle", 30 * DAY);
+    // Hold the sweep's VM pass: the listing is done, the deletes are to come.
+    const pass = await sim.control.addRule({ kind: "delay", method: "RetrievePropertiesEx", args: { "specSet.propSet.type": "VirtualMachine" }, ms: 1500 });
+    try {
+      const sweeping = sweepCache(client, opts({ cachePrefix: P }));
+      await fired(pass.id);
+      await addHolder(other, dc, folderOf(DS0, P, "held"), "late-stack");
+      expect(await clearAgeMarkers(other, dc, folderOf(DS0, P, "used"))).toBe(1);
+      const r = await sweeping;
+      const ds = r.datastores[0]!;
+      expect(image(ds, "held")).toMatchObject({ state: "kept", holders: ["late-stack"] });
+      expect(image(ds, "used")).toMatchObject({ state: "kept", reason: "its age marker was removed since the sweep read it: used again" });
+      expect(image(ds, "idle").state).toBe("removed");
+    } finally {
+      await sim.control.clearRules();
+    }
+    expect(await fileExists(client, dc, folderOf(DS0, P, "held").join("held.vmdk"))).toBe(true);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "used").join("used.vmdk"))).toBe(true);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "idle"))).toBe(false);
+  });
+});
+
+describe("sweepCache: what failed work left", () => {
+  it("cleans staging folders older than the grace period, not fresh ones nor names that are not ours", async () => {
+    const stale = stagingFor(DS1, "s").root;
+    const fresh = stagingFor(DS1, "f").root;
+    const foreign = new DatastorePath(DS1, "vmware_temp/not-a-uuid");
+    for (const f of [stale, fresh, foreign]) await makeDirectory(client, dc, f.join("x"), { createParents: true });
+    await age(stale, 2 * HOUR);
+    await age(foreign, 2 * HOUR);
+    const r = await sweepCache(client, opts({ cachePrefix: "none", datastores: [DS1] }));
+    expect(r.datastores[0]!.stagingCleaned).toEqual([stale.toString()]);
+    expect(await fileExists(client, dc, stale)).toBe(false);
+    expect(await fileExists(client, dc, fresh)).toBe(true);
+    expect(await fileExists(client, dc, foreign)).toBe(true);
+    // A shorter grace period takes the fresh one too (its files are seconds old).
+    const r2 = await sweepCache(client, opts({ cachePrefix: "none", datastores: [DS1], stagingGraceSeconds: 0, now: new Date(Date.now() + 2000) }));
+    expect(r2.datastores[0]!.stagingCleaned).toEqual([fresh.toString()]);
+  });
+
+  it("cleans a shadow VM's folder left behind (old, no VM), not a registered one's, a fresh one, one still written to, or other names", async () => {
+    const dsRoot = new DatastorePath(DS1);
+    const mk = async (name: string) => {
+      const folder = dsRoot.join(name);
+      await makeDirectory(client, dc, folder, { createParents: true });
+      const body = Buffer.from("config.version = \"8\"\n");
+      await upload(client, dc, folder.join(`${name}.vmx`), () => [body], { length: body.length, checksums: [] });
+      return folder;
+    };
+    const leaked = await mk("image-leakedimg-0123abcd");
+    const fresh = await mk("image-freshimg-89abcdef");
+    const writing = await mk("image-writing-00ff00ff");
+    const notOurs = await mk("image-notours");
+    // A registered shadow VM (an import in progress) of an old folder.
+    await createVm(client, dc, cluster, "image-regimg-deadbeef", DS1);
+    const registered = dsRoot.join("image-regimg-deadbeef");
+    expect(await fileExists(client, dc, registered)).toBe(true);
+    for (const f of [leaked, notOurs, registered]) await age(f, 2 * HOUR);
+    // The folder is old but a file in it was written just now.
+    await utimes(join(localDir.get(DS1)!, writing.path), new Date(Date.now() - 2 * HOUR * 1000), new Date(Date.now() - 2 * HOUR * 1000));
+
+    const dry = await sweepCache(client, opts({ cachePrefix: "none", datastores: [DS1], dryRun: true }));
+    expect(dry.datastores[0]!.shadowCleaned).toEqual([leaked.toString()]);
+    expect(await fileExists(client, dc, leaked)).toBe(true);
+
+    const r = await sweepCache(client, opts({ cachePrefix: "none", datastores: [DS1] }));
+    expect(r.datastores[0]!.shadowCleaned).toEqual([leaked.toString()]);
+    expect(await fileExists(client, dc, leaked)).toBe(false);
+    for (const f of [fresh, writing, notOurs, registered]) expect(await fileExists(client, dc, f)).toBe(true);
+  });
+});
+
+describe("sweepCache and listCache: cost and report", () => {
+  it("a steady-state sweep of two datastores costs at most 10 round trips per datastore: a search per folder, not a call per image", async () => {
+    const P = "cost";
+    for (const ds of [DS0, DS1]) {
+      for (let i = 0; i < 6; i++) {
+        const disk = await cacheDisk(ds, P, `img${i}`);
+        if (i % 2 === 0) await linkedClone(`cost-${ds}-${i}`, ds, disk);
+        else await oldMarker(ds, P, `img${i}`, HOUR);
+      }
+    }
+    const warm = await sweepCache(client, opts({ cachePrefix: P, datastores: [DS0, DS1] }));
+    expect(warm.datastores.flatMap((d) => d.errors)).toEqual([]);
+    const before = (await sim.control.stats()).soapRequests;
+    const m0 = { ...(await sim.control.stats()).methods };
+    const r = await sweepCache(client, opts({ cachePrefix: P, datastores: [DS0, DS1] }));
+    const calls = (await sim.control.stats()).soapRequests - before;
+    expect(r.roundTrips).toBe(calls);
+    const m1 = (await sim.control.stats()).methods;
+    const by = (m: string) => (m1[m] ?? 0) - (m0[m] ?? 0);
+    // Per datastore one search of the cache and one of vmware_temp (each a task: the call and one poll),
+    // one listing of the root; one VM pass for both. The images' number does not show.
+    expect(by("SearchDatastoreSubFolders_Task")).toBe(4);
+    expect(by("SearchDatastore_Task")).toBeGreaterThanOrEqual(2);
+    expect(calls / 2).toBeLessThanOrEqual(10);
+    expect(r.datastores.map((d) => d.images.map((i) => i.state).join(","))).toEqual([
+      "in-use,aging,in-use,aging,in-use,aging",
+      "in-use,aging,in-use,aging,in-use,aging",
+    ]);
+  });
+
+  it("listCache says what is cached where, with sizes, users, markers and holders, and changes nothing", async () => {
+    const P = "list";
+    const used = await cacheDisk(DS0, P, "used");
+    await linkedClone("list-vm", DS0, used);
+    await cacheDisk(DS0, P, "aging");
+    const m = await oldMarker(DS0, P, "aging", 30 * DAY);
+    await cacheDisk(DS0, P, "held");
+    await addHolder(client, dc, folderOf(DS0, P, "held"), "h1");
+    await cacheDisk(DS0, P, "plain");
+    const stale = stagingFor(DS0, "l").root;
+    await makeDirectory(client, dc, stale, { createParents: true });
+    await age(stale, 2 * HOUR);
+
+    const list = await listCache(client, { datacenter: dc, datastores: [DS0], cachePrefix: P });
+    const ds = list[0]!;
+    expect(image(ds, "used")).toMatchObject({ state: "in-use", users: ["list-vm"] });
+    expect(image(ds, "aging")).toMatchObject({ state: "aging", markedAt: ageMarkerTime(m)!.toISOString() });
+    expect(image(ds, "held")).toMatchObject({ state: "kept", holders: ["h1"] });
+    expect(image(ds, "plain")).toMatchObject({ state: "kept", users: [] });
+    expect(image(ds, "plain").bytes).toBeGreaterThan(0);
+    expect(image(ds, "plain").files).toEqual(["plain-flat.vmdk", "plain.vmdk"]);
+    expect(await names(folderOf(DS0, P, "plain"))).toEqual(["plain-flat.vmdk", "plain.vmdk"]);
+    expect(await fileExists(client, dc, folderOf(DS0, P, "aging"))).toBe(true);
+    expect(await fileExists(client, dc, stale)).toBe(true);
+  });
+
+  it("reports progress per datastore, and a datastore that fails as an error of its own", async () => {
+    const seen: string[] = [];
+    const r = await sweepCache(client, { ...opts({ cachePrefix: "none", datastores: [DS0, "NoSuchDS"] }), onDatastore: (ds) => seen.push(ds) });
+    expect(seen).toEqual([DS0, "NoSuchDS"]);
+    expect(r.datastores[0]!.errors).toEqual([]);
+    expect(r.datastores[1]!.errors.join("\n")).toMatch(/NoSuchDS/);
+  });
+});

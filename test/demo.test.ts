@@ -36,11 +36,11 @@ describe("npm run demo", () => {
     expect(lines[0]).toMatch(/^demo: (the Pulumi CLI is not installed, so the quickstart runs through the engine-protocol harness|the quickstart with the Pulumi CLI)/);
     const harness = lines[0]!.includes("harness");
     if (harness) {
-      // A PortGroup, an Image and three Instances.
-      expect(out).toMatch(/\$ up\n  5 create\n/);
-      expect(out).toMatch(/\$ up \(again: expect no changes\)\n  5 same\n/);
+      // A PortGroup, an Image, three Instances and an ImageCachePolicy (its interval not passed: no sweep on the second up).
+      expect(out).toMatch(/\$ up\n  6 create\n/);
+      expect(out).toMatch(/\$ up \(again: expect no changes\)\n  6 same\n/);
       for (const h of ["DC0_C0_H0", "DC0_C0_H1", "DC0_C0_H2"]) expect(out).toContain(`${h}: port group quickstart-net, VLAN 100, on vSwitch0`);
-      expect(out).toMatch(/\$ destroy\n  5 delete\n/);
+      expect(out).toMatch(/\$ destroy\n  6 delete\n/);
       expect(out).toContain("DC0_C0_H2: (none)");
       expect(out).toMatch(/imageFormat: "VMDK streamOptimized"/);
     }
@@ -81,6 +81,10 @@ describe("npm run demo", () => {
       for (const [key, vm] of Object.entries(vms)) {
         expect(exported[key]).toMatchObject({ name: vm.name, vmId: vm.vmId, host: vm.host, diskParent: vm.parent, vncPort: vm.vncPort });
       }
+      // The cache policy swept after the instances: the one cached image is in use by the three VMs, nothing removed.
+      const cache = JSON.parse(/\n    imageCache: (.+)\n/.exec(out)![1]!) as { summary: Record<string, number>; inUse: Record<string, string[]> };
+      expect(cache.inUse).toEqual({ [`[${ds}] ${id}`]: Object.values(vms).map((v) => v.name).sort() });
+      expect(cache.summary).toMatchObject({ images: 1, inUse: 1, removed: 0, bytesFreed: 0 });
     }
     // After destroy: each VM and its folder gone (never Destroy_Task: the base went with its Image).
     for (const [key, vm] of Object.entries(vms)) expect(out).toContain(`    ${key}: VM ${vm.vmId} (gone); its folder [${ds}] ${vm.name}: (gone)`);

@@ -2,7 +2,7 @@
 // pulumi-vmware-vcenter. Run it with `npm run demo` (the embedded simulator) or
 // `pulumi up` against your own vCenter (README: stack configuration).
 import * as pulumi from "@pulumi/pulumi";
-import { Image, Instance, PortGroup } from "pulumi-vmware-vcenter";
+import { Image, ImageCachePolicy, Instance, PortGroup } from "pulumi-vmware-vcenter";
 
 const cfg = new pulumi.Config("quickstart");
 
@@ -57,6 +57,18 @@ const batch = new Instance("batch", {
   networks: [{ portGroup: network, model: "e1000e" }],
 });
 
+// The image cache's housekeeping, as Nova's image cache manager: each sweep marks
+// cached images no VM uses, removes those unused for longer than the minimum age
+// (vmware:removeUnusedOriginalMinimumAgeSeconds, a day by default) and the staging
+// folders failed uploads left. A `pulumi up` more than sweepIntervalSeconds after the
+// last sweep sweeps again. It never removes an image a VM uses, nor one an Image holds.
+// After the instances, so its first report shows the image in use by them.
+const cachePolicy = new ImageCachePolicy(
+  "image-cache",
+  { sweepIntervalSeconds: cfg.getNumber("cacheSweepIntervalSeconds") ?? 3600 },
+  { dependsOn: [web, db, batch] },
+);
+
 export const networkName = network.name;
 export const vlanId = network.vlanId;
 export const hosts = network.hosts;
@@ -86,3 +98,10 @@ function summary(vm: Instance) {
   );
 }
 export const instances = { web: summary(web), db: summary(db), batch: summary(batch) };
+
+// The last sweep: when, what it counted, and per cached image the VMs that use it.
+export const imageCache = pulumi.all([cachePolicy.lastSweep, cachePolicy.summary, cachePolicy.report]).apply(([lastSweep, summary, report]) => ({
+  lastSweep,
+  summary,
+  inUse: Object.fromEntries(report.flatMap((d) => d.inUse.map((i) => [`[${d.datastore}] ${i.imageId}`, i.users]))),
+}));

@@ -8,6 +8,8 @@ export default defineConfig({
     index: "provider/index.ts",
     "vsphere/index": "provider/vsphere/index.ts",
     handler: "provider/handler.ts",
+    // The command line (package.json "bin": dist/cli.js, the CommonJS build, keeps the shebang).
+    cli: "provider/cli.ts",
   },
   format: ["cjs", "esm"],
   dts: true,

@@ -315,7 +315,10 @@ describe("Instance", () => {
   it("boots a full copy (the image's linkedClone false), and an ISO on a CD-ROM beside a blank root disk", async () => {
     const s = stack("kinds", {
       images: { disk: { source: sparse, linkedClone: false }, cd: { source: iso } },
-      instances: { full: { image: "disk", cpus: 1, memoryMb: 64, rootDiskGb: 1 }, live: { image: "cd", cpus: 1, memoryMb: 64, rootDiskGb: 2 } },
+      instances: {
+        full: { image: "disk", cpus: 1, memoryMb: 64, rootDiskGb: 1, guestId: "rhel8_64Guest", cpuReservationMhz: 500, cpuLimitMhz: 2000, memoryShares: "high", memoryReservationMb: 32 },
+        live: { image: "cd", cpus: 1, memoryMb: 64, rootDiskGb: 2, powerState: "suspended", cpuShares: 1500 },
+      },
     });
     ok(await s.up());
     const full = await vmOf(s, "full");
@@ -323,10 +326,19 @@ describe("Instance", () => {
     expect(full.disks[0]!.fileName).toBe(`[${DatastorePath.parse(full.vmxPath).datastore}] ${full.name}/${full.name}.vmdk`);
     expect(full.disks[0]!.capacityKb).toBe(1024 * 1024);
     expect(outs(s, "full").linkedCloneDisk).toBe(false);
+    // The guest id given over the image's; reservations, limits and shares as set (the flavor's quota:* extra specs).
+    expect(full.guestId).toBe("rhel8_64Guest");
+    expect(full.cpuAllocation).toMatchObject({ reservation: 500, limit: 2000 });
+    expect(full.memoryAllocation).toMatchObject({ reservation: 32, shares: { level: "high" } });
     const live = await vmOf(s, "live");
     const isoId = outs(s, "cd").imageId as string;
     expect(live.cdroms.map((c) => c.iso)).toEqual([`[${DatastorePath.parse(live.cdroms[0]!.iso!).datastore}] kinds_base/${isoId}/${isoId}.iso`]);
     expect(live.disks[0]).toMatchObject({ parents: [], capacityKb: 2 * 1024 * 1024, thinProvisioned: true });
+    expect(live.powerState).toBe("suspended");
+    expect(live.cpuAllocation.shares).toEqual({ level: "custom", count: 1500 });
+    // Nothing to change afterwards: the state reads back as the inputs say.
+    const again = ok(await s.up());
+    expect([ev(again, "full")?.op, ev(again, "live")?.op]).toEqual(["same", "same"]);
     ok(await s.destroy());
     for (const ds of DS) expect(await names(new DatastorePath(ds, full.name))).toEqual([]);
   });

@@ -152,10 +152,11 @@ export interface Schedule {
 export function schedule(olds: Record<string, unknown>, news: Record<string, unknown>, now: Date): Schedule {
   const at = now.toISOString();
   if (Object.keys(olds).length === 0) return { sweepDue: "a new policy: first sweep", sweepRequestedAt: at, due: true };
-  const changed = changedInputs(olds, news);
-  if (changed.length) return { sweepDue: `inputs changed (${changed.join(", ")}): sweep with the new settings`, sweepRequestedAt: at, due: true };
+  // No schedule in the old inputs (a state read from an id alone): nothing says when it last swept.
   const last = typeof olds.sweepRequestedAt === "string" ? Date.parse(olds.sweepRequestedAt) : NaN;
   if (Number.isNaN(last)) return { sweepDue: "no sweep recorded: sweep now", sweepRequestedAt: at, due: true };
+  const changed = changedInputs(olds, news);
+  if (changed.length) return { sweepDue: `inputs changed (${changed.join(", ")}): sweep with the new settings`, sweepRequestedAt: at, due: true };
   const interval = typeof news.sweepIntervalSeconds === "number" ? news.sweepIntervalSeconds : DEFAULT_INTERVAL_SECONDS;
   const age = now.getTime() - last;
   if (age >= interval * 1000) {

@@ -181,6 +181,8 @@ async function sweep(ctx: HandlerContext, r: Resolved): Promise<ImageCachePolicy
     stagingGraceSeconds: r.stagingGraceSeconds,
     dryRun: r.dryRun,
   });
+  // The resource does not fail for them (the sweep went on with the rest); the report keeps them, and stderr tells the operator.
+  for (const d of result.datastores) for (const e of d.errors) process.stderr.write(`warning: ImageCachePolicy ${r.clusterName}/${r.cachePrefix}_base on ${d.datastore}: ${e}\n`);
   const resolved = Object.fromEntries([...INPUT_KEYS, ...COMPUTED_INPUT_KEYS].filter((k) => r[k] !== undefined).map((k) => [k, r[k]])) as unknown as Resolved;
   return { ...resolved, datacenter: cluster.datacenter.name, sweptDatastores: targets, ...reportOf(result, r.removeUnusedOriginalMinimumAgeSeconds) };
 }

@@ -2,6 +2,7 @@
 // dynamic-provider process -> the sweeper -> the simulator, read back from the
 // datastores (image folders, age markers). Cached images no Image resource holds are
 // put in the cache by the test, as another tool or a deleted stack leaves them.
+import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -171,6 +172,13 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
       const diff = await proc.diff(r.urn, r.id, r.outputs, checked.inputs);
       expect(diff).toMatchObject({ changes: "some", replaces: [] });
       expect(diff.detailedDiff).toEqual({ sweepDue: { kind: "UPDATE", inputDiff: true }, lastSweep: { kind: "UPDATE", inputDiff: false } });
+      // Read from the id alone (import): the cluster and cache from the id; a check after it finds no sweep recorded.
+      const imported = await proc.read(r.urn, r.id, { __provider: r.outputs.__provider }, {});
+      const { __provider: _provider, ...importedProps } = imported.props;
+      expect({ id: imported.id, props: importedProps }).toEqual({ id: r.id, props: { clusterName: "DC0_C0", cachePrefix: P } });
+      const fresh = await proc.check(r.urn, imported.props, r.inputs);
+      expect(fresh.inputs.sweepDue).toBe("no sweep recorded: sweep now");
+      await expect(proc.read(r.urn, "not-a-policy-id", { __provider: r.outputs.__provider }, {})).rejects.toThrow(/is not imagecache:<clusterName>:<cachePrefix>/);
     } finally {
       await proc.stop();
     }
@@ -218,11 +226,16 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     // A young one appears; with a minimum age of 0 the marked one is old enough and goes
     // whole, the young one (no marker yet) is marked. The used image stays.
     await seed(DS[0]!, P, young, 2000);
-    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0 }));
+    // What a crashed upload left: a staging folder. With no grace period it is stale already.
+    const staging = new DatastorePath(DS[1]!, `vmware_temp/${randomUUID()}`);
+    await makeDirectory(client, dc, staging);
+    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0, stagingGraceSeconds: 0 }));
     ok(await s.up());
+    expect(outs(s, "p").report.find((d: any) => d.datastore === DS[1]).stagingCleaned).toEqual([staging.toString()]);
+    expect(await names(staging)).toBeUndefined();
     expect(reported(s, "p", DS[0]!, old)).toMatchObject({ list: "removed", entry: { bytes: 5000 } });
     expect(reported(s, "p", DS[0]!, young)).toMatchObject({ list: "marked" });
-    expect(outs(s, "p").summary).toMatchObject({ removed: 1, marked: 1, inUse: 1, bytesFreed: 5000 });
+    expect(outs(s, "p").summary).toMatchObject({ removed: 1, marked: 1, inUse: 1, bytesFreed: 5000, stagingCleaned: 1 });
     expect(outs(s, "p").report.find((d: any) => d.datastore === DS[0]).bytesFreed).toBe(5000);
     expect(await names(folderOf(DS[0]!, P, old))).toBeUndefined();
     expect(markers(await names(folderOf(DS[0]!, P, young)))).toHaveLength(1);
@@ -230,7 +243,7 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     expect(reported(s, "p", imageDs, imageId)).toMatchObject({ list: "inUse", entry: { users: [vmName] } });
 
     // A dry run now would remove the young one (marked, age >= 0): it says so and deletes nothing.
-    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0, dryRun: true }));
+    s.set(policy({ removeUnusedOriginalMinimumAgeSeconds: 0, stagingGraceSeconds: 0, dryRun: true }));
     ok(await s.up());
     expect(reported(s, "p", DS[0]!, young)).toMatchObject({ list: "wouldRemove", entry: { bytes: 2000 } });
     expect(outs(s, "p").summary).toMatchObject({ wouldRemove: 1, removed: 0, bytesFreed: 0 });

@@ -11,6 +11,8 @@ import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
 import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { UNKNOWN } from "../../provider/resources/handler-types.js";
+import { schedule, span } from "../../provider/resources/image-cache-policy-inputs.js";
 import { upload } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { ImageDir } from "../support/images.js";
@@ -263,6 +265,24 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     expect(outs(s, "p")).toMatchObject({ datastores: imageDs, sweptDatastores: imageDs });
     // The Image's copy is held by it: kept, not aged.
     expect(reported(s, "p", imageDs[0]!, outs(s, "img").imageId)).toMatchObject({ list: "kept", entry: { holders: [expect.any(String)] } });
+
+    // An existing policy whose datastores become unknown (the Image replaced, at preview): check
+    // neither fails nor decides the sweep, and diff leaves the decision to the engine.
+    const r = resource(s, "p");
+    const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
+    try {
+      await proc.configure(s.opts.config);
+      const checked = await proc.check(r.urn, r.inputs, { ...r.inputs, datastores: UNKNOWN });
+      expect(checked.failures).toEqual([]);
+      expect(checked.inputs).toMatchObject({ datastores: UNKNOWN, sweepDue: UNKNOWN, sweepRequestedAt: UNKNOWN });
+      expect(await proc.diff(r.urn, r.id, r.outputs, checked.inputs)).toMatchObject({ changes: "unknown", replaces: [] });
+      // Known again and the same: no sweep due, no change.
+      const same = await proc.check(r.urn, r.inputs, r.inputs);
+      expect(same.inputs).toMatchObject({ sweepDue: r.inputs.sweepDue, sweepRequestedAt: r.inputs.sweepRequestedAt });
+      expect(await proc.diff(r.urn, r.id, r.outputs, same.inputs)).toMatchObject({ changes: "none" });
+    } finally {
+      await proc.stop();
+    }
     ok(await s.destroy());
   });
 
@@ -295,5 +315,31 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     expect(failures("nomatch")).toEqual([{ property: "datastoreRegex", reason: expect.stringContaining('datastoreRegex "zzz" matches none') }]);
     expect(failures("cluster")).toEqual([{ property: "clusterName", reason: expect.stringContaining('cluster "no-such-cluster" not found') }]);
     expect(s.state().resources).toEqual([]);
+  });
+});
+
+describe("ImageCachePolicy's schedule (pure)", () => {
+  const at = (s: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+  const inputs = { cachePrefix: "", removeUnusedBaseImages: true, removeUnusedOriginalMinimumAgeSeconds: 86400, clusterName: "c", sweepIntervalSeconds: 3600, stagingGraceSeconds: 3600, dryRun: false };
+  const swept = { ...inputs, sweepDue: "a new policy: first sweep", sweepRequestedAt: at(0).toISOString() };
+
+  it("is due at the interval's end, not a second before, and keeps the old schedule until then", () => {
+    expect(schedule(swept, inputs, at(3599))).toEqual({ sweepDue: swept.sweepDue, sweepRequestedAt: swept.sweepRequestedAt, due: false });
+    expect(schedule(swept, inputs, at(3600))).toEqual({
+      sweepDue: `last sweep 1h ago (${at(0).toISOString()}), interval 1h: sweep again`,
+      sweepRequestedAt: at(3600).toISOString(),
+      due: true,
+    });
+    expect(schedule(swept, { ...inputs, sweepIntervalSeconds: 0 }, at(0)).due).toBe(true);
+  });
+
+  it("is due for a new policy, a changed input (named) and a state with no schedule", () => {
+    expect(schedule({}, inputs, at(5))).toMatchObject({ sweepDue: "a new policy: first sweep", due: true });
+    expect(schedule(swept, { ...inputs, dryRun: true, datastores: ["ds1"] }, at(5))).toMatchObject({ sweepDue: "inputs changed (datastores, dryRun): sweep with the new settings", due: true });
+    expect(schedule({ clusterName: "c", cachePrefix: "" }, inputs, at(5))).toMatchObject({ sweepDue: "no sweep recorded: sweep now", due: true });
+  });
+
+  it("says a span in at most two units", () => {
+    expect([0, 45_000, 60_000, 725_000, 7_380_000, 3 * 86_400_000, 90_000_000].map(span)).toEqual(["0s", "45s", "1m", "12m 5s", "2h 3m", "3d", "1d 1h"]);
   });
 });

@@ -19,7 +19,7 @@ import { DatastorePath, fileExists, listFolder, makeDirectory } from "../../prov
 import { cacheLocation, publishStaged, stagingFor } from "../../provider/vsphere/image-cache.js";
 import { addHolder } from "../../provider/vsphere/image-holders.js";
 import { getCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import type { MoRef } from "../../provider/vsphere/soap/xml.js";
+import { MoRef as MoRefOf, type MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { upload } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
@@ -558,5 +558,41 @@ describe("sweepCache and listCache: cost and report", () => {
     expect(seen).toEqual([DS0, "NoSuchDS"]);
     expect(r.datastores[0]!.errors).toEqual([]);
     expect(r.datastores[1]!.errors.join("\n")).toMatch(/NoSuchDS/);
+  });
+});
+
+describe("sweepCache: a VM whose configuration cannot be read", () => {
+  it("deletes no image (its disks may be any of them), still marks and reports", async () => {
+    const P = "orphan";
+    await cacheDisk(DS0, P, "old");
+    await oldMarker(DS0, P, "old", 30 * DAY);
+    await cacheDisk(DS0, P, "new");
+    // vCenter lists an orphaned or inaccessible VM without its config; the simulator has none,
+    // so the VM pass's answer gets one added.
+    const withOrphan = new Proxy(client, {
+      get(target, prop) {
+        if (prop === "invoke") {
+          return async (method: string, ...rest: Parameters<VimClient["invoke"]> extends [string, ...infer R] ? R : never) => {
+            const answer = await target.invoke(method, ...rest);
+            const isVmPass = method === "RetrievePropertiesEx" && JSON.stringify(rest[1] ?? {}).includes('"VirtualMachine"');
+            if (!isVmPass) return answer;
+            const a = (answer ?? {}) as { objects?: unknown };
+            const objects = Array.isArray(a.objects) ? a.objects : a.objects === undefined ? [] : [a.objects];
+            return { ...a, objects: [...objects, { obj: new MoRefOf("VirtualMachine", "vm-orphan"), propSet: [{ name: "name", val: "lost-vm" }] }] };
+          };
+        }
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    const r = await sweepCache(withOrphan, opts({ cachePrefix: P }));
+    const ds = r.datastores[0]!;
+    expect(image(ds, "old")).toMatchObject({ state: "kept" });
+    expect(image(ds, "old").reason).toMatch(/1 VM\(s\) could not be read \(lost-vm\): nothing is deleted/);
+    expect(image(ds, "new").state).toBe("marked");
+    expect(await fileExists(client, dc, folderOf(DS0, P, "old"))).toBe(true);
+    // Without it, the same sweep deletes.
+    const again = await sweepCache(client, opts({ cachePrefix: P }));
+    expect(image(again.datastores[0], "old").state).toBe("removed");
   });
 });

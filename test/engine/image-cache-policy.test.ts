@@ -256,6 +256,32 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     expect(await names(folderOf(DS[0]!, P, young))).toContain(`${young}.vmdk`);
   });
 
+  it("a delete that fails is in the report and leaves the image; the resource does not fail, and the next sweep (interval 0: every up) removes it", async () => {
+    const P = "faults";
+    const id = "cccc0000000000000000000000000001";
+    await seed(DS[1]!, P, id, 4000);
+    const s = stack(P, { policies: { p: { removeUnusedOriginalMinimumAgeSeconds: 0, sweepIntervalSeconds: 0 } } });
+    ok(await s.up());
+    expect(reported(s, "p", DS[1]!, id)).toMatchObject({ list: "marked" });
+    const rule = await sim.control.addRule({ kind: "taskError", method: "DeleteDatastoreFile_Task", args: { name: `[${DS[1]}] ${P}_base/${id}` }, fault: "FileLocked", message: "injected: locked" });
+    try {
+      // No input changed: interval 0 makes this up an update that sweeps.
+      expect(ev(ok(await s.up()), "p")?.op).toBe("update");
+      expect((await sim.control.rule(rule.id)).fired).toBe(1);
+    } finally {
+      await sim.control.clearRules();
+    }
+    const failed = outs(s, "p");
+    expect(failed.report.find((d: any) => d.datastore === DS[1]).errors).toEqual([expect.stringMatching(new RegExp(`^image ${id}: .*locked`))]);
+    expect(failed.summary).toMatchObject({ errors: 1, removed: 0, bytesFreed: 0 });
+    expect(await names(folderOf(DS[1]!, P, id))).toContain(`${id}.vmdk`);
+    ok(await s.up());
+    expect(reported(s, "p", DS[1]!, id)).toMatchObject({ list: "removed", entry: { bytes: 4000 } });
+    expect(outs(s, "p").summary).toMatchObject({ errors: 0, removed: 1, bytesFreed: 4000 });
+    expect(await names(folderOf(DS[1]!, P, id))).toBeUndefined();
+    ok(await s.destroy());
+  });
+
   it("previews a new stack whose policy's datastores are an Image's output (unknown), then sweeps them", async () => {
     const s = stack("unknowns", { images: { img: { source: sparse } }, policies: { p: { datastoresOfImage: "img" } } });
     const preview = ok(await s.preview());

@@ -87,11 +87,14 @@ export type { ByteSource } from "./byte-reader.js";
 // Disks into datastores through an NFC lease (a shadow VM), and who uses a disk.
 export { CONTROLLER_TYPES, NfcImportError, importStreamOptimized, shadowImportSpec } from "./nfc-import.js";
 export type { DiskProvisioning, ImportedDisk, StreamOptimizedImport } from "./nfc-import.js";
-export { diskUsage, diskUsers } from "./disk-users.js";
-export type { DiskUsage, DiskUser } from "./disk-users.js";
+export { allVmDisks, diskUsage, diskUsers } from "./disk-users.js";
+export type { DiskUsage, DiskUser, VmDiskFiles } from "./disk-users.js";
 // The datastore image cache: layout, atomic publish by disk type, copy between datastores.
-export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, ensureSizedBase, imageIdSchema, removeCachedImage, sizedBaseLocation, sweepStaging } from "./image-cache.js";
+export { STAGING_FOLDER, cacheLocation, cachePrefixSchema, cachedImages, copyToDatastore, ensureSizedBase, imageIdSchema, removeCachedImage, sizedBaseLocation, staleStaging, sweepStaging } from "./image-cache.js";
 export type { CacheLocation, CachedImage, CachedKind, CopyOptions, CopyResult, SizedBaseOptions } from "./image-cache.js";
+// The cache sweeper: Nova's age markers, what is in use read from vCenter, leftovers of failed work.
+export { ageMarkerName, ageMarkerTime, clearAgeMarkers, listCache, sweepCache } from "./cache-sweep.js";
+export type { DatastoreSweep, ImageSweep, SweepOptions, SweepReport } from "./cache-sweep.js";
 export { publishImage, publishSourceOf } from "./image-publish.js";
 export type { ImportStreamOptimized, PublishOptions, PublishResult, PublishSource } from "./image-publish.js";
 // Guest OS identifiers (vim25 VirtualMachineGuestOsIdentifier, generated from govmomi) and typo suggestions.

@@ -204,8 +204,13 @@ async function main(argv: string[], io: Io): Promise<number> {
   }
 
   let client: VimClient | undefined;
-  const stop = () => {
-    void (client?.close({ timeoutMs: 1500 }) ?? Promise.resolve(false)).finally(() => process.exit(130));
+  let interrupted: NodeJS.Signals | undefined;
+  // A signal logs the session out and ends the process (128 + the signal's number, as a shell says it);
+  // the call in flight then fails for want of a session, which is not worth a message.
+  const stop = (signal: NodeJS.Signals) => {
+    interrupted = signal;
+    io.err(`interrupted (${signal}): logging out\n`);
+    void (client?.close({ timeoutMs: 1500 }) ?? Promise.resolve(false)).finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
   };
   process.once("SIGINT", stop);
   process.once("SIGTERM", stop);
@@ -235,7 +240,7 @@ async function main(argv: string[], io: Io): Promise<number> {
     io.out(cmd.json ? `${JSON.stringify(report, null, 2)}\n` : renderSweep(report));
     return report.datastores.some((d) => d.errors.length) ? 1 : 0;
   } catch (err) {
-    io.err(`pulumi-vmware-vcenter cache ${cmd.verb}: ${(err as Error).message}\n`);
+    if (!interrupted) io.err(`pulumi-vmware-vcenter cache ${cmd.verb}: ${(err as Error).message}\n`);
     return 1;
   } finally {
     process.off("SIGINT", stop);

@@ -198,3 +198,24 @@ describe("pulumi-vmware-vcenter exit codes", () => {
     expect(lost.stderr).toMatch(/cluster "nope" not found/);
   });
 });
+
+describe("pulumi-vmware-vcenter interrupted", () => {
+  it("SIGINT during a sweep logs the session out and exits 130", async () => {
+    const live = await sim.control.liveSessions();
+    const held = await sim.control.addRule({ kind: "delay", method: "RetrievePropertiesEx", args: { "specSet.propSet.type": "VirtualMachine" }, ms: 5000 });
+    try {
+      const child = spawn(TSX, [CLI, "cache", "sweep"], { env: env(), cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+      let stderr = "";
+      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+      const closed = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+      while ((await sim.control.rule(held.id)).fired === 0) await new Promise((r) => setImmediate(r));
+      expect(await sim.control.liveSessions()).toBe(live + 1);
+      child.kill("SIGINT");
+      expect(await closed).toBe(130);
+      expect(stderr).toBe("interrupted (SIGINT): logging out\n");
+    } finally {
+      await sim.control.clearRules();
+    }
+    expect(await sim.control.liveSessions()).toBe(live);
+  });
+});

@@ -8,7 +8,7 @@ import type { VimClient } from "../vsphere/client.js";
 import { sweepCache } from "../vsphere/cache-sweep.js";
 import { anchoredRegex } from "../vsphere/datastore-select.js";
 import { NotFoundError } from "../vsphere/errors.js";
-import { findCluster, getDatastores, type Cluster } from "../vsphere/inventory.js";
+import { findCluster, getDatastores, type Cluster, type Datastore } from "../vsphere/inventory.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
 import { changeKind, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
@@ -127,13 +127,31 @@ function clusterOf(client: VimClient, name: string): Promise<Cluster> {
   return found;
 }
 
+// The cluster's datastores as check read them, for the create or update that follows in
+// the same process (the engine starts one process per operation, so never for long).
+const datastoreLists = new WeakMap<VimClient, Map<string, Promise<Datastore[]>>>();
+
+function datastoresOf(client: VimClient, cluster: Cluster): Promise<Datastore[]> {
+  let perClient = datastoreLists.get(client);
+  if (!perClient) datastoreLists.set(client, (perClient = new Map()));
+  const key = cluster.ref.toString();
+  let found = perClient.get(key);
+  if (!found) {
+    const map = perClient;
+    found = getDatastores(client, cluster.datastores);
+    map.set(key, found);
+    found.catch(() => map.delete(key));
+  }
+  return found;
+}
+
 /**
  * The datastores a sweep looks at: those named (each must be the cluster's), else the
  * cluster's accessible ones that datastoreRegex matches (from the start, as Nova's
  * datastore_regex), else all its accessible ones. One property-collector call.
  */
 async function sweepTargets(client: VimClient, cluster: Cluster, r: Pick<Resolved, "datastores" | "datastoreRegex">): Promise<string[]> {
-  const all = (await getDatastores(client, cluster.datastores)).sort((a, b) => a.name.localeCompare(b.name));
+  const all = [...(await datastoresOf(client, cluster))].sort((a, b) => a.name.localeCompare(b.name));
   const names = all.map((d) => d.name);
   if (r.datastores) {
     const unknown = r.datastores.filter((n) => !names.includes(n));

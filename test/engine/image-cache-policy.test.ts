@@ -282,6 +282,22 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     ok(await s.destroy());
   });
 
+  it("round trips: an up with no sweep due and a destroy call vCenter not at all", async () => {
+    const P = "rt";
+    await seed(DS[0]!, P, "dddd0000000000000000000000000001", 1000);
+    const s = stack(P, { policies: { p: {} } });
+    await sim.control.resetStats();
+    ok(await s.up());
+    const created = await sim.control.stats();
+    console.log(`ImageCachePolicy create over ${DS.length} datastores: ${created.soapRequests} SOAP requests ${JSON.stringify(created.methods)}`);
+    await sim.control.resetStats();
+    expect(ev(ok(await s.up()), "p")?.op).toBe("same");
+    expect((await sim.control.stats()).soapRequests).toBe(0);
+    await sim.control.resetStats();
+    ok(await s.destroy());
+    expect((await sim.control.stats()).soapRequests).toBe(0);
+  });
+
   it("previews a new stack whose policy's datastores are an Image's output (unknown), then sweeps them", async () => {
     const s = stack("unknowns", { images: { img: { source: sparse } }, policies: { p: { datastoresOfImage: "img" } } });
     const preview = ok(await s.preview());

@@ -56,8 +56,9 @@
 // (image-cache.ts staleStaging). Shadow VMs: the NFC import of a streamOptimized image
 // makes a VM `image-<id48>-<8hex>` whose folder is `[ds] image-<id48>-<8hex>`
 // (image-publish.ts); a folder of that name older than the grace period that no VM
-// (registered, readable or not) has as its name or folder, and with no file written
-// within the grace period, is a leak and is deleted.
+// (registered, readable or not) has as its name or folder, with no file written within
+// the grace period and nothing in it but files named as vCenter names a VM's, is a leak
+// and is deleted.
 //
 // removeUnused false: nothing is marked, unmarked or deleted (staging and shadow
 // folders included); the report says what is there. Dry run: nothing changes; the
@@ -394,9 +395,12 @@ async function cleanShadows(client: VimClient, dc: Datacenter, datastore: string
         (e.modified?.getTime() ?? Infinity) < cutoff,
     );
     for (const c of candidates) {
-      // Its files' times too: an import still writing is not a leak.
+      // Its files' times too: an import still writing is not a leak. And only what vCenter
+      // names after the VM (image-x.vmx, image-x.vmdk, image-x-flat.vmdk, vmware.log...): a
+      // folder of that name with anything else in it is not a shadow VM's.
       const inside = (await listFolderIfExists(client, dc, c.path, { details: true })) ?? [];
       if (newestIn(inside) >= cutoff) continue;
+      if (inside.some((e) => e.folder || !(e.name.startsWith(c.name) || /^vmware(-\d+)?\.log$/.test(e.name)))) continue;
       if (!act || (await deleteFile(client, dc, c.path))) report.shadowCleaned.push(c.path.toString());
     }
   } catch (err) {

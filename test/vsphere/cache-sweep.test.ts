@@ -464,7 +464,7 @@ describe("sweepCache: what failed work left", () => {
     expect(r2.datastores[0]!.stagingCleaned).toEqual([fresh.toString()]);
   });
 
-  it("cleans a shadow VM's folder left behind (old, no VM), not a registered one's, a fresh one, one still written to, or other names", async () => {
+  it("cleans a shadow VM's folder left behind (old, no VM), not a registered one's, a fresh one, one still written to, one with files of other names, or other folder names", async () => {
     const dsRoot = new DatastorePath(DS1);
     const mk = async (name: string) => {
       const folder = dsRoot.join(name);
@@ -477,11 +477,14 @@ describe("sweepCache: what failed work left", () => {
     const fresh = await mk("image-freshimg-89abcdef");
     const writing = await mk("image-writing-00ff00ff");
     const notOurs = await mk("image-notours");
+    const foreignFile = await mk("image-userfolder-0badcafe");
+    const note = Buffer.from("keep me\n");
+    await upload(client, dc, foreignFile.join("notes.txt"), () => [note], { length: note.length, checksums: [] });
     // A registered shadow VM (an import in progress) of an old folder.
     await createVm(client, dc, cluster, "image-regimg-deadbeef", DS1);
     const registered = dsRoot.join("image-regimg-deadbeef");
     expect(await fileExists(client, dc, registered)).toBe(true);
-    for (const f of [leaked, notOurs, registered]) await age(f, 2 * HOUR);
+    for (const f of [leaked, notOurs, registered, foreignFile]) await age(f, 2 * HOUR);
     // The folder is old but a file in it was written just now.
     await utimes(join(localDir.get(DS1)!, writing.path), new Date(Date.now() - 2 * HOUR * 1000), new Date(Date.now() - 2 * HOUR * 1000));
 
@@ -492,7 +495,7 @@ describe("sweepCache: what failed work left", () => {
     const r = await sweepCache(client, opts({ cachePrefix: "none", datastores: [DS1] }));
     expect(r.datastores[0]!.shadowCleaned).toEqual([leaked.toString()]);
     expect(await fileExists(client, dc, leaked)).toBe(false);
-    for (const f of [fresh, writing, notOurs, registered]) expect(await fileExists(client, dc, f)).toBe(true);
+    for (const f of [fresh, writing, notOurs, registered, foreignFile]) expect(await fileExists(client, dc, f)).toBe(true);
   });
 });
 

@@ -419,19 +419,24 @@ describe("sweepCache: concurrency", () => {
 
   it("an image held (Image publish) or used again (Instance create) between the sweep's read and its delete is kept", async () => {
     const P = "window";
-    await cacheDisk(DS0, P, "held");
-    await oldMarker(DS0, P, "held", 30 * DAY);
-    await cacheDisk(DS0, P, "used");
-    await oldMarker(DS0, P, "used", 30 * DAY);
-    await cacheDisk(DS0, P, "idle");
-    await oldMarker(DS0, P, "idle", 30 * DAY);
-    // Hold the sweep's VM pass: the listing is done, the deletes are to come.
-    const pass = await sim.control.addRule({ kind: "delay", method: "RetrievePropertiesEx", args: { "specSet.propSet.type": "VirtualMachine" }, ms: 1500 });
+    for (const id of ["held", "idle", "used"]) {
+      await cacheDisk(DS0, P, id);
+      await oldMarker(DS0, P, id, 30 * DAY);
+    }
+    // Hold the re-check of "held" and of "used" (the search of the folder just before its delete):
+    // the VM pass is done, the sweep has judged both old and unused.
+    const recheck = (id: string) =>
+      sim.control.addRule({ kind: "taskDelay", method: "SearchDatastore_Task", args: { datastorePath: folderOf(DS0, P, id).toString() }, ms: 1500 });
+    const [heldRule, usedRule] = [await recheck("held"), await recheck("used")];
     try {
       const sweeping = sweepCache(client, opts({ cachePrefix: P }));
-      await fired(pass.id);
+      await fired(heldRule.id);
+      // An Image resource's publish of the same image found it cached and holds it.
       await addHolder(other, dc, folderOf(DS0, P, "held"), "late-stack");
+      await fired(usedRule.id);
+      // An Instance create: the markers cleared first, then the linked clone made.
       expect(await clearAgeMarkers(other, dc, folderOf(DS0, P, "used"))).toBe(1);
+      await linkedClone("window-vm", DS0, folderOf(DS0, P, "used").join("used.vmdk"));
       const r = await sweeping;
       const ds = r.datastores[0]!;
       expect(image(ds, "held")).toMatchObject({ state: "kept", holders: ["late-stack"] });
@@ -443,7 +448,11 @@ describe("sweepCache: concurrency", () => {
     expect(await fileExists(client, dc, folderOf(DS0, P, "held").join("held.vmdk"))).toBe(true);
     expect(await fileExists(client, dc, folderOf(DS0, P, "used").join("used.vmdk"))).toBe(true);
     expect(await fileExists(client, dc, folderOf(DS0, P, "idle"))).toBe(false);
+    // The next sweep sees the VM.
+    const next = await sweepCache(client, opts({ cachePrefix: P }));
+    expect(image(next.datastores[0], "used")).toMatchObject({ state: "in-use", users: ["window-vm"] });
   });
+
 });
 
 describe("sweepCache: what failed work left", () => {

@@ -260,8 +260,11 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     const P = "faults";
     const id = "cccc0000000000000000000000000001";
     await seed(DS[1]!, P, id, 4000);
-    const s = stack(P, { policies: { p: { removeUnusedOriginalMinimumAgeSeconds: 0, sweepIntervalSeconds: 0 } } });
+    // Only the datastore vmware:datastoreRegex names is swept (the default recorded in the inputs).
+    const s = stack(P, { policies: { p: { removeUnusedOriginalMinimumAgeSeconds: 0, sweepIntervalSeconds: 0 } } }, { "vmware:datastoreRegex": DS[1]! });
     ok(await s.up());
+    expect(outs(s, "p")).toMatchObject({ datastoreRegex: DS[1], sweptDatastores: [DS[1]] });
+    expect(outs(s, "p").report.map((d: any) => d.datastore)).toEqual([DS[1]]);
     expect(reported(s, "p", DS[1]!, id)).toMatchObject({ list: "marked" });
     const rule = await sim.control.addRule({ kind: "taskError", method: "DeleteDatastoreFile_Task", args: { name: `[${DS[1]}] ${P}_base/${id}` }, fault: "FileLocked", message: "injected: locked" });
     try {

@@ -104,14 +104,19 @@ export interface Resolved extends Inputs {
   contentId?: string;
 }
 
+/** A guest id input (`property`: osType, guestId): a known id, else a failure naming the closest ones with their names. */
+export function guestIdInputFailure(property: string, id: string): pulumi.dynamic.CheckFailure | undefined {
+  if (isGuestOsId(id)) return undefined;
+  const near = closestGuestOsIds(id, 3);
+  return {
+    property,
+    reason: `${property} ${JSON.stringify(id)} is not a vSphere guest id (VirtualMachineGuestOsIdentifier)${near.length ? `; did you mean ${near.map((n) => `"${n}"${GUEST_OS_NAMES[n] ? ` (${GUEST_OS_NAMES[n]})` : ""}`).join(", ")}?` : ""}`,
+  };
+}
+
 /** osType: a known guest id, else a failure naming the closest ones. */
 export function osTypeFailure(osType: string): pulumi.dynamic.CheckFailure | undefined {
-  if (isGuestOsId(osType)) return undefined;
-  const near = closestGuestOsIds(osType, 3);
-  return {
-    property: "osType",
-    reason: `osType ${JSON.stringify(osType)} is not a vSphere guest id (VirtualMachineGuestOsIdentifier)${near.length ? `; did you mean ${near.map((n) => `"${n}"${GUEST_OS_NAMES[n] ? ` (${GUEST_OS_NAMES[n]})` : ""}`).join(", ")}?` : ""}`,
-  };
+  return guestIdInputFailure("osType", osType);
 }
 
 export function checksumFailure(text: string): pulumi.dynamic.CheckFailure | undefined {

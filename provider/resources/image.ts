@@ -6,18 +6,18 @@
 import * as pulumi from "@pulumi/pulumi";
 import { createHash, randomUUID } from "node:crypto";
 import { resolve as resolvePath } from "node:path";
-import type { VimClient } from "../vsphere/client.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, type CachedKind } from "../vsphere/image-cache.js";
 import { ChecksumMismatchError } from "../vsphere/image-errors.js";
 import { describeFormat } from "../vsphere/image-format.js";
 import { addHolder, removeHolder } from "../vsphere/image-holders.js";
 import { digestSource, inspectSource, type InspectedSource, type SourceFingerprint } from "../vsphere/image-source.js";
-import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
+import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import type { AdapterType, DiskType } from "../vsphere/vmdk.js";
+import { clusterOf } from "./cluster-lookup.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
 import { changeKind, propertyPath, withDetail, type DetailEntry } from "./detailed-diff.js";
-import type { HandlerContext, ResourceHandler } from "./handler-types.js";
+import type { ResourceHandler } from "./handler-types.js";
 import { UNKNOWN, isUnknown } from "./handler-types.js";
 import {
   COMPUTED_INPUT_KEYS,
@@ -219,25 +219,6 @@ function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
   if (failures.length) throw new Error(failures.map((f) => `${f.property}: ${f.reason}`).join("; "));
 }
 
-// The cluster as check read it, kept for the create or update that follows in the same
-// process (one traversal fewer); per client, so a new session reads it again.
-const clusters = new WeakMap<VimClient, Map<string, Promise<Cluster>>>();
-
-async function clusterOf(ctx: HandlerContext, client: VimClient, name: string | undefined, datacenter?: string): Promise<Cluster> {
-  const clusterName = name ?? ctx.config().clusterName;
-  if (!clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config", "cluster");
-  let perClient = clusters.get(client);
-  if (!perClient) clusters.set(client, (perClient = new Map()));
-  const key = JSON.stringify([clusterName, datacenter ?? null]);
-  let found = perClient.get(key);
-  if (!found) {
-    const map = perClient;
-    found = findCluster(client, clusterName, datacenter);
-    map.set(key, found);
-    found.catch(() => map.delete(key));
-  }
-  return found;
-}
 
 /** The error of a failed inspection, as the check failure of the input to fix. */
 function inspectFailure(err: unknown): pulumi.dynamic.CheckFailure {

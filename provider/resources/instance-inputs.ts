@@ -3,10 +3,10 @@
 // from the holder marker an Image wrote beside the cached disk, as Nova reads Glance).
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
-import { closestGuestOsIds, GUEST_OS_NAMES, isGuestOsId } from "../vsphere/guest-os.js";
 import { imageIdSchema } from "../vsphere/image-cache.js";
 import { ADAPTER_TYPES, type AdapterType } from "../vsphere/vmdk.js";
 import { NIC_MODELS, type NicModel } from "../vsphere/vm-spec.js";
+import { guestIdInputFailure } from "./image-inputs.js";
 
 /** A NIC: on a PortGroup (standard or distributed), or on a standard network by name, or a distributed port group by switch uuid and key. */
 export interface NetworkArgs {
@@ -189,12 +189,7 @@ export type Inputs = z.infer<typeof InputsSchema>;
 
 /** guestId: a known guest id, else a failure naming the closest ones. */
 export function guestIdFailure(guestId: string): pulumi.dynamic.CheckFailure | undefined {
-  if (isGuestOsId(guestId)) return undefined;
-  const near = closestGuestOsIds(guestId, 3);
-  return {
-    property: "guestId",
-    reason: `guestId ${JSON.stringify(guestId)} is not a vSphere guest id (VirtualMachineGuestOsIdentifier)${near.length ? `; did you mean ${near.map((n) => `"${n}"${GUEST_OS_NAMES[n] ? ` (${GUEST_OS_NAMES[n]})` : ""}`).join(", ")}?` : ""}`,
-  };
+  return guestIdInputFailure("guestId", guestId);
 }
 
 /** "on" | "off" | "suspended" as vim25's VirtualMachinePowerState. */

@@ -168,20 +168,12 @@ export function stateOf(view: VmView, known: Partial<InstanceState> & Pick<Insta
  * and metadata it has unless the inputs name them; a VM made here has exactly the inputs'.
  */
 export function changesOf(n: Inputs, cfg: DriverConfig, displayName: string, adopting = false): VmChanges {
-  const alloc = allocations(n);
   return {
-    cpus: n.cpus,
-    coresPerSocket: n.coresPerSocket ?? 1,
-    memoryMb: n.memoryMb,
-    ...(n.cpuHotAdd !== undefined ? { cpuHotAdd: n.cpuHotAdd } : {}),
-    ...(n.memoryHotAdd !== undefined ? { memoryHotAdd: n.memoryHotAdd } : {}),
-    ...(alloc.cpuAllocation ? { cpuAllocation: alloc.cpuAllocation } : {}),
-    ...(alloc.memoryAllocation ? { memoryAllocation: alloc.memoryAllocation } : {}),
-    ...(n.rootDiskGb !== undefined ? { rootDiskKb: n.rootDiskGb * 1024 * 1024 } : {}),
+    ...hardwareChanges(n),
+    ...allocations(n),
     ...(n.networks !== undefined || !adopting ? { nics: nicsOf(n.networks, cfg) } : {}),
     ...(n.metadata !== undefined || !adopting ? { metadata: n.metadata ?? {} } : {}),
     annotation: annotationOf(displayName, n.resourceUrn),
-    powerState: POWER_STATES[n.powerState],
   };
 }
 

@@ -11,7 +11,7 @@ import type { VimClient } from "../vsphere/client.js";
 import { DatastorePath, fileExists } from "../vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
-import { findCluster, getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
+import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
 import { MoRef } from "../vsphere/soap/xml.js";
 import { prepareRootDisk } from "../vsphere/root-disk.js";
@@ -22,9 +22,10 @@ import type { RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
 import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
+import { clusterOf } from "./cluster-lookup.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
 import { topKey, withDetail, type DetailEntry } from "./detailed-diff.js";
-import type { HandlerContext, ResourceHandler } from "./handler-types.js";
+import type { ResourceHandler } from "./handler-types.js";
 import { isUnknown } from "./handler-types.js";
 import { canonical } from "./image-inputs.js";
 import {
@@ -147,25 +148,6 @@ function networkInput(n: NetworkArgs): pulumi.Output<Record<string, unknown>> {
 // ---------------------------------------------------------------------------
 // Helpers
 
-// The cluster as check read it, kept for the create or update that follows in the same
-// process; per client, so a new session reads it again.
-const clusters = new WeakMap<VimClient, Map<string, Promise<Cluster>>>();
-
-function clusterOf(ctx: HandlerContext, client: VimClient, name: string | undefined, datacenter?: string): Promise<Cluster> {
-  const clusterName = name ?? ctx.config().clusterName;
-  if (!clusterName) throw new NotFoundError("no cluster: set clusterName, or the vmware:clusterName config", "cluster");
-  let perClient = clusters.get(client);
-  if (!perClient) clusters.set(client, (perClient = new Map()));
-  const key = JSON.stringify([clusterName, datacenter ?? null]);
-  let found = perClient.get(key);
-  if (!found) {
-    const map = perClient;
-    found = findCluster(client, clusterName, datacenter);
-    map.set(key, found);
-    found.catch(() => map.delete(key));
-  }
-  return found;
-}
 
 /** The image's properties: the `image` input (an Image's outputs), else read from its marker by id. */
 async function imageOf(client: VimClient, cluster: Cluster, cfg: DriverConfig, r: Inputs): Promise<ImageInfo> {

@@ -2,8 +2,10 @@
 // (a process of its own, tsx on provider/cli.ts) against a TLS simulator, configured by
 // environment variables only: its table and JSON, the progress lines, the exit codes,
 // and that its session is logged out.
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
+import { access, constants, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ageMarkerName, type SweepReport } from "../provider/vsphere/cache-sweep.js";
 import { VimClient } from "../provider/vsphere/client.js";
@@ -78,8 +80,12 @@ interface Run {
 }
 
 function cli(args: string[], environment = env()): Promise<Run> {
+  return runCommand(TSX, [CLI, ...args], environment);
+}
+
+function runCommand(command: string, args: string[], environment: NodeJS.ProcessEnv): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(TSX, [CLI, ...args], { env: environment, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(command, args, { env: environment, cwd: ROOT, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -217,5 +223,26 @@ describe("pulumi-vmware-vcenter interrupted", () => {
       await sim.control.clearRules();
     }
     expect(await sim.control.liveSessions()).toBe(live);
+  });
+});
+
+describe("the shipped command", () => {
+  it("package.json's bin is the build's dist/cli.js, which runs under plain node (shebang, CommonJS) and lists the cache", async () => {
+    const pkg = JSON.parse(await readFile(join(ROOT, "package.json"), "utf8")) as { bin?: Record<string, string> };
+    expect(pkg.bin).toEqual({ "pulumi-vmware-vcenter": "./dist/cli.js" });
+    // The project's own tsup config, into a folder of this test's (dist/ is other tests' to build).
+    const out = join(ROOT, ".cache", `cli-build-${process.pid}`);
+    try {
+      await promisify(execFile)(join(ROOT, "node_modules", ".bin", "tsup"), ["--out-dir", out, "--no-dts", "--silent"], { cwd: ROOT });
+      const bin = join(out, "cli.js");
+      expect((await readFile(bin, "utf8")).startsWith("#!/usr/bin/env node\n")).toBe(true);
+      await access(bin, constants.X_OK);
+      const r = await runCommand(bin, ["cache", "list", "--json"], env());
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect((JSON.parse(r.stdout) as { datastores: Array<{ datastore: string }> }).datastores.map((d) => d.datastore)).toEqual([DS0, DS1]);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 });

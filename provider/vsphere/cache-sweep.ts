@@ -40,10 +40,13 @@
 //
 // The window between the read and a delete. The VM pass happens once, before the
 // deletes; an Instance create that starts using an image after the pass would not be
-// seen. What closes it: an Instance removes the image's age markers (clearAgeMarkers)
-// BEFORE it creates the VM that uses it, and the sweeper, right before deleting an
-// image, lists the folder again (one search) and deletes only when the marker it
-// judged by is still there and no holder appeared. What is left is the time between
+// seen. What closes it is a protocol with two sides: whoever makes a VM from a cached
+// image (a linked clone, a sized base, a full copy) removes the image's age markers
+// with clearAgeMarkers BEFORE it starts (the Instance create's side), and the sweeper,
+// right before deleting an image, lists the folder again (one search) and deletes only
+// when the marker it judged by is still there and no holder appeared. Without the
+// creator's side, the window is the time from the VM pass to the delete, which grows
+// with the deletes before it in the same sweep. What is left is the time between
 // that re-check and the DeleteDatastoreFile_Task (one round trip): an Instance must
 // remove the marker AND finish its CreateVM_Task inside it for a VM to lose its base,
 // and a create that starts later finds the folder gone and fails (vCenter refuses a
@@ -59,6 +62,10 @@
 // (registered, readable or not) has as its name or folder, with no file written within
 // the grace period and nothing in it but files named as vCenter names a VM's, is a leak
 // and is deleted.
+//
+// Not seen: VMs of another vCenter whose datastores share this cache (Nova's shared
+// cache_prefix across compute nodes has the same blind spot); markers are named by the
+// sweeping machine's clock, so cron hosts should keep time (skew only shifts the age).
 //
 // removeUnused false: nothing is marked, unmarked or deleted (staging and shadow
 // folders included); the report says what is there. Dry run: nothing changes; the

@@ -118,6 +118,12 @@ describe("pulumi-vmware-vcenter cache list", () => {
     expect(out.datastores.map((d) => d.datastore)).toEqual([DS1]);
     expect(out.datastores[0]!.images).toMatchObject([{ imageId: "fresh", state: "kept", files: ["fresh-flat.vmdk", "fresh.vmdk"] }]);
     expect(out.datastores[0]!.images[0]!.bytes).toBeGreaterThan(0);
+
+    // The same from VMWARE_DATASTORE_REGEX; --cache-prefix over VMWARE_CACHE_PREFIX.
+    const fromEnv = await cli(["cache", "list", "--json"], env({ VMWARE_DATASTORE_REGEX: "LocalDS_1" }));
+    expect((JSON.parse(fromEnv.stdout) as typeof out).datastores.map((d) => d.datastore)).toEqual([DS1]);
+    const otherPrefix = await cli(["cache", "list", "--json", "--cache-prefix", "elsewhere"]);
+    expect((JSON.parse(otherPrefix.stdout) as typeof out).datastores.map((d) => d.images.length)).toEqual([0, 0]);
   });
 });
 

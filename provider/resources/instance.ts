@@ -9,7 +9,7 @@ import { randomUUID } from "node:crypto";
 import type { DriverConfig } from "../config.js";
 import type { VimClient } from "../vsphere/client.js";
 import { DatastorePath, fileExists } from "../vsphere/datastore.js";
-import { NoSuitableDatastoreError, NotFoundError } from "../vsphere/errors.js";
+import { NoSuitableDatastoreError, NotFoundError, VimFault } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
 import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
@@ -18,7 +18,7 @@ import { prepareRootDisk } from "../vsphere/root-disk.js";
 import { removeVm } from "../vsphere/vm-lifecycle.js";
 import { findResourcePool, findVmFolder } from "../vsphere/vm-placement.js";
 import { resolveVmId, readVm } from "../vsphere/vm-read.js";
-import type { RootDiskOptions, VmSpecOptions } from "../vsphere/vm-spec.js";
+import { plannedDevices, type RootDiskOptions, type VmSpecOptions } from "../vsphere/vm-spec.js";
 import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
@@ -470,7 +470,7 @@ export const instanceHandler: ResourceHandler = {
         // Asked before the undo, which may remove the base itself.
         const lostBase = attempt === 0 && linked && disk.base !== undefined && plan.rootGb !== undefined && !(await fileExists(client, dc, disk.base).catch(() => true));
         await disk.undo().catch((e: unknown) => client.log({ level: "warn", event: "cleanup", message: `could not undo the root disk of ${name}: ${(e as Error).message}` }));
-        if (!lostBase) throw err;
+        if (!lostBase) throw blameDevice(err, specOf(disk.rootDisk), r.networks);
         client.log({ level: "info", event: "retry", message: `sized base ${disk.base!.toString()} was removed by another create while ${name} linked to it: making it again` });
       } finally {
         disk.done();
@@ -541,6 +541,27 @@ export const instanceHandler: ResourceHandler = {
     if (ref) await removeVm(client, dc, ref, folder ? { folder } : {});
   },
 };
+
+/**
+ * vCenter's InvalidDeviceSpec names a device by its index in the deviceChange only
+ * ("Invalid configuration for device '3'"): say which input it is. A NIC's is most often
+ * a port group the hosts do not have (a name misspelt, or not on every host).
+ */
+function blameDevice(err: unknown, spec: Omit<VmSpecOptions, "vnc">, networks: Inputs["networks"]): unknown {
+  if (!(err instanceof VimFault) || err.code !== "InvalidDeviceSpec") return err;
+  const index = Number((err.detail as { deviceIndex?: unknown }).deviceIndex);
+  const role = Number.isInteger(index) ? plannedDevices(spec)[index]?.role : undefined;
+  if (role === undefined) return err;
+  if (role.startsWith("nic")) {
+    const i = Number(role.slice(3));
+    const nic = spec.nics?.[i];
+    const where = nic?.backing.kind === "standard" ? `port group "${nic.backing.networkName}"` : nic?.backing.kind === "distributed" ? `distributed port group ${nic.backing.portgroupKey} of switch ${nic.backing.switchUuid}` : "its network";
+    err.message = `networks[${i}]: vCenter refused the NIC on ${where}${networks?.[i] ? "" : " (vmware:flatNetworkBridge)"}: is it on every host of the cluster? (${err.message})`;
+  } else {
+    err.message = `the VM's ${role} (${err.message})`;
+  }
+  return err;
+}
 
 /** Brings the VM to `want` (vm-update.ts) and reads it back. */
 async function reconfigure(client: VimClient, dc: () => Promise<Datacenter | undefined>, view: VmView, want: VmChanges): Promise<{ after: VmView; powerCycle: string[] }> {

@@ -453,4 +453,13 @@ describe("Instance", () => {
     expect(await vmNames()).not.toContain(second.name);
     ok(await s.destroy());
   });
+
+  it("a NIC on a port group the hosts do not have: vCenter's InvalidDeviceSpec named as the NIC's input, nothing left behind", async () => {
+    const s = stack("nonet", { images: { img: { source: sparse } }, instances: { n: { image: "img", cpus: 1, memoryMb: 64, networks: [{ portGroup: "VM Network" }, { portGroup: "no-such-net" }] } } });
+    const before = await vmNames();
+    const r = await s.up();
+    expect(r.errors.join("\n")).toMatch(/networks\[1\]: vCenter refused the NIC on port group "no-such-net": is it on every host of the cluster\? \(.*InvalidDeviceSpec: Invalid configuration for device '3'/);
+    expect(await vmNames()).toEqual(before);
+    ok(await s.destroy());
+  });
 });

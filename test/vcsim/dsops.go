@@ -16,6 +16,9 @@ import (
 // corrects the simulator (datastore browser, virtual disk manager, OVF import and
 // its NFC lease); false for every other method, which the caller passes on.
 func (in *injector) serveDatastoreSOAP(w http.ResponseWriter, r *http.Request, call soapCall) bool {
+	if in.serveNicBackings(w, call) { // vmnetwork.go: a NIC on a network the datacenter lacks
+		return true
+	}
 	if in.serveVmUpdate(w, r, call) { // vmupdate.go: hot-change rules, disk growth, extraConfig, a delta's copy
 		return true
 	}

@@ -170,13 +170,15 @@ describe("pulumi-vmware-vcenter cache sweep", () => {
   });
 
   it("a datastore that fails: its error in the table and exit code 1, the other datastore swept", async () => {
-    await sim.control.addRule({ kind: "taskError", method: "SearchDatastoreSubFolders_Task", fault: "FileFault", message: "disk on fire", times: 1 });
+    await sim.control.addRule({ kind: "taskError", method: "SearchDatastoreSubFolders_Task", args: { datastorePath: `[${DS0}] ${P}_base` }, fault: "FileFault", message: "disk on fire" });
     try {
       const r = await cli(["cache", "sweep"]);
       expect(r.code).toBe(1);
-      expect(r.stdout).toMatch(/^LocalDS_\d: .*ERROR listing the cache failed: .*FileFault: disk on fire$/m);
+      expect(r.stdout).toMatch(new RegExp(`^${DS0}: .*ERROR listing the cache failed: .*FileFault: disk on fire$`, "m"));
       const progress = r.stderr.trimEnd().split("\n");
-      expect(progress.map((l) => l.replace(/^.* (\d+) errors$/, "$1")).sort()).toEqual(["0", "1"]);
+      expect(progress).toHaveLength(2);
+      expect(progress[0]).toMatch(new RegExp(`^${DS0}: 0 images, .* 1 errors$`));
+      expect(progress[1]).toMatch(new RegExp(`^${DS1}: .* 0 errors$`));
     } finally {
       await sim.control.clearRules();
     }

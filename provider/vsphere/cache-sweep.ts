@@ -254,9 +254,12 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   const graceMs = (opts.stagingGraceSeconds ?? 3600) * 1000;
   const dc = opts.datacenter;
 
-  // The listings first, then the VM pass: a VM that uses an image listed here exists
-  // before the pass (or it starts after it, which clearAgeMarkers + the re-check cover).
+  // The listings first (every datastore's three searches at once), then the VM pass: a
+  // VM that uses an image listed here exists before the pass (or it starts after it,
+  // which clearAgeMarkers + the re-check cover).
+  const leftovers = new Map(opts.datastores.map((ds) => [ds, opts.removeUnused ? readLeftovers(client, dc, ds, graceMs, now) : undefined]));
   const listed = await listAll(client, dc, opts.datastores, prefix);
+  await Promise.all(leftovers.values());
   const usage = await readUsage(client, `${prefix}_base`);
 
   const out: DatastoreSweep[] = [];
@@ -269,9 +272,10 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
         report.errors.push(`image ${img.imageId}: ${message(err)}`);
       }
     }
-    if (opts.removeUnused) {
-      await cleanStaging(client, dc, l.datastore, graceMs, now, act, report);
-      await cleanShadows(client, dc, l.datastore, graceMs, now, act, usage, report);
+    const left = await leftovers.get(l.datastore);
+    if (left) {
+      await cleanStaging(client, dc, left.staging, act, report);
+      await cleanShadows(client, dc, left.shadows, graceMs, now, act, usage, report);
     }
     out.push(report);
     opts.onDatastore?.(l.datastore, report);
@@ -375,10 +379,40 @@ async function makeMarker(client: VimClient, dc: Datacenter, folder: DatastorePa
   }
 }
 
-async function cleanStaging(client: VimClient, dc: Datacenter, datastore: string, graceMs: number, now: Date, act: boolean, report: DatastoreSweep): Promise<void> {
+/** A listing, or why it failed (read before it is needed: it must never reject unawaited). */
+type Read<T> = { ok: T } | { error: string };
+
+interface Leftovers {
+  /** `vmware_temp/<uuid>` folders older than the grace period. */
+  staging: Read<DatastorePath[]>;
+  /** The datastore root's `image-*` entries. */
+  shadows: Read<FileEntry[]>;
+}
+
+async function settle<T>(p: Promise<T>): Promise<Read<T>> {
   try {
-    for (const stale of await staleStaging(client, dc, datastore, graceMs, now)) {
-      if (!act || (await deleteFile(client, dc, stale))) report.stagingCleaned.push(stale.toString());
+    return { ok: await p };
+  } catch (err) {
+    return { error: message(err) };
+  }
+}
+
+async function readLeftovers(client: VimClient, dc: Datacenter, datastore: string, graceMs: number, now: Date): Promise<Leftovers> {
+  const [staging, shadows] = await Promise.all([
+    settle(staleStaging(client, dc, datastore, graceMs, now)),
+    settle(listFolder(client, dc, new DatastorePath(datastore), { matchPattern: ["image-*"], details: true })),
+  ]);
+  return { staging, shadows };
+}
+
+async function cleanStaging(client: VimClient, dc: Datacenter, stale: Read<DatastorePath[]>, act: boolean, report: DatastoreSweep): Promise<void> {
+  if ("error" in stale) {
+    report.errors.push(`staging: ${stale.error}`);
+    return;
+  }
+  try {
+    for (const folder of stale.ok) {
+      if (!act || (await deleteFile(client, dc, folder))) report.stagingCleaned.push(folder.toString());
     }
   } catch (err) {
     report.errors.push(`staging: ${message(err)}`);
@@ -389,11 +423,14 @@ function newestIn(entries: FileEntry[]): number {
   return entries.reduce((n, e) => Math.max(n, e.modified?.getTime() ?? Infinity), -Infinity);
 }
 
-async function cleanShadows(client: VimClient, dc: Datacenter, datastore: string, graceMs: number, now: Date, act: boolean, usage: Usage, report: DatastoreSweep): Promise<void> {
+async function cleanShadows(client: VimClient, dc: Datacenter, root: Read<FileEntry[]>, graceMs: number, now: Date, act: boolean, usage: Usage, report: DatastoreSweep): Promise<void> {
   const cutoff = now.getTime() - graceMs;
+  if ("error" in root) {
+    report.errors.push(`shadow VM folders: ${root.error}`);
+    return;
+  }
   try {
-    const root = new DatastorePath(datastore);
-    const candidates = (await listFolder(client, dc, root, { matchPattern: ["image-*"], details: true })).filter(
+    const candidates = root.ok.filter(
       (e) =>
         e.folder &&
         SHADOW.test(e.name) &&

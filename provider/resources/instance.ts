@@ -10,6 +10,7 @@ import type { DriverConfig } from "../config.js";
 import type { VimClient } from "../vsphere/client.js";
 import { DatastorePath, fileExists } from "../vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError, VimFault } from "../vsphere/errors.js";
+import { clearAgeMarkers } from "../vsphere/cache-sweep.js";
 import { cacheLocation, copyToDatastore } from "../vsphere/image-cache.js";
 import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
@@ -403,6 +404,10 @@ export const instanceHandler: ResourceHandler = {
     const instanceUuid = randomUUID();
     const name = instanceUuid;
     const cachedOn = image.datastores.includes(datastore) ? datastore : (image.datastores[0] ?? datastore);
+
+    // Used again: the image's age markers go before anything links to it, the creator's half
+    // of the cache sweeper's protocol (cache-sweep.ts: it re-checks a marker before a delete).
+    await clearAgeMarkers(client, dc, cacheLocation(datastore, cachePrefix, image.imageId, image.kind).folder);
 
     // The root disk: an ISO's blank disk beside the ISO, or the image's (root-disk.ts).
     let cdromIso: DatastorePath | undefined;

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { DatastorePath, listFolder } from "../../provider/vsphere/datastore.js";
+import { DatastorePath, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
@@ -460,6 +460,19 @@ describe("Instance", () => {
     const r = await s.up();
     expect(r.errors.join("\n")).toMatch(/networks\[1\]: vCenter refused the NIC on port group "no-such-net": is it on every host of the cluster\? \(.*InvalidDeviceSpec: Invalid configuration for device '3'/);
     expect(await vmNames()).toEqual(before);
+    ok(await s.destroy());
+  });
+
+  it("an image used again loses its age markers before the VM links to it (the cache sweeper's protocol)", async () => {
+    const s = stack("aged", { images: { img: { source: sparse } } });
+    ok(await s.up());
+    const folder = DatastorePath.parse(outs(s, "img").cached[Object.keys(outs(s, "img").cached)[0]!].folder);
+    const marker = folder.join("ts-2020-01-01-00-00-00");
+    await makeDirectory(client, dc, marker);
+    expect(await names(folder)).toContain(marker.basename);
+    s.set({ images: { img: { source: sparse } }, instances: { a: { image: "img", cpus: 1, memoryMb: 64, datastore: folder.datastore } } });
+    ok(await s.up());
+    expect(await names(folder)).not.toContain(marker.basename);
     ok(await s.destroy());
   });
 });

@@ -7,14 +7,19 @@
 // cachedImages: folders, files, sizes, age markers, holder markers), one of
 // `vmware_temp`, one listing of the datastore's root for shadow-VM folders; and ONE
 // paged property-collector pass over all VMs for the whole sweep (disk-users.ts
-// allVmDisks). Changes cost one call each on top (a marker made or removed, a folder
-// deleted, and the re-check just before a delete).
+// allVmDisks; maximum_objects VMs per page). The searches are tasks (the call and a
+// poll): 6 calls per datastore, whatever the number of images. Changes cost on top: a
+// marker made 1 call, a marker removed 2 (a delete task), an image deleted 4 (the
+// re-check search just before it, and the delete).
 //
 // Per image (Nova's rules, `remove_unused_base_images`,
 // `remove_unused_original_minimum_age_seconds`):
-// - in use: some VM's disk chain has a file anywhere in the image's folder (the image
-//   itself, a sized base `<id>.<gb>.vmdk` a linked clone grows from, ...). Its age
-//   markers are removed (it is used again).
+// - in use: some VM's disk chain (or CD-ROM / floppy backing) has a file anywhere in
+//   the image's folder (the image itself, a sized base `<id>.<gb>.vmdk` a linked clone
+//   grows from, an ISO an Instance boots from, ...). Its age markers are removed (it is
+//   used again). A full copy is not a user: once copied it references nothing in the
+//   cache, and deleting its origin does not touch it (Nova counts it by its image_ref
+//   in its database; vCenter keeps no such link, so here its origin ages like any other).
 // - unused, no marker: an age marker `ts-YYYY-MM-DD-HH-MM-SS` (UTC, the sweep's `now`)
 //   folder is made in the image folder. Unused with a marker younger than the minimum
 //   age: "aging". The NEWEST marker counts (two sweeps may each have made one; the
@@ -51,8 +56,8 @@
 // remove the marker AND finish its CreateVM_Task inside it for a VM to lose its base,
 // and a create that starts later finds the folder gone and fails (vCenter refuses a
 // disk whose parent is missing) rather than making a broken VM. A publish racing a
-// delete is the same: the publisher's holder file, written right after its move,
-// stops the re-check; a move into a folder being deleted fails or lands in a fresh
+// delete is the same: the Image resource's holder file, written right after its
+// publish (or its finding the image cached), stops the re-check; a move into a folder being deleted fails or lands in a fresh
 // folder (FileAlreadyExists rules in image-cache.ts).
 //
 // Staging: `vmware_temp/<uuid>` folders nothing wrote to for the grace period

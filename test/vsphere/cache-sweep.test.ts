@@ -374,7 +374,7 @@ describe("sweepCache: concurrency", () => {
     }
     await cacheDisk(DS0, P, "young");
     // Deletes take a while, so both sweeps have read before either deletes.
-    const slow = await sim.control.addRule({ kind: "taskDelay", method: "DeleteDatastoreFile_Task", ms: 100, times: -1 });
+    const slow = await sim.control.addRule({ kind: "taskDelay", method: "DeleteDatastoreFile_Task", ms: 300, times: -1 });
     try {
       const [r1, r2] = await Promise.all([sweepCache(client, opts({ cachePrefix: P })), sweepCache(other, opts({ cachePrefix: P }))]);
       for (const r of [r1, r2]) {

@@ -168,7 +168,8 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
     try {
       await proc.configure(s.opts.config);
-      const checked = await proc.check(r.urn, r.inputs, r.inputs);
+      // The program's inputs as it sends them (defaults come from config).
+      const checked = await proc.check(r.urn, r.inputs, { __provider: r.inputs.__provider, sweepIntervalSeconds: 1 });
       expect(checked.failures).toEqual([]);
       expect(checked.inputs.sweepDue).toMatch(new RegExp(`^last sweep \\d+s ago \\(${second.sweepRequestedAt.replace(/[.]/g, "\\.")}\\), interval 1s: sweep again$`));
       const diff = await proc.diff(r.urn, r.id, r.outputs, checked.inputs);
@@ -183,6 +184,20 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
       await expect(proc.read(r.urn, "not-a-policy-id", { __provider: r.outputs.__provider }, {})).rejects.toThrow(/is not imagecache:<clusterName>:<cachePrefix>/);
     } finally {
       await proc.stop();
+    }
+    // Another vmware:cachePrefix is another cache: a replacement, named in the detailed diff
+    // (a process of its own: the host configures each provider object once).
+    const other = await DynamicProviderProcess.start(PROJECT_ROOT);
+    try {
+      await other.configure({ ...s.opts.config, "vmware:cachePrefix": "other" });
+      // What the program sends: its own inputs only (the defaults come from config).
+      const moved = await other.check(r.urn, r.inputs, { __provider: r.inputs.__provider, sweepIntervalSeconds: 1 });
+      expect(moved.inputs).toMatchObject({ cachePrefix: "other", sweepDue: "inputs changed (cachePrefix): sweep with the new settings" });
+      const replace = await other.diff(r.urn, r.id, r.outputs, moved.inputs);
+      expect(replace).toMatchObject({ changes: "some", replaces: ["cachePrefix"] });
+      expect(replace.detailedDiff).toMatchObject({ cachePrefix: { kind: "UPDATE_REPLACE" }, sweepDue: { kind: "UPDATE" } });
+    } finally {
+      await other.stop();
     }
     const again = ok(await s.up());
     expect(ev(again, "tidy")).toMatchObject({ op: "update", detailedDiff: { sweepDue: { kind: "UPDATE" }, lastSweep: { kind: "UPDATE" } } });
@@ -317,12 +332,12 @@ describe("ImageCachePolicy through the dynamic-provider process", () => {
     const proc = await DynamicProviderProcess.start(PROJECT_ROOT);
     try {
       await proc.configure(s.opts.config);
-      const checked = await proc.check(r.urn, r.inputs, { ...r.inputs, datastores: UNKNOWN });
+      const checked = await proc.check(r.urn, r.inputs, { __provider: r.inputs.__provider, datastores: UNKNOWN });
       expect(checked.failures).toEqual([]);
       expect(checked.inputs).toMatchObject({ datastores: UNKNOWN, sweepDue: UNKNOWN, sweepRequestedAt: UNKNOWN });
       expect(await proc.diff(r.urn, r.id, r.outputs, checked.inputs)).toMatchObject({ changes: "unknown", replaces: [] });
       // Known again and the same: no sweep due, no change.
-      const same = await proc.check(r.urn, r.inputs, r.inputs);
+      const same = await proc.check(r.urn, r.inputs, { __provider: r.inputs.__provider, datastores: r.inputs.datastores });
       expect(same.inputs).toMatchObject({ sweepDue: r.inputs.sweepDue, sweepRequestedAt: r.inputs.sweepRequestedAt });
       expect(await proc.diff(r.urn, r.id, r.outputs, same.inputs)).toMatchObject({ changes: "none" });
     } finally {

@@ -181,7 +181,8 @@ async function sweepTargets(client: VimClient, cluster: Cluster, r: Pick<Resolve
 /** The input a failed look-up is blamed on. */
 function failureOf(err: unknown, r: Record<string, unknown>): pulumi.dynamic.CheckFailure | undefined {
   if (!(err instanceof NotFoundError)) return undefined;
-  if (err.kind === "datastore") return { property: r.datastores !== undefined ? "datastores" : "datastoreRegex", reason: err.message };
+  if (err.kind === "datastore" && r.datastores !== undefined) return { property: "datastores", reason: err.message };
+  if (err.kind === "datastore" && r.datastoreRegex !== undefined) return { property: "datastoreRegex", reason: err.message };
   return { property: "clusterName", reason: err.message };
 }
 

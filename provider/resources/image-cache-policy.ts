@@ -8,8 +8,9 @@ import type { VimClient } from "../vsphere/client.js";
 import { sweepCache } from "../vsphere/cache-sweep.js";
 import { anchoredRegex } from "../vsphere/datastore-select.js";
 import { NotFoundError } from "../vsphere/errors.js";
-import { findCluster, getDatastores, type Cluster, type Datastore } from "../vsphere/inventory.js";
+import { getDatastores, type Cluster, type Datastore } from "../vsphere/inventory.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { clusterOf } from "./cluster-lookup.js";
 import { changeKind, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { HandlerContext, ResourceHandler } from "./handler-types.js";
 import { UNKNOWN, isUnknown } from "./handler-types.js";
@@ -22,13 +23,13 @@ import {
   reportOf,
   schedule,
   type DatastoreReport,
+  type ImageCachePolicyArgs,
   type Resolved,
   type SweepSummary,
 } from "./image-cache-policy-inputs.js";
 import { dynamicProvider } from "./provider.js";
 
 export type { DatastoreReport, ImageCachePolicyArgs, SweepSummary } from "./image-cache-policy-inputs.js";
-import type { ImageCachePolicyArgs } from "./image-cache-policy-inputs.js";
 
 /** What the state holds (outputs). */
 export interface ImageCachePolicyState extends Resolved {
@@ -110,23 +111,6 @@ function parseId(id: string): { clusterName: string; cachePrefix: string } | und
   return { clusterName: rest.slice(0, cut), cachePrefix: rest.slice(cut + 1) };
 }
 
-// The cluster as check read it, kept for the create or update that follows in the same
-// process; per client, so a new session reads it again.
-const clusters = new WeakMap<VimClient, Map<string, Promise<Cluster>>>();
-
-function clusterOf(client: VimClient, name: string): Promise<Cluster> {
-  let perClient = clusters.get(client);
-  if (!perClient) clusters.set(client, (perClient = new Map()));
-  let found = perClient.get(name);
-  if (!found) {
-    const map = perClient;
-    found = findCluster(client, name);
-    map.set(name, found);
-    found.catch(() => map.delete(name));
-  }
-  return found;
-}
-
 // The cluster's datastores as check read them, for the create or update that follows in
 // the same process (the engine starts one process per operation, so never for long).
 const datastoreLists = new WeakMap<VimClient, Map<string, Promise<Datastore[]>>>();
@@ -189,7 +173,7 @@ function failureOf(err: unknown, r: Record<string, unknown>): pulumi.dynamic.Che
 /** One sweep with these inputs, and the state that records it. */
 async function sweep(ctx: HandlerContext, r: Resolved): Promise<ImageCachePolicyState> {
   const client = await ctx.client();
-  const cluster = await clusterOf(client, r.clusterName);
+  const cluster = await clusterOf(ctx, client, r.clusterName);
   const targets = await sweepTargets(client, cluster, r);
   const result = await sweepCache(client, {
     datacenter: cluster.datacenter,
@@ -243,7 +227,7 @@ export const imageCachePolicyHandler: ResourceHandler = {
     if (moved && !where.some((k) => unknown.includes(k))) {
       try {
         const client = await ctx.client();
-        await sweepTargets(client, await clusterOf(client, inputs.clusterName as string), inputs as Pick<Resolved, "datastores" | "datastoreRegex">);
+        await sweepTargets(client, await clusterOf(ctx, client, inputs.clusterName as string), inputs as Pick<Resolved, "datastores" | "datastoreRegex">);
       } catch (err) {
         const failure = failureOf(err, inputs);
         if (!failure) throw err;

@@ -14,10 +14,10 @@ import { parseArgs } from "node:util";
 import { ConfigError, InvalidCredentialsError, clientOptions, configSources, resolveConfig, type DriverConfig } from "./config.js";
 import { listCache, sweepCache, type DatastoreSweep, type ImageSweep, type SweepReport } from "./vsphere/cache-sweep.js";
 import { VimClient } from "./vsphere/client.js";
-import { anchoredRegex } from "./vsphere/datastore-select.js";
+import { sweepDatastores } from "./vsphere/datastore-select.js";
 import { InvalidLoginFault } from "./vsphere/errors.js";
 import { cachePrefixSchema } from "./vsphere/image-cache.js";
-import { findCluster, getDatastores, type Cluster } from "./vsphere/inventory.js";
+import { findCluster, getDatastores } from "./vsphere/inventory.js";
 
 const USAGE = `usage: pulumi-vmware-vcenter cache sweep [--dry-run] [--json] [--datastore-regex RE] [--cache-prefix P] [--min-age SECONDS] [--staging-grace SECONDS]
        pulumi-vmware-vcenter cache list [--json] [--datastore-regex RE] [--cache-prefix P]
@@ -103,25 +103,6 @@ function parse(argv: string[]): Command {
     minAge: seconds("min-age", v["min-age"]),
     stagingGrace: seconds("staging-grace", v["staging-grace"]),
   };
-}
-
-/** The cluster's accessible datastores whose names the regex matches from the start (all without one). */
-async function chosenDatastores(client: VimClient, cluster: Cluster, regex: string | undefined): Promise<string[]> {
-  const re = regex === undefined ? undefined : anchoredRegex(regex);
-  const all = await getDatastores(client, cluster.datastores);
-  const names = all
-    .filter((d) => d.accessible)
-    .map((d) => d.name)
-    .filter((n) => {
-      if (!re) return true;
-      re.lastIndex = 0;
-      return re.test(n);
-    })
-    .sort();
-  if (names.length === 0) {
-    throw new Error(`no accessible datastore of cluster ${cluster.name} matches ${regex === undefined ? "" : `datastoreRegex ${regex} `}(there are: ${all.map((d) => d.name).join(", ") || "none"})`);
-  }
-  return names;
 }
 
 // ---------------------------------------------------------------------------
@@ -221,7 +202,8 @@ async function main(argv: string[], io: Io): Promise<number> {
       throw err;
     });
     const cluster = await findCluster(client, cfg.clusterName!);
-    const datastores = await chosenDatastores(client, cluster, cmd.datastoreRegex ?? cfg.datastoreRegex);
+    // As the ImageCachePolicy resource chooses them (datastore-select.ts sweepDatastores).
+    const datastores = sweepDatastores(cluster.name, await getDatastores(client, cluster.datastores), { datastoreRegex: cmd.datastoreRegex ?? cfg.datastoreRegex });
     const cachePrefix = cmd.cachePrefix ?? cfg.cachePrefix ?? "";
     if (cmd.verb === "list") {
       const list = await listCache(client, { datacenter: cluster.datacenter, datastores, cachePrefix });

@@ -210,6 +210,10 @@ describe("pulumi-vmware-vcenter exit codes", () => {
     const lost = await cli(["cache", "sweep"], env({ VMWARE_CLUSTER_NAME: "nope" }));
     expect(lost.code).toBe(1);
     expect(lost.stderr).toMatch(/cluster "nope" not found/);
+    // The datastores are chosen as the resource chooses them (sweepDatastores): a regex matching none is a failure, not an empty sweep.
+    const none = await cli(["cache", "sweep", "--datastore-regex", "zzz"]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(new RegExp(`^pulumi-vmware-vcenter cache sweep: datastoreRegex "zzz" matches none of cluster ${cluster.name}'s accessible datastores \\(its datastores: .*${DS0}, ${DS1}`));
   });
 });
 

@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import type { VimClient } from "../vsphere/client.js";
 import { sweepCache } from "../vsphere/cache-sweep.js";
-import { anchoredRegex } from "../vsphere/datastore-select.js";
+import { sweepDatastores } from "../vsphere/datastore-select.js";
 import { NotFoundError } from "../vsphere/errors.js";
 import { getDatastores, type Cluster, type Datastore } from "../vsphere/inventory.js";
 import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
@@ -129,37 +129,9 @@ function datastoresOf(client: VimClient, cluster: Cluster): Promise<Datastore[]>
   return found;
 }
 
-/**
- * The datastores a sweep looks at: those named (each must be the cluster's), else the
- * cluster's accessible ones that datastoreRegex matches (from the start, as Nova's
- * datastore_regex), else all its accessible ones. One property-collector call.
- */
+/** The datastores a sweep looks at (datastore-select.ts sweepDatastores). One property-collector call. */
 async function sweepTargets(client: VimClient, cluster: Cluster, r: Pick<Resolved, "datastores" | "datastoreRegex">): Promise<string[]> {
-  const all = [...(await datastoresOf(client, cluster))].sort((a, b) => a.name.localeCompare(b.name));
-  const names = all.map((d) => d.name);
-  if (r.datastores) {
-    const unknown = r.datastores.filter((n) => !names.includes(n));
-    if (unknown.length) {
-      throw new NotFoundError(
-        `datastore${unknown.length > 1 ? "s" : ""} ${unknown.map((n) => JSON.stringify(n)).join(", ")} not in cluster ${cluster.name} (its datastores: ${names.join(", ") || "none"})`,
-        "datastore",
-        unknown[0],
-      );
-    }
-    return [...r.datastores];
-  }
-  const re = r.datastoreRegex !== undefined ? anchoredRegex(r.datastoreRegex) : undefined;
-  const picked = all.filter((d) => {
-    if (!d.accessible) return false;
-    if (!re) return true;
-    re.lastIndex = 0;
-    return re.test(d.name);
-  });
-  if (picked.length === 0) {
-    const why = re ? `datastoreRegex ${JSON.stringify(r.datastoreRegex)} matches none of cluster ${cluster.name}'s accessible datastores` : `cluster ${cluster.name} has no accessible datastore`;
-    throw new NotFoundError(`${why} (its datastores: ${names.join(", ") || "none"})`, "datastore", r.datastoreRegex);
-  }
-  return picked.map((d) => d.name);
+  return sweepDatastores(cluster.name, await datastoresOf(client, cluster), r);
 }
 
 /** The input a failed look-up is blamed on. */

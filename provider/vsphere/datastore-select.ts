@@ -10,7 +10,7 @@
 // the choice does not depend on the order vCenter lists them.
 import { z } from "zod";
 import type { VimClient } from "./client.js";
-import { NoSuitableDatastoreError, type DatastoreRejection } from "./errors.js";
+import { NoSuitableDatastoreError, NotFoundError, type DatastoreRejection } from "./errors.js";
 import { DatastoreProps, toDatastore, type Cluster, type Datastore } from "./inventory.js";
 import { PropertyCollector } from "./property.js";
 import { pathsOf, str } from "./schema.js";
@@ -92,6 +92,44 @@ export function chooseDatastore(clusterName: string, datastores: Datastore[], ho
   if (!best) throw new NoSuitableDatastoreError(clusterName, rejected, opts.requiredBytes);
   for (const ds of rest) rejected.push({ name: ds.name, reasons: [`less free space (${gib(ds.freeSpace)}) than ${best.name} (${gib(best.freeSpace)})`] });
   return { datastore: best, candidates: fit, rejected };
+}
+
+/** Which datastores a cache sweep looks at: these names, or the regex's matches, or (neither) all. */
+export interface SweepChoice {
+  /** By name: each must be one of the cluster's (accessible or not: the sweep reports its error). */
+  datastores?: string[] | undefined;
+  /** The cluster's accessible datastores whose name this matches from the start (re.match). */
+  datastoreRegex?: string | undefined;
+}
+
+const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The datastores a cache sweep (the ImageCachePolicy resource and the `cache`
+ * command line alike) looks at, from the cluster's `datastores`: the names given
+ * (each must be the cluster's), else the accessible ones `datastoreRegex` matches from
+ * the start, else every accessible one; sorted by name (code units, so the order does
+ * not depend on the locale). Pure; throws NotFoundError (kind "datastore") when a
+ * name is not the cluster's or nothing is left, listing the cluster's datastores.
+ */
+export function sweepDatastores(clusterName: string, datastores: Datastore[], choice: SweepChoice = {}): string[] {
+  const names = datastores.map((d) => d.name).sort(byName);
+  const listed = `(its datastores: ${names.join(", ") || "none"})`;
+  if (choice.datastores) {
+    const unknown = choice.datastores.filter((n) => !names.includes(n));
+    if (unknown.length) {
+      const which = unknown.map((n) => JSON.stringify(n)).join(", ");
+      throw new NotFoundError(`datastore${unknown.length > 1 ? "s" : ""} ${which} not in cluster ${clusterName} ${listed}`, "datastore", unknown[0]);
+    }
+    return [...choice.datastores];
+  }
+  const re = choice.datastoreRegex !== undefined ? anchoredRegex(choice.datastoreRegex) : undefined;
+  const picked = datastores.filter((d) => d.accessible && (!re || matchesAtStart(re, d.name))).map((d) => d.name);
+  if (picked.length === 0) {
+    const why = re ? `datastoreRegex ${JSON.stringify(choice.datastoreRegex)} matches none of cluster ${clusterName}'s accessible datastores` : `cluster ${clusterName} has no accessible datastore`;
+    throw new NotFoundError(`${why} ${listed}`, "datastore", choice.datastoreRegex);
+  }
+  return picked.sort(byName);
 }
 
 const HostProps = z.object({ name: str });

@@ -2,8 +2,8 @@
 // cases; then a simulator with shared, per-cluster and host-local datastores.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { anchoredRegex, chooseDatastore, selectDatastore, type HostName } from "../../provider/vsphere/datastore-select.js";
-import { NoSuitableDatastoreError } from "../../provider/vsphere/errors.js";
+import { anchoredRegex, chooseDatastore, selectDatastore, sweepDatastores, type HostName } from "../../provider/vsphere/datastore-select.js";
+import { NoSuitableDatastoreError, NotFoundError } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, getDatastores, type Datastore } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions } from "../support/clients.js";
@@ -114,6 +114,43 @@ describe("chooseDatastore (pure)", () => {
 
   it("says the cluster has no datastores when it has none", () => {
     expect(refusal(() => chooseDatastore("c1", [], hosts)).message).toMatch(/has no datastores/);
+  });
+});
+
+describe("sweepDatastores (pure): what the cache sweeper looks at, for the resource and the command line", () => {
+  const list = [ds("b-ds"), ds("Z-ds"), ds("a-ds"), ds("off", { accessible: false }), ds("xa-ds")];
+  const notFound = (f: () => unknown): NotFoundError => {
+    try {
+      f();
+    } catch (err) {
+      if (err instanceof NotFoundError) return err;
+      throw err;
+    }
+    throw new Error("expected NotFoundError");
+  };
+
+  it("without a choice, every accessible datastore, in code-unit name order", () => {
+    expect(sweepDatastores("c1", list)).toEqual(["Z-ds", "a-ds", "b-ds", "xa-ds"]);
+  });
+
+  it("datastoreRegex matches from the start (re.match), accessible ones only", () => {
+    expect(sweepDatastores("c1", list, { datastoreRegex: "a" })).toEqual(["a-ds"]);
+    expect(sweepDatastores("c1", list, { datastoreRegex: "[ab]-|of" })).toEqual(["a-ds", "b-ds"]);
+  });
+
+  it("names are taken as given, accessible or not, each one the cluster's", () => {
+    expect(sweepDatastores("c1", list, { datastores: ["off", "b-ds"] })).toEqual(["off", "b-ds"]);
+    const err = notFound(() => sweepDatastores("c1", list, { datastores: ["b-ds", "nope", "gone"] }));
+    expect(err).toMatchObject({ kind: "datastore", wanted: "nope" });
+    expect(err.message).toBe('datastores "nope", "gone" not in cluster c1 (its datastores: Z-ds, a-ds, b-ds, off, xa-ds)');
+  });
+
+  it("refuses a regex that leaves nothing, and a cluster with no accessible datastore, listing the cluster's", () => {
+    const err = notFound(() => sweepDatastores("c1", list, { datastoreRegex: "off|zz" }));
+    expect(err).toMatchObject({ kind: "datastore", wanted: "off|zz" });
+    expect(err.message).toBe(`datastoreRegex "off|zz" matches none of cluster c1's accessible datastores (its datastores: Z-ds, a-ds, b-ds, off, xa-ds)`);
+    expect(notFound(() => sweepDatastores("c1", [ds("off", { accessible: false })])).message).toBe("cluster c1 has no accessible datastore (its datastores: off)");
+    expect(notFound(() => sweepDatastores("c1", [])).message).toBe("cluster c1 has no accessible datastore (its datastores: none)");
   });
 });
 

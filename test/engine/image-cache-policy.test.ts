@@ -8,8 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { DatastorePath, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
-import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
+import { DatastorePath, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { UNKNOWN } from "../../provider/resources/handler-types.js";
 import { schedule, span } from "../../provider/resources/image-cache-policy-inputs.js";
@@ -19,7 +18,8 @@ import { ImageDir } from "../support/images.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DynamicProviderProcess } from "./provider-process.js";
-import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
+import type { HarnessStack } from "./index.js";
+import { eventOf as ev, folderNames, ok, outs, resource, specStack } from "./state-helpers.js";
 
 const PASSWORD = "pw-CachePolicy-3b9e";
 let sim: Vcsim;
@@ -48,43 +48,13 @@ afterAll(async () => {
 
 type Spec = { images?: Record<string, unknown>; instances?: Record<string, Record<string, unknown>>; policies?: Record<string, Record<string, unknown>> };
 
-function stack(name: string, spec: Spec, config: Record<string, string> = {}): HarnessStack & { set(next: Spec): void } {
+const stack = (name: string, spec: Spec, config: Record<string, string> = {}) =>
   // Each stack its own cache (vmware:cachePrefix = its name), so tests cannot see each other's images.
-  const s = simulatorStack(sim, {
-    dir,
-    name,
-    program: "test/engine/programs/cache-policy.ts",
-    password: PASSWORD,
-    config: { "vmware:cachePrefix": name, ...config, "cachetest:spec": JSON.stringify(spec) },
-  });
-  return Object.assign(s, {
-    set(next: Spec) {
-      s.opts.config["cachetest:spec"] = JSON.stringify(next);
-    },
-  });
-}
+  specStack(sim, { dir, name, program: "test/engine/programs/cache-policy.ts", password: PASSWORD, specKey: "cachetest:spec", cachePrefix: name }, spec, config);
 
-function ok(r: HarnessResult): HarnessResult {
-  expect(r.errors).toEqual([]);
-  return r;
-}
-function resource(s: HarnessStack, name: string): StateResource {
-  const r = s.state().resources.find((x) => x.name === name);
-  if (!r) throw new Error(`no ${name} in the state`);
-  return r;
-}
-const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
-const ev = (r: HarnessResult, name: string) => r.events.find((e) => e.key.endsWith(`::${name}`));
 
 /** Names in a datastore folder (undefined when it does not exist). */
-async function names(path: DatastorePath): Promise<string[] | undefined> {
-  try {
-    return (await listFolder(client, dc, path)).map((e) => e.name).sort();
-  } catch (err) {
-    if (err instanceof FileNotFoundFault) return undefined;
-    throw err;
-  }
-}
+const names = (path: DatastorePath) => folderNames(client, dc, path);
 
 const folderOf = (ds: string, prefix: string, id: string) => new DatastorePath(ds, `${prefix}_base/${id}`);
 

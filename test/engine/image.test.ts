@@ -9,7 +9,6 @@ import { join, relative } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, listFolder } from "../../provider/vsphere/datastore.js";
-import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import type { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
@@ -21,7 +20,8 @@ import { ImageDir, ovfText, qemuImg } from "../support/images.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DynamicProviderProcess } from "./provider-process.js";
-import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
+import { simulatorStack, type HarnessResult } from "./index.js";
+import { eventOf, folderNames, ok, outs, resource, specStack } from "./state-helpers.js";
 
 const PASSWORD = "pw-Image-5c1d";
 const MiB = 2 ** 20;
@@ -52,48 +52,20 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function stack(name: string, specs: Record<string, Record<string, unknown>>, config: Record<string, string> = {}): HarnessStack & { set(specs: Record<string, Record<string, unknown>>): void } {
+type Specs = Record<string, Record<string, unknown>>;
+const stack = (name: string, specs: Specs, config: Record<string, string> = {}) =>
   // Each stack its own cache (vmware:cachePrefix = its name) unless told otherwise, so tests cannot see each other's images.
-  const s = simulatorStack(sim, {
-    dir,
-    name,
-    program: "test/engine/programs/images.ts",
-    password: PASSWORD,
-    config: { "vmware:cachePrefix": name, ...config, "imgtest:images": JSON.stringify(specs) },
-  });
-  return Object.assign(s, {
-    set(next: Record<string, Record<string, unknown>>) {
-      s.opts.config["imgtest:images"] = JSON.stringify(next);
-    },
-  });
-}
+  specStack(sim, { dir, name, program: "test/engine/programs/images.ts", password: PASSWORD, specKey: "imgtest:images", cachePrefix: name }, specs, config);
 
 const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
 const fileSha = async (p: string) => sha(await readFile(p));
 
-function resource(s: HarnessStack, name: string): StateResource {
-  const r = s.state().resources.find((x) => x.name === name);
-  if (!r) throw new Error(`no ${name} in the state`);
-  return r;
-}
-const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
 
-const ev = (r: HarnessResult, name = "img") => r.events.find((e) => e.key.endsWith(`::${name}`));
+const ev = (r: HarnessResult, name = "img") => eventOf(r, name);
 
-function ok(r: HarnessResult): HarnessResult {
-  expect(r.errors).toEqual([]);
-  return r;
-}
 
 /** Names in a datastore folder ([] when it does not exist). */
-async function names(path: DatastorePath): Promise<string[]> {
-  try {
-    return (await listFolder(client, dc, path)).map((e) => e.name).sort();
-  } catch (err) {
-    if (err instanceof FileNotFoundFault) return [];
-    throw err;
-  }
-}
+const names = async (path: DatastorePath) => (await folderNames(client, dc, path)) ?? [];
 
 async function sizes(path: DatastorePath): Promise<Record<string, number | undefined>> {
   return Object.fromEntries((await listFolder(client, dc, path, { details: true })).map((e) => [e.name, e.size]));

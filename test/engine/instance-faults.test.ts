@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { setTimeout } from "node:timers/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { DatastorePath, listFolderIfExists } from "../../provider/vsphere/datastore.js";
+import { DatastorePath } from "../../provider/vsphere/datastore.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
@@ -27,7 +27,8 @@ import { VNC_PORT_KEY, VNC_PORTS, portsTakenOn, vncPortsInUse } from "../../prov
 import { simOptions } from "../support/clients.js";
 import { ImageDir } from "../support/images.js";
 import { startVcsim, type FaultRule, type Vcsim } from "../vcsim/index.js";
-import { simulatorStack, type HarnessResult, type HarnessStack } from "./index.js";
+import type { HarnessStack } from "./index.js";
+import { folderNames, ok, specStack, type SpecStack } from "./state-helpers.js";
 
 const PASSWORD = "pw-InstanceFaults-5d1c";
 /** One cache prefix for every stack: they share the Image's cached disk. */
@@ -50,27 +51,10 @@ let imageId: string;
 let base: StackWithSpec;
 
 type Spec = { images?: Record<string, unknown>; instances?: Record<string, Record<string, unknown>> };
-type StackWithSpec = HarnessStack & { set(next: Spec): void };
+type StackWithSpec = SpecStack<Spec>;
 
-function stack(name: string, spec: Spec, config: Record<string, string> = {}): StackWithSpec {
-  const s = simulatorStack(sim, {
-    dir,
-    name,
-    program: "test/engine/programs/instances.ts",
-    password: PASSWORD,
-    config: { "vmware:cachePrefix": PREFIX, ...config, "insttest:spec": JSON.stringify(spec) },
-  });
-  return Object.assign(s, {
-    set(next: Spec) {
-      s.opts.config["insttest:spec"] = JSON.stringify(next);
-    },
-  });
-}
-
-function ok(r: HarnessResult): HarnessResult {
-  expect(r.errors).toEqual([]);
-  return r;
-}
+const stack = (name: string, spec: Spec, config: Record<string, string> = {}): StackWithSpec =>
+  specStack(sim, { dir, name, program: "test/engine/programs/instances.ts", password: PASSWORD, specKey: "insttest:spec", cachePrefix: PREFIX }, spec, config);
 
 // `full`: an image whose instances are full copies (its linkedClone false overrides vmware:useLinkedClone).
 const imageSpec = () => ({
@@ -86,9 +70,7 @@ const byId = (datastore: string, rootDiskGb: number, id = imageId) => ({ imageId
 
 const cacheFolder = (ds: string) => new DatastorePath(ds, `${PREFIX}_base/${imageId}`);
 
-async function names(path: DatastorePath): Promise<string[]> {
-  return ((await listFolderIfExists(client, dc, path)) ?? []).map((e) => e.name).sort();
-}
+const names = async (path: DatastorePath) => (await folderNames(client, dc, path)) ?? [];
 
 async function vmOf(vmId: string): Promise<VmView> {
   const view = await readVm(client, new MoRef("VirtualMachine", vmId));

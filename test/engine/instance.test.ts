@@ -8,8 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { DatastorePath, listFolder, makeDirectory } from "../../provider/vsphere/datastore.js";
-import { FileNotFoundFault } from "../../provider/vsphere/errors.js";
+import { DatastorePath, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { getCluster, getDatacenter, listVms, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
@@ -21,7 +20,8 @@ import { ImageDir } from "../support/images.js";
 import { PROJECT_ROOT } from "../vcsim/build.mjs";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { DynamicProviderProcess } from "./provider-process.js";
-import { simulatorStack, type HarnessResult, type HarnessStack, type StateResource } from "./index.js";
+import type { HarnessStack } from "./index.js";
+import { eventOf as ev, folderNames, ok, outs, resource, specStack } from "./state-helpers.js";
 
 const PASSWORD = "pw-Instance-7e2a";
 const SERIAL = "telnet://serial.example.net:7000";
@@ -56,32 +56,9 @@ afterAll(async () => {
 
 type Spec = { images?: Record<string, unknown>; portGroups?: Record<string, unknown>; instances?: Record<string, Record<string, unknown>> };
 
-function stack(name: string, spec: Spec, config: Record<string, string> = {}): HarnessStack & { set(next: Spec): void } {
-  const s = simulatorStack(sim, {
-    dir,
-    name,
-    program: "test/engine/programs/instances.ts",
-    password: PASSWORD,
-    config: { "vmware:cachePrefix": name, ...config, "insttest:spec": JSON.stringify(spec) },
-  });
-  return Object.assign(s, {
-    set(next: Spec) {
-      s.opts.config["insttest:spec"] = JSON.stringify(next);
-    },
-  });
-}
+const stack = (name: string, spec: Spec, config: Record<string, string> = {}) =>
+  specStack(sim, { dir, name, program: "test/engine/programs/instances.ts", password: PASSWORD, specKey: "insttest:spec", cachePrefix: name }, spec, config);
 
-function ok(r: HarnessResult): HarnessResult {
-  expect(r.errors).toEqual([]);
-  return r;
-}
-function resource(s: HarnessStack, name: string): StateResource {
-  const r = s.state().resources.find((x) => x.name === name);
-  if (!r) throw new Error(`no ${name} in the state`);
-  return r;
-}
-const outs = (s: HarnessStack, name: string) => resource(s, name).outputs as Record<string, any>;
-const ev = (r: HarnessResult, name: string) => r.events.find((e) => e.key.endsWith(`::${name}`));
 
 async function vmOf(s: HarnessStack, name: string): Promise<VmView> {
   const view = await readVm(client, new MoRef("VirtualMachine", outs(s, name).vmId));
@@ -90,14 +67,7 @@ async function vmOf(s: HarnessStack, name: string): Promise<VmView> {
 }
 
 /** Names in a datastore folder ([] when it does not exist). */
-async function names(path: DatastorePath): Promise<string[]> {
-  try {
-    return (await listFolder(client, dc, path)).map((e) => e.name).sort();
-  } catch (err) {
-    if (err instanceof FileNotFoundFault) return [];
-    throw err;
-  }
-}
+const names = async (path: DatastorePath) => (await folderNames(client, dc, path)) ?? [];
 
 async function vmNames(): Promise<string[]> {
   return (await listVms(client, dc.vmFolder)).map((v) => v.name);

@@ -30,15 +30,17 @@ function ds(name: string, over: Partial<Datastore> = {}): Datastore {
   };
 }
 
-function refusal(f: () => unknown): NoSuitableDatastoreError {
+/** The error of class `cls` that `f` throws (any other outcome fails the test). */
+function thrown<E extends Error>(cls: new (...args: never[]) => E, f: () => unknown): E {
   try {
     f();
   } catch (err) {
-    if (err instanceof NoSuitableDatastoreError) return err;
+    if (err instanceof cls) return err;
     throw err;
   }
-  throw new Error("expected NoSuitableDatastoreError");
+  throw new Error(`expected ${cls.name}`);
 }
+const refusal = (f: () => unknown) => thrown(NoSuitableDatastoreError, f);
 
 describe("chooseDatastore (pure)", () => {
   it("picks the most free space among the fit ones, and says why the others lost", () => {
@@ -119,15 +121,7 @@ describe("chooseDatastore (pure)", () => {
 
 describe("sweepDatastores (pure): what the cache sweeper looks at, for the resource and the command line", () => {
   const list = [ds("b-ds"), ds("Z-ds"), ds("a-ds"), ds("off", { accessible: false }), ds("xa-ds")];
-  const notFound = (f: () => unknown): NotFoundError => {
-    try {
-      f();
-    } catch (err) {
-      if (err instanceof NotFoundError) return err;
-      throw err;
-    }
-    throw new Error("expected NotFoundError");
-  };
+  const notFound = (f: () => unknown) => thrown(NotFoundError, f);
 
   it("without a choice, every accessible datastore, in code-unit name order", () => {
     expect(sweepDatastores("c1", list)).toEqual(["Z-ds", "a-ds", "b-ds", "xa-ds"]);

@@ -137,17 +137,17 @@ const intText = (min: number, max = Number.MAX_SAFE_INTEGER) =>
 const numText = (min: number) =>
   z.union([z.number(), z.string().trim().regex(/^\d+(\.\d+)?$/, "a number").transform(Number)]).pipe(z.number().gt(min));
 
-const regexText = text.refine(
-  (s) => {
-    try {
-      new RegExp(s);
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: "a valid regular expression" },
-);
+/** Whether JavaScript can compile `s` as a regular expression (datastore regexes, here and in resources). */
+export function isRegex(s: string): boolean {
+  try {
+    new RegExp(s);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const regexText = text.refine(isRegex, { message: "a valid regular expression" });
 const uri = text.refine((s) => URL.canParse(s), { message: "a URI such as telnet://10.0.0.5:13370" });
 
 const HOST_WANT = "a host name or IP address; put the port in vmware:hostPort";

@@ -1,6 +1,7 @@
 // ImageCachePolicy inputs: the Args type users write, the zod schema check validates
 // with, when a sweep is due (and the words a preview shows for it), and the report the
 // state holds, shaped from the sweeper's. Pure: no vCenter, no Pulumi runtime.
+import { isRegex } from "../config.js";
 import type * as pulumi from "@pulumi/pulumi";
 import { z } from "zod";
 import type { DatastoreSweep, ImageSweep, SweepReport } from "../vsphere/cache-sweep.js";
@@ -54,20 +55,7 @@ export const DEFAULT_GRACE_SECONDS = 3600;
 
 const seconds = (what: string) => z.number().int(`${what} in whole seconds`).min(0, `${what}: 0 or more seconds`);
 
-const regex = z
-  .string()
-  .min(1, "a non-empty regular expression")
-  .refine(
-    (s) => {
-      try {
-        new RegExp(s);
-        return true;
-      } catch {
-        return false;
-      }
-    },
-    { message: "a valid regular expression" },
-  );
+const regex = z.string().min(1, "a non-empty regular expression").refine(isRegex, { message: "a valid regular expression" });
 
 /** Validated inputs (what the program wrote; defaults from config are filled after). */
 export const InputsSchema = z.strictObject({

@@ -13,7 +13,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { CallOptions, VimClient } from "./client.js";
 import { ManagedObjectNotFoundFault, TaskTimeoutError, faultFromLocalized, type TaskContext } from "./errors.js";
-import { PropertyCollector, UpdateWaiter } from "./property.js";
+import { PropertyCollector, UpdateWaiter, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { dataObject, int, moRef, str } from "./schema.js";
 import type { MethodArgs } from "./soap/envelope.js";
 import type { MoRef, VimValue } from "./soap/xml.js";
@@ -149,3 +149,34 @@ export async function runTask(
   if (recovered) return value;
   return waitForTask(client, moRef.parse(value), opts);
 }
+
+/**
+ * runTask, reading `alongside` in the same call as the task's first look: when the task
+ * is done by then (a quick task), the caller gets what it would have read next without
+ * another round trip; otherwise `reads` is undefined (the caller reads them itself once
+ * the task has ended, as after runTask).
+ */
+export async function runTaskReading(
+  client: VimClient,
+  method: `${string}_Task`,
+  self: MoRef,
+  args: MethodArgs,
+  alongside: PropertyFilterSpec[],
+  opts: TaskWaitOptions & CallOptions = {},
+): Promise<{ value: VimValue | undefined; reads: RawObjectContent[] | undefined }> {
+  const { value, recovered } = await client.call(method, self, args, opts);
+  if (recovered) return { value, reads: undefined };
+  const task = moRef.parse(value);
+  if (alongside.length === 0) return { value: await waitForTask(client, task, opts), reads: undefined };
+  const contents = await new PropertyCollector(client).retrieve([{ propSet: [{ type: "Task", pathSet: ["info"] }], objectSet: [{ obj: task }] }, ...alongside]);
+  const own = contents.find((c) => c.obj.equals(task));
+  if (own) {
+    const info = TaskInfo.parse(own.props.info);
+    opts.onProgress?.(info.progress ?? 0);
+    const r = settle(task, info);
+    if (r.done) return { value: r.value, reads: contents.filter((c) => c !== own) };
+  }
+  // Still running: wait for its end without another poll first.
+  return { value: await waitForTask(client, task, { ...opts, strategy: opts.strategy === "poll" ? "poll" : "updates" }), reads: undefined };
+}
+

@@ -15,7 +15,7 @@ import type { VimClient } from "./client.js";
 import { DatastorePath } from "./datastore.js";
 import { ManagedObjectNotFoundFault, NotFoundError, VSphereError } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
-import { PropertyCollector } from "./property.js";
+import { PropertyCollector, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { arrayOf, bool, dataObject, int, long, moRef, str } from "./schema.js";
 import { isSubtype } from "./soap/vim-schema.js";
 import { MoRef, type VimValue } from "./soap/xml.js";
@@ -117,32 +117,38 @@ function vmToHosts(): unknown[] {
   ];
 }
 
-/**
- * The VM as vCenter has it, in one round trip (its host's name included); undefined
- * when it is gone. Throws VmConfigUnavailableError for a VM without a configuration.
- */
-export async function readVm(client: VimClient, vm: MoRef): Promise<VmView | undefined> {
-  let contents;
-  try {
-    contents = await new PropertyCollector(client).retrieve([
-      {
-        propSet: [
-          { type: "VirtualMachine", pathSet: Object.keys(VmProps.shape) },
-          { type: "HostSystem", pathSet: ["name"] },
-        ],
-        objectSet: [{ obj: vm, selectSet: vmToHosts() }],
-      },
-    ]);
-  } catch (err) {
-    if (err instanceof ManagedObjectNotFoundFault) return undefined;
-    throw err;
-  }
+/** The read of the VM (and its host's name): alone (readVm), or beside another read in one call. */
+export function readVmSpec(vm: MoRef): PropertyFilterSpec {
+  return {
+    propSet: [
+      { type: "VirtualMachine", pathSet: Object.keys(VmProps.shape) },
+      { type: "HostSystem", pathSet: ["name"] },
+    ],
+    objectSet: [{ obj: vm, selectSet: vmToHosts() }],
+  };
+}
+
+/** The VM among the contents of a readVmSpec read; undefined when it is not there. */
+export function vmViewIn(vm: MoRef, contents: readonly RawObjectContent[]): VmView | undefined {
   const own = contents.find((c) => c.obj.equals(vm));
   if (!own) return undefined;
   const p = VmProps.parse(own.props);
   const host = p["runtime.host"];
   const hostName = host ? contents.find((c) => c.obj.equals(host))?.props.name : undefined;
   return toView(vm, p, typeof hostName === "string" ? hostName : undefined);
+}
+
+/**
+ * The VM as vCenter has it, in one round trip (its host's name included); undefined
+ * when it is gone. Throws VmConfigUnavailableError for a VM without a configuration.
+ */
+export async function readVm(client: VimClient, vm: MoRef): Promise<VmView | undefined> {
+  try {
+    return vmViewIn(vm, await new PropertyCollector(client).retrieve([readVmSpec(vm)]));
+  } catch (err) {
+    if (err instanceof ManagedObjectNotFoundFault) return undefined;
+    throw err;
+  }
 }
 
 function toView(vm: MoRef, p: z.infer<typeof VmProps>, hostName: string | undefined): VmView {

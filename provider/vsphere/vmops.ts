@@ -9,12 +9,12 @@ import { hostFor } from "./host-select.js";
 import type { Cluster } from "./inventory.js";
 import { moRef } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
-import { runTask } from "./task.js";
+import { runTask, runTaskReading } from "./task.js";
 import { removeVm, setPowerState } from "./vm-lifecycle.js";
-import { readVm, resolveVmId } from "./vm-read.js";
+import { readVm, readVmSpec, resolveVmId, vmViewIn } from "./vm-read.js";
 import type { VmView } from "./vm-view.js";
 import { buildVmConfigSpec, matchDevices, plannedDevices, type VmSpecOptions } from "./vm-spec.js";
-import { VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse } from "./vnc.js";
+import { VNC_PORT_KEY, pickVncPort, portsTakenOn, vncPortsInUse, vncScanSpec, vncUsesIn, type VncUse } from "./vnc.js";
 
 export interface SpawnOptions {
   cluster: Cluster;
@@ -74,20 +74,29 @@ export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<Sp
       const found = await resolveVmId(client, dc, uuid!);
       return found ? { applied: true as const, value: found } : { applied: false as const };
     };
-    const vm = moRef.parse(
-      await runTask(
-        client,
-        "CreateVM_Task",
-        opts.folder ?? dc.vmFolder,
-        { config: spec, pool: opts.resourcePool ?? cluster.resourcePool, ...(host ? { host } : {}) },
-        uuid !== undefined ? { checkApplied } : {},
-      ),
+    // The create's end and every VM's VNC port in one read, when the task is done at once:
+    // the port's collision check needs the VM to exist, and then it does.
+    const created = await runTaskReading(
+      client,
+      "CreateVM_Task",
+      opts.folder ?? dc.vmFolder,
+      { config: spec, pool: opts.resourcePool ?? cluster.resourcePool, ...(host ? { host } : {}) },
+      port !== undefined ? [vncScanSpec(client)] : [],
+      uuid !== undefined ? { checkApplied } : {},
     );
+    const vm = moRef.parse(created.value);
     try {
-      if (port !== undefined) port = await settleVncPort(client, vm, port, cluster, opts.spec.name, held);
-      if (opts.powerOn ?? true) await setPowerState(client, vm, "poweredOff", opts.suspend ? "suspended" : "poweredOn");
-      // One read of everything the caller keeps: devices, host, the MACs vCenter generated.
-      const view = await readVm(client, vm);
+      if (port !== undefined) port = await settleVncPort(client, vm, port, cluster, opts.spec.name, held, created.reads && vncUsesIn(created.reads));
+      // One read of everything the caller keeps (devices, host, the MACs vCenter generated),
+      // in the same call as the power-on's end when it is done at once.
+      let view: VmView | undefined;
+      if ((opts.powerOn ?? true) && !opts.suspend) {
+        const on = await runTaskReading(client, "PowerOnVM_Task", vm, {}, [readVmSpec(vm)]);
+        view = on.reads ? vmViewIn(vm, on.reads) : undefined;
+      } else if (opts.powerOn ?? true) {
+        await setPowerState(client, vm, "poweredOff", "suspended");
+      }
+      view ??= await readVm(client, vm);
       if (!view) throw new Error(`VM ${vm.value} disappeared right after its create`);
       return { vm, host: view.host ?? host, vncPort: port, devices: devicesOf(opts.spec, view), view };
     } catch (err) {
@@ -106,10 +115,19 @@ export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<Sp
  * picked the same port at the same moment. Then this VM moves to a port free now, and
  * looks again; both may move, and they part within a few tries.
  */
-async function settleVncPort(client: VimClient, vm: MoRef, port: number, cluster: Cluster, seed: string, held: Set<number>): Promise<number> {
+async function settleVncPort(
+  client: VimClient,
+  vm: MoRef,
+  port: number,
+  cluster: Cluster,
+  seed: string,
+  held: Set<number>,
+  /** The ports as read together with the create's end, when they were. */
+  first?: VncUse[],
+): Promise<number> {
   let current = port;
   for (let attempt = 0; attempt < VNC_TRIES; attempt++) {
-    const uses = await vncPortsInUse(client);
+    const uses = attempt === 0 && first ? first : await vncPortsInUse(client);
     const others = uses.filter((u) => !u.vm.equals(vm));
     const taken = portsTakenOn(others, cluster.hosts);
     if (!taken.includes(current)) return current;

@@ -13,7 +13,7 @@ import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { VSphereError } from "./errors.js";
 import { vmsUnder } from "./inventory-cache.js";
-import { PropertyCollector } from "./property.js";
+import { PropertyCollector, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { arrayOf, dataObject, moRef, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 
@@ -39,14 +39,16 @@ const VmProps = z.object({
   "config.extraConfig": arrayOf(dataObject({ key: str, value: z.unknown().optional() })).optional(),
 });
 
-/** Every VM with a VNC port in its extraConfig, in one round trip. */
-export async function vncPortsInUse(client: VimClient): Promise<VncUse[]> {
-  const contents = await new PropertyCollector(client).retrieve([
-    {
-      propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmProps.shape) }],
-      objectSet: [vmsUnder(client.serviceContent.rootFolder)],
-    },
-  ]);
+/** The read of every VM's VNC port (and host): alone (vncPortsInUse), or beside another read in one call. */
+export function vncScanSpec(client: VimClient): PropertyFilterSpec {
+  return {
+    propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmProps.shape) }],
+    objectSet: [vmsUnder(client.serviceContent.rootFolder)],
+  };
+}
+
+/** The VMs with a VNC port among the contents of a vncScanSpec read. */
+export function vncUsesIn(contents: readonly RawObjectContent[]): VncUse[] {
   const out: VncUse[] = [];
   for (const c of contents) {
     if (c.obj.type !== "VirtualMachine") continue;
@@ -57,6 +59,11 @@ export async function vncPortsInUse(client: VimClient): Promise<VncUse[]> {
     out.push({ vm: c.obj, name: p.name, host: p["runtime.host"], port, enabled: /^true$/i.test(extra.get(VNC_ENABLED_KEY) ?? "") });
   }
   return out;
+}
+
+/** Every VM with a VNC port in its extraConfig, in one round trip. */
+export async function vncPortsInUse(client: VimClient): Promise<VncUse[]> {
+  return vncUsesIn(await new PropertyCollector(client).retrieve([vncScanSpec(client)]));
 }
 
 /** Every port of the range is taken. */

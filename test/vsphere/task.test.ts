@@ -5,7 +5,7 @@ import { VimClient } from "../../provider/vsphere/client.js";
 import { DuplicateNameFault, FileNotFoundFault, OutcomeUnknownError, TaskTimeoutError } from "../../provider/vsphere/errors.js";
 import { PropertyCollector } from "../../provider/vsphere/property.js";
 import { moRef, str } from "../../provider/vsphere/schema.js";
-import { runTask, waitForTask, type TaskWaitStrategy } from "../../provider/vsphere/task.js";
+import { runTask, runTaskReading, waitForTask, type TaskWaitStrategy } from "../../provider/vsphere/task.js";
 import type { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
@@ -163,5 +163,27 @@ describe("tasks", () => {
     await runTask(client, "Rename_Task", vms[1]!, { newName: name }, { strategy: "updates" });
     expect(client.stats.relogins).toBe(relogins + 1);
     expect((await new PropertyCollector(client).get(vms[1]!, z.object({ name: str }))).name).toBe(name);
+  });
+
+  it("runTaskReading: a task done at once and a read beside it in one call; a task still running leaves the read to the caller", async () => {
+    const [vm] = vms;
+    const nameOf = () => ({ propSet: [{ type: "VirtualMachine", pathSet: ["name"] }], objectSet: [{ obj: vm! }] });
+    let quick: Awaited<ReturnType<typeof runTaskReading>> | undefined;
+    const calls = await count(async () => {
+      quick = await runTaskReading(client, "Rename_Task", vm!, { newName: "read-beside-1" }, [nameOf()]);
+    });
+    // The rename, and one read of its end with the VM's name: the name already the new one.
+    expect(calls).toEqual({ Rename_Task: 1, RetrievePropertiesEx: 1 });
+    expect(quick!.reads?.find((c) => c.obj.equals(vm!))?.props.name).toBe("read-beside-1");
+
+    await sim.control.addRule({ kind: "taskDelay", method: "Rename_Task", ms: 300 });
+    const slow = await runTaskReading(client, "Rename_Task", vm!, { newName: "read-beside-2" }, [nameOf()]);
+    expect(slow.reads).toBeUndefined();
+    expect((await new PropertyCollector(client).get(vm!, z.object({ name: str }))).name).toBe("read-beside-2");
+  });
+
+  it("runTaskReading: a task that fails rejects with its fault, whatever was read beside it", async () => {
+    await sim.control.addRule({ kind: "taskError", method: "Rename_Task", fault: "DuplicateName", message: "taken" });
+    await expect(runTaskReading(client, "Rename_Task", vms[1]!, { newName: "x" }, [{ propSet: [{ type: "VirtualMachine", pathSet: ["name"] }], objectSet: [{ obj: vms[1]! }] }])).rejects.toBeInstanceOf(DuplicateNameFault);
   });
 });

@@ -333,20 +333,29 @@ func (in *injector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
+// readCall reads a SOAP request (/sdk or /pbm), puts its body back for whoever serves it
+// next, and counts it in the per-method statistics; false when the body cannot be read.
+func (in *injector) readCall(r *http.Request) (soapCall, []byte, bool) {
 	body, err := ioutil.ReadAll(r.Body)
 	if err != nil {
-		return
+		return soapCall{}, nil, false
 	}
 	r.Body = ioutil.NopCloser(bytes.NewReader(body))
 	call := parseSOAP(body)
-	call.req = decodeRequest(body)
-
 	in.mu.Lock()
 	in.stats.SOAPRequests++
 	in.stats.Methods[call.method]++
 	in.stats.SOAPActions[strings.Trim(r.Header.Get("SOAPAction"), `"`)]++
 	in.mu.Unlock()
+	return call, body, true
+}
+
+func (in *injector) serveSOAP(w http.ResponseWriter, r *http.Request) {
+	call, body, ok := in.readCall(r)
+	if !ok {
+		return
+	}
+	call.req = decodeRequest(body)
 
 	// vCenter deserializes a request before it acts on it, so a misordered one fails first.
 	if in.schemaStrict {

@@ -29,10 +29,8 @@ package main
 // adds marks, GET lists them, DELETE clears them.
 
 import (
-	"bytes"
 	"encoding/json"
 	"encoding/xml"
-	"io/ioutil"
 	"net/http"
 	"reflect"
 	"sort"
@@ -69,17 +67,10 @@ func pbmIncompatible(policyID string, ds types.ManagedObjectReference, name stri
 }
 
 func (in *injector) servePBM(w http.ResponseWriter, r *http.Request) {
-	body, err := ioutil.ReadAll(r.Body)
-	if err != nil {
+	_, body, ok := in.readCall(r)
+	if !ok {
 		return
 	}
-	r.Body = ioutil.NopCloser(bytes.NewReader(body))
-	call := parseSOAP(body)
-	in.mu.Lock()
-	in.stats.SOAPRequests++
-	in.stats.Methods[call.method]++
-	in.stats.SOAPActions[strings.Trim(r.Header.Get("SOAPAction"), `"`)]++
-	in.mu.Unlock()
 
 	if in.schemaStrict {
 		if err := checkSchemaOrderWith(body, pbmTypeFunc); err != nil {

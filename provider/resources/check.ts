@@ -50,3 +50,8 @@ export function checkFailures(error: z.ZodError, values: Record<string, unknown>
     return { property, reason: `${resource}.${property} = ${JSON.stringify(value)}: want ${accepted}` };
   });
 }
+
+/** A check's failures thrown as one error: create and update re-check what check could not (e.g. inputs unknown then). */
+export function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
+  if (failures.length) throw new Error(failures.map((f) => `${f.property}: ${f.reason}`).join("; "));
+}

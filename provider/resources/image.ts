@@ -15,7 +15,7 @@ import { digestSource, inspectSource, type InspectedSource, type SourceFingerpri
 import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../vsphere/inventory.js";
 import type { AdapterType, DiskType } from "../vsphere/vmdk.js";
 import { clusterOf } from "./cluster-lookup.js";
-import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { checkFailures, stripProvider, throwFailures, unknownInputFailures } from "./check.js";
 import { changeKind, propertyPath, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { ResourceHandler } from "./handler-types.js";
 import { UNKNOWN, isUnknown } from "./handler-types.js";
@@ -213,12 +213,6 @@ function contentMatches(contentId: string | undefined, s: Partial<ImageState>): 
 function specOf(r: { source: string; headers?: Record<string, string> | undefined; extents?: string[] | undefined }) {
   return { source: r.source, ...(r.headers ? { headers: r.headers } : {}), ...(r.extents ? { extents: r.extents } : {}) };
 }
-
-/** Throws a check's failures as one error (create and update re-check what check could not, e.g. unknown inputs). */
-function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
-  if (failures.length) throw new Error(failures.map((f) => `${f.property}: ${f.reason}`).join("; "));
-}
-
 
 /** The error of a failed inspection, as the check failure of the input to fix. */
 function inspectFailure(err: unknown): pulumi.dynamic.CheckFailure {

@@ -24,7 +24,7 @@ import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js"
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
 import { clusterOf } from "./cluster-lookup.js";
-import { checkFailures, stripProvider, unknownInputFailures } from "./check.js";
+import { checkFailures, stripProvider, throwFailures, unknownInputFailures } from "./check.js";
 import { topKey, withDetail, type DetailEntry } from "./detailed-diff.js";
 import type { ResourceHandler } from "./handler-types.js";
 import { isUnknown } from "./handler-types.js";
@@ -183,10 +183,6 @@ function lazyDatacenter(client: VimClient, name: string | undefined): () => Prom
       if (err instanceof NotFoundError) return undefined;
       throw err;
     }));
-}
-
-function throwFailures(failures: pulumi.dynamic.CheckFailure[]): void {
-  if (failures.length) throw new Error(failures.map((f) => `${f.property}: ${f.reason}`).join("; "));
 }
 
 // ---------------------------------------------------------------------------

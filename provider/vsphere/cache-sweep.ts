@@ -4,11 +4,12 @@
 // cleaned too (Nova leaks them forever).
 //
 // Per sweep: per datastore ONE recursive search of `<prefix>_base` (image-cache.ts
-// cachedImages: folders, files, sizes, age markers, holder markers), one of
+// imagesInTree: folders, files, sizes, age markers, holder markers), one of
 // `vmware_temp`, one listing of the datastore's root for shadow-VM folders; and ONE
 // paged property-collector pass over all VMs for the whole sweep (disk-users.ts
-// allVmDisks; maximum_objects VMs per page). The searches are tasks (the call and a
-// poll): 6 calls per datastore, whatever the number of images. Changes cost on top: a
+// allVmDisks; maximum_objects VMs per page). The searches are tasks, all started at
+// once, and ONE round trip reads every task's outcome (datastore.ts searchMany): 3
+// calls per datastore plus 1, whatever the number of images. Changes cost on top: a
 // marker made 1 call, a marker removed 2 (a delete task), an image deleted 4 (the
 // re-check search just before it, and the delete).
 //
@@ -77,10 +78,10 @@
 // report says what a real sweep would do ("would-remove", "marked" with the reason
 // "dry run", and the staging / shadow folders it would clean).
 import type { VimClient } from "./client.js";
-import { DatastorePath, deleteFile, listFolder, listFolderIfExists, makeDirectory, type FileEntry } from "./datastore.js";
+import { DatastorePath, deleteFile, listFolderIfExists, makeDirectory, searchMany, type FileEntry, type SearchRequest } from "./datastore.js";
 import { allVmDisks, type DiskUser } from "./disk-users.js";
 import { FileNotFoundFault } from "./errors.js";
-import { cachedImages, cachePrefixSchema, staleStaging, type CachedImage } from "./image-cache.js";
+import { cacheBase, cachePrefixSchema, imagesInTree, staleInTree, stagingRoot, treeOrEmpty, treeRequest, type CachedImage } from "./image-cache.js";
 import { holdersIn } from "./image-holders.js";
 import type { Datacenter } from "./inventory.js";
 
@@ -225,16 +226,53 @@ interface Listed {
   error?: string;
 }
 
-async function listAll(client: VimClient, datacenter: Datacenter, datastores: string[], cachePrefix: string): Promise<Listed[]> {
-  return Promise.all(
-    datastores.map(async (datastore): Promise<Listed> => {
-      try {
-        return { datastore, images: await cachedImages(client, datacenter, datastore, cachePrefix) };
-      } catch (err) {
-        return { datastore, images: undefined, error: `listing the cache failed: ${(err as Error).message}` };
-      }
-    }),
-  );
+interface Listings {
+  listed: Listed[];
+  /** Per datastore (when asked for): the staging and shadow-VM leftovers. */
+  leftovers: Map<string, Leftovers>;
+}
+
+/**
+ * Every datastore's searches in one batch (searchMany: each search task started at once,
+ * one round trip for all their outcomes): the cache tree, and with `leftovers` the
+ * staging tree and the root's `image-*` folders.
+ */
+async function listAll(client: VimClient, datacenter: Datacenter, datastores: string[], cachePrefix: string, leftovers?: { graceMs: number; now: Date }): Promise<Listings> {
+  const requests: SearchRequest[] = [];
+  for (const ds of datastores) {
+    requests.push(treeRequest(cacheBase(ds, cachePrefix)));
+    if (leftovers) requests.push(treeRequest(stagingRoot(ds)), { folder: new DatastorePath(ds), matchPattern: ["image-*"], details: true });
+  }
+  const results = await searchMany(client, datacenter, requests);
+  const out: Listings = { listed: [], leftovers: new Map() };
+  let i = 0;
+  for (const datastore of datastores) {
+    const base = results[i++]!;
+    try {
+      out.listed.push({ datastore, images: imagesInTree(cacheBase(datastore, cachePrefix), treeOrEmpty(base)) });
+    } catch (err) {
+      out.listed.push({ datastore, images: undefined, error: `listing the cache failed: ${message(err)}` });
+    }
+    if (!leftovers) continue;
+    const staging = results[i++]!;
+    const root = results[i++]!;
+    out.leftovers.set(datastore, {
+      staging: read(() => staleInTree(stagingRoot(datastore), treeOrEmpty(staging), leftovers.graceMs, leftovers.now)),
+      shadows: read(() => {
+        if (root.status === "rejected") throw root.reason;
+        return root.value.get(new DatastorePath(datastore).toString()) ?? [];
+      }),
+    });
+  }
+  return out;
+}
+
+function read<T>(fn: () => T): Read<T> {
+  try {
+    return { ok: fn() };
+  } catch (err) {
+    return { error: message(err) };
+  }
 }
 
 const message = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -259,12 +297,10 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   const graceMs = (opts.stagingGraceSeconds ?? 3600) * 1000;
   const dc = opts.datacenter;
 
-  // The listings first (every datastore's three searches at once), then the VM pass: a
-  // VM that uses an image listed here exists before the pass (or it starts after it,
-  // which clearAgeMarkers + the re-check cover).
-  const leftovers = new Map(opts.datastores.map((ds) => [ds, opts.removeUnused ? readLeftovers(client, dc, ds, graceMs, now) : undefined]));
-  const listed = await listAll(client, dc, opts.datastores, prefix);
-  await Promise.all(leftovers.values());
+  // The listings first (every datastore's three searches in one batch), then the VM
+  // pass: a VM that uses an image listed here exists before the pass (or it starts after
+  // it, which clearAgeMarkers + the re-check cover).
+  const { listed, leftovers } = await listAll(client, dc, opts.datastores, prefix, opts.removeUnused ? { graceMs, now } : undefined);
   const usage = await readUsage(client, `${prefix}_base`);
 
   const out: DatastoreSweep[] = [];
@@ -277,7 +313,7 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
         report.errors.push(`image ${img.imageId}: ${message(err)}`);
       }
     }
-    const left = await leftovers.get(l.datastore);
+    const left = leftovers.get(l.datastore);
     if (left) {
       await cleanStaging(client, dc, left.staging, act, report);
       await cleanShadows(client, dc, left.shadows, graceMs, now, act, usage, report);
@@ -394,22 +430,6 @@ interface Leftovers {
   shadows: Read<FileEntry[]>;
 }
 
-async function settle<T>(p: Promise<T>): Promise<Read<T>> {
-  try {
-    return { ok: await p };
-  } catch (err) {
-    return { error: message(err) };
-  }
-}
-
-async function readLeftovers(client: VimClient, dc: Datacenter, datastore: string, graceMs: number, now: Date): Promise<Leftovers> {
-  const [staging, shadows] = await Promise.all([
-    settle(staleStaging(client, dc, datastore, graceMs, now)),
-    settle(listFolder(client, dc, new DatastorePath(datastore), { matchPattern: ["image-*"], details: true })),
-  ]);
-  return { staging, shadows };
-}
-
 async function cleanStaging(client: VimClient, dc: Datacenter, stale: Read<DatastorePath[]>, act: boolean, report: DatastoreSweep): Promise<void> {
   if ("error" in stale) {
     report.errors.push(`staging: ${stale.error}`);
@@ -443,11 +463,15 @@ async function cleanShadows(client: VimClient, dc: Datacenter, root: Read<FileEn
         !usage.vmFolders.has(e.path.toString()) &&
         (e.modified?.getTime() ?? Infinity) < cutoff,
     );
-    for (const c of candidates) {
+    // Every candidate's folder listed in one batch (a search each, one round trip for all).
+    const listings = await searchMany(client, dc, candidates.map((c) => ({ folder: c.path, details: true })));
+    for (const [i, c] of candidates.entries()) {
       // Its files' times too: an import still writing is not a leak. And only what vCenter
       // names after the VM (image-x.vmx, image-x.vmdk, image-x-flat.vmdk, vmware.log...): a
       // folder of that name with anything else in it is not a shadow VM's.
-      const inside = (await listFolderIfExists(client, dc, c.path, { details: true })) ?? [];
+      const listing = listings[i]!;
+      if (listing.status === "rejected" && !(listing.reason instanceof FileNotFoundFault)) throw listing.reason;
+      const inside = listing.status === "fulfilled" ? (listing.value.get(c.path.toString()) ?? []) : [];
       if (newestIn(inside) >= cutoff) continue;
       if (inside.some((e) => e.folder || !(e.name.startsWith(c.name) || /^vmware(-\d+)?\.log$/.test(e.name)))) continue;
       if (!act || (await deleteFile(client, dc, c.path))) report.shadowCleaned.push(c.path.toString());
@@ -463,7 +487,7 @@ async function cleanShadows(client: VimClient, dc: Datacenter, root: Read<FileEn
 /** What is cached where, with sizes, users, markers and holders; changes nothing. */
 export async function listCache(client: VimClient, opts: Pick<SweepOptions, "datacenter" | "datastores" | "cachePrefix">): Promise<DatastoreSweep[]> {
   const prefix = cachePrefixSchema.parse(opts.cachePrefix);
-  const listed = await listAll(client, opts.datacenter, opts.datastores, prefix);
+  const { listed } = await listAll(client, opts.datacenter, opts.datastores, prefix);
   const usage = await readUsage(client, `${prefix}_base`);
   return listed.map((l) => ({
     datastore: l.datastore,

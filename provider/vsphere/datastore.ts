@@ -14,7 +14,8 @@ import { traversal } from "./inventory-cache.js";
 import { PropertyCollector } from "./property.js";
 import { arrayOf, dataObject, dateTime, long, moRef, str } from "./schema.js";
 import type { MoRef, VimValue } from "./soap/xml.js";
-import { runTask, type TaskWaitOptions } from "./task.js";
+import type { MethodArgs } from "./soap/envelope.js";
+import { runTask, waitForTasks, type TaskWaitOptions } from "./task.js";
 
 /**
  * A path in a datastore: `[datastore] folder/file.vmdk`. The datastore name ends at
@@ -176,25 +177,36 @@ export interface ListOptions {
   details?: boolean;
 }
 
-/**
- * The entries of a folder (not recursive), through SearchDatastore_Task. A folder
- * that does not exist is FileNotFoundFault.
- */
-export async function listFolder(client: VimClient, datacenter: Datacenter, folder: PathLike, opts: ListOptions = {}): Promise<FileEntry[]> {
-  const dir = asPath(folder);
-  const ds = await findDatastore(client, datacenter, dir.datastore);
-  const details = opts.details ?? false;
-  const raw = await runTask(client, "SearchDatastore_Task", ds.browser, {
-    datastorePath: dir.toString(),
-    searchSpec: {
-      // FolderFileQuery first, so folders come back typed as folders; FileQuery for the rest.
-      query: [{ $type: "FolderFileQuery" }, { $type: "FileQuery" }],
-      details: { fileType: true, fileSize: details, modification: details, fileOwner: false },
-      // vCenter lists every name without a pattern; the simulator lists none: always send one.
-      matchPattern: opts.matchPattern ?? ["*"],
+/** A search of one folder: its entries, or with `recursive` every folder below it too. */
+export interface SearchRequest extends ListOptions {
+  folder: PathLike;
+  /** Every folder below too, in one SearchDatastoreSubFolders_Task. */
+  recursive?: boolean;
+}
+
+/** Folder ("[ds] a/b") → its entries. */
+export type SearchTree = Map<string, FileEntry[]>;
+
+const TreeResults = arrayOf(SearchResults);
+
+function searchCall(dir: DatastorePath, r: SearchRequest): { method: "SearchDatastore_Task" | "SearchDatastoreSubFolders_Task"; args: MethodArgs } {
+  const details = r.details ?? false;
+  return {
+    method: r.recursive ? "SearchDatastoreSubFolders_Task" : "SearchDatastore_Task",
+    args: {
+      datastorePath: dir.toString(),
+      searchSpec: {
+        // FolderFileQuery first, so folders come back typed as folders; FileQuery for the rest.
+        query: [{ $type: "FolderFileQuery" }, { $type: "FileQuery" }],
+        details: { fileType: true, fileSize: details, modification: details, fileOwner: false },
+        // vCenter lists every name without a pattern; the simulator lists none: always send one.
+        matchPattern: r.matchPattern ?? ["*"],
+      },
     },
-  });
-  const res = SearchResults.parse(raw ?? {});
+  };
+}
+
+function entriesOf(dir: DatastorePath, res: z.infer<typeof SearchResults>): FileEntry[] {
   return res.file.map((f) => ({
     name: f.path,
     path: dir.join(f.path),
@@ -202,6 +214,67 @@ export async function listFolder(client: VimClient, datacenter: Datacenter, fold
     size: f.fileSize,
     modified: f.modification,
   }));
+}
+
+function treeOf(dir: DatastorePath, recursive: boolean, raw: VimValue | undefined): SearchTree {
+  const out: SearchTree = new Map();
+  if (!recursive) {
+    out.set(dir.toString(), entriesOf(dir, SearchResults.parse(raw ?? {})));
+    return out;
+  }
+  for (const r of TreeResults.parse(raw ?? [])) {
+    if (r.folderPath === undefined) continue;
+    const folder = DatastorePath.parse(r.folderPath);
+    out.set(folder.toString(), entriesOf(folder, r));
+  }
+  return out;
+}
+
+/**
+ * Several searches at once (any datastores): every search task is started together and
+ * ONE round trip reads all their outcomes (waitForTasks), instead of a call and a poll
+ * each. Each search is settled on its own: a folder that does not exist is its
+ * FileNotFoundFault, the others still answer.
+ */
+export async function searchMany(client: VimClient, datacenter: Datacenter, requests: SearchRequest[]): Promise<Array<PromiseSettledResult<SearchTree>>> {
+  const dirs = requests.map((r) => asPath(r.folder));
+  const started = await Promise.allSettled(
+    requests.map(async (r, i) => {
+      const ds = await findDatastore(client, datacenter, dirs[i]!.datastore);
+      const { method, args } = searchCall(dirs[i]!, r);
+      return moRef.parse(await client.invoke(method, ds.browser, args));
+    }),
+  );
+  const tasks = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
+  const waited = await waitForTasks(client, tasks);
+  let next = 0;
+  return started.map((s, i): PromiseSettledResult<SearchTree> => {
+    if (s.status === "rejected") return s;
+    const w = waited[next++]!;
+    if (w.status === "rejected") return w;
+    return { status: "fulfilled", value: treeOf(dirs[i]!, requests[i]!.recursive ?? false, w.value) };
+  });
+}
+
+/**
+ * The entries of a folder (not recursive), through SearchDatastore_Task. A folder
+ * that does not exist is FileNotFoundFault.
+ */
+export async function listFolder(client: VimClient, datacenter: Datacenter, folder: PathLike, opts: ListOptions = {}): Promise<FileEntry[]> {
+  const dir = asPath(folder);
+  return (await searchTree(client, datacenter, { ...opts, folder: dir })).get(dir.toString()) ?? [];
+}
+
+/**
+ * One search (searchMany's single form, with runTask's first look): the folder's
+ * entries, or with `recursive` every folder below it too. FileNotFoundFault when the
+ * folder does not exist.
+ */
+export async function searchTree(client: VimClient, datacenter: Datacenter, request: SearchRequest): Promise<SearchTree> {
+  const dir = asPath(request.folder);
+  const ds = await findDatastore(client, datacenter, dir.datastore);
+  const { method, args } = searchCall(dir, request);
+  return treeOf(dir, request.recursive ?? false, await runTask(client, method, ds.browser, args));
 }
 
 /** listFolder, or undefined when the folder does not exist (a cache folder deleted meanwhile). */

@@ -10,11 +10,24 @@
 import { randomUUID } from "node:crypto";
 import { z } from "zod";
 import type { VimClient } from "./client.js";
-import { copyFile, copyVirtualDisk, DatastorePath, deleteFile, extendVirtualDisk, fileExists, findDatastore, makeDirectory, moveFile, moveVirtualDisk, statFile, type FileEntry } from "./datastore.js";
+import {
+  copyFile,
+  copyVirtualDisk,
+  DatastorePath,
+  deleteFile,
+  extendVirtualDisk,
+  fileExists,
+  makeDirectory,
+  moveFile,
+  moveVirtualDisk,
+  searchTree,
+  statFile,
+  type FileEntry,
+  type SearchRequest,
+  type SearchTree,
+} from "./datastore.js";
 import { FileAlreadyExistsFault, FileNotFoundFault, vimFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
-import { arrayOf, dataObject, dateTime, long, str } from "./schema.js";
-import { runTask } from "./task.js";
 
 /** The staging root Nova uses too; each writer works in `vmware_temp/<uuid>/`. */
 export const STAGING_FOLDER = "vmware_temp";
@@ -106,40 +119,26 @@ export async function publishStaged(
 // ---------------------------------------------------------------------------
 // Folder trees (one SearchDatastoreSubFolders_Task instead of one search per folder)
 
-const TreeResults = arrayOf(
-  dataObject({
-    folderPath: str.optional(),
-    file: arrayOf(z.looseObject({ $type: str.optional(), path: str, fileSize: long.optional(), modification: dateTime.optional() })),
-  }),
-);
-
 /** Every folder under `root` (itself included) with its entries, sizes and times; empty when `root` does not exist. */
-async function searchTree(client: VimClient, datacenter: Datacenter, root: DatastorePath): Promise<Map<string, FileEntry[]>> {
-  const ds = await findDatastore(client, datacenter, root.datastore);
-  let raw;
+async function treeUnder(client: VimClient, datacenter: Datacenter, root: DatastorePath): Promise<SearchTree> {
   try {
-    raw = await runTask(client, "SearchDatastoreSubFolders_Task", ds.browser, {
-      datastorePath: root.toString(),
-      searchSpec: {
-        query: [{ $type: "FolderFileQuery" }, { $type: "FileQuery" }],
-        details: { fileType: true, fileSize: true, modification: true, fileOwner: false },
-        matchPattern: ["*"],
-      },
-    });
+    return await searchTree(client, datacenter, treeRequest(root));
   } catch (err) {
     if (err instanceof FileNotFoundFault) return new Map();
     throw err;
   }
-  const out = new Map<string, FileEntry[]>();
-  for (const r of TreeResults.parse(raw ?? [])) {
-    if (r.folderPath === undefined) continue;
-    const dir = DatastorePath.parse(r.folderPath);
-    out.set(
-      dir.toString(),
-      r.file.map((f) => ({ name: f.path, path: dir.join(f.path), folder: f.$type === "FolderFileInfo", size: f.fileSize, modified: f.modification })),
-    );
-  }
-  return out;
+}
+
+/** The search a cache or staging tree is read with (searchMany can run several at once). */
+export function treeRequest(root: DatastorePath): SearchRequest {
+  return { folder: root, recursive: true, details: true };
+}
+
+/** A tree search's outcome as treeUnder reads it: a root that does not exist is an empty tree. */
+export function treeOrEmpty(r: PromiseSettledResult<SearchTree>): SearchTree {
+  if (r.status === "fulfilled") return r.value;
+  if (r.reason instanceof FileNotFoundFault) return new Map();
+  throw r.reason;
 }
 
 // ---------------------------------------------------------------------------
@@ -159,10 +158,19 @@ export interface CachedImage {
   markers: string[];
 }
 
+/** The cache's base folder on a datastore: `[ds] <prefix>_base`. */
+export function cacheBase(datastore: string, cachePrefix: string): DatastorePath {
+  return new DatastorePath(datastore, `${cachePrefixSchema.parse(cachePrefix)}_base`);
+}
+
 /** The images cached on a datastore under `cachePrefix` (none when the base folder does not exist). */
 export async function cachedImages(client: VimClient, datacenter: Datacenter, datastore: string, cachePrefix: string): Promise<CachedImage[]> {
-  const base = new DatastorePath(datastore, `${cachePrefixSchema.parse(cachePrefix)}_base`);
-  const tree = await searchTree(client, datacenter, base);
+  const base = cacheBase(datastore, cachePrefix);
+  return imagesInTree(base, await treeUnder(client, datacenter, base));
+}
+
+/** cachedImages from the tree of `base` (treeRequest(cacheBase(...))), read already. */
+export function imagesInTree(base: DatastorePath, tree: SearchTree): CachedImage[] {
   const out: CachedImage[] = [];
   for (const entry of tree.get(base.toString()) ?? []) {
     if (!entry.folder || !imageIdSchema.safeParse(entry.name).success) continue;
@@ -207,8 +215,17 @@ export async function sweepStaging(client: VimClient, datacenter: Datacenter, da
 
 /** The `vmware_temp/<uuid>` folders sweepStaging would delete (one search; deletes nothing). */
 export async function staleStaging(client: VimClient, datacenter: Datacenter, datastore: string, olderThanMs: number, now = new Date()): Promise<DatastorePath[]> {
-  const root = new DatastorePath(datastore, STAGING_FOLDER);
-  const tree = await searchTree(client, datacenter, root);
+  const root = stagingRoot(datastore);
+  return staleInTree(root, await treeUnder(client, datacenter, root), olderThanMs, now);
+}
+
+/** A datastore's `vmware_temp` folder. */
+export function stagingRoot(datastore: string): DatastorePath {
+  return new DatastorePath(datastore, STAGING_FOLDER);
+}
+
+/** staleStaging from the tree of `root` (treeRequest(stagingRoot(...))), read already. */
+export function staleInTree(root: DatastorePath, tree: SearchTree, olderThanMs: number, now = new Date()): DatastorePath[] {
   const cutoff = now.getTime() - olderThanMs;
   const stale: DatastorePath[] = [];
   for (const top of tree.get(root.toString()) ?? []) {

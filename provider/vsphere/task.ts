@@ -97,6 +97,32 @@ export async function waitForTask(client: VimClient, task: MoRef, opts: TaskWait
   }
 }
 
+/**
+ * Waits for several tasks started together (e.g. one datastore search per datastore):
+ * ONE round trip reads every task's info; each task still running then waits on its own
+ * (waitForTask's "updates" strategy). Each task's outcome is settled on its own, so one
+ * failed task does not hide the others' results.
+ */
+export async function waitForTasks(client: VimClient, tasks: MoRef[], opts: TaskWaitOptions = {}): Promise<Array<PromiseSettledResult<VimValue | undefined>>> {
+  if (tasks.length === 0) return [];
+  if (tasks.length === 1) return Promise.allSettled([waitForTask(client, tasks[0]!, opts)]);
+  const contents = await new PropertyCollector(client).retrieve([
+    { propSet: [{ type: "Task", pathSet: ["info"] }], objectSet: tasks.map((obj) => ({ obj })), reportMissingObjectsInResults: true },
+  ]);
+  const infos = new Map(contents.filter((c) => c.props.info !== undefined).map((c) => [c.obj.toString(), TaskInfo.parse(c.props.info)]));
+  return Promise.allSettled(
+    tasks.map(async (task) => {
+      const info = infos.get(task.toString());
+      if (info) {
+        const r = settle(task, info);
+        if (r.done) return r.value;
+      }
+      // Still running (or not seen): its own wait, without another first look.
+      return waitForTask(client, task, { ...opts, strategy: opts.strategy === "poll" ? "poll" : "updates" });
+    }),
+  );
+}
+
 async function waitWithUpdates(
   client: VimClient,
   task: MoRef,

@@ -17,6 +17,7 @@ import {
   makeDirectory,
   moveFile,
   moveVirtualDisk,
+  searchMany,
   statFile,
 } from "../../provider/vsphere/datastore.js";
 import { FileAlreadyExistsFault, FileNotFoundFault, InvalidDatastorePathError, NotFoundError, OutcomeUnknownError } from "../../provider/vsphere/errors.js";
@@ -87,6 +88,45 @@ describe("against the simulator", () => {
     expect(client.stats.byMethod.RetrievePropertiesEx).toBe(before + 1);
     expect(err).toBeInstanceOf(NotFoundError);
     expect(err.message).toContain(ds);
+  });
+
+  it("searchMany starts every search at once and reads all their outcomes in one round trip; a missing folder fails alone; a slow one is waited for", async () => {
+    await makeDirectory(client, dc, at("many/a/deep"));
+    await makeDirectory(client, dc, at("many/b"));
+    await put("many/a/x.vmdk", "xx");
+    await put("many/a/deep/y.iso", "yyy");
+    await put("many/b/z.txt", "z");
+    const before = { ...client.stats.byMethod };
+    const rounds = client.stats.roundTrips;
+    const [a, b, missing, root] = await searchMany(client, dc, [
+      { folder: at("many/a"), recursive: true, details: true },
+      { folder: at("many/b"), matchPattern: ["*.txt"] },
+      { folder: at("many/none") },
+      { folder: at("many"), recursive: true },
+    ]);
+    const by = (m: string) => (client.stats.byMethod[m] ?? 0) - (before[m] ?? 0);
+    expect(by("SearchDatastoreSubFolders_Task")).toBe(2);
+    expect(by("SearchDatastore_Task")).toBe(2);
+    expect(by("RetrievePropertiesEx")).toBe(1);
+    expect(client.stats.roundTrips - rounds).toBe(5);
+
+    expect(a?.status).toBe("fulfilled");
+    const tree = a?.status === "fulfilled" ? a.value : new Map();
+    expect([...tree.keys()].sort()).toEqual([`[${ds}] many/a`, `[${ds}] many/a/deep`]);
+    expect(tree.get(`[${ds}] many/a/deep`)).toMatchObject([{ name: "y.iso", folder: false, size: 3 }]);
+    expect(b?.status === "fulfilled" && b.value.get(`[${ds}] many/b`)?.map((e) => e.name)).toEqual(["z.txt"]);
+    expect(missing?.status).toBe("rejected");
+    expect(missing?.status === "rejected" && missing.reason).toBeInstanceOf(FileNotFoundFault);
+    expect(root?.status === "fulfilled" && [...root.value.keys()].length).toBe(4);
+
+    // A search still running at the one look is waited for on its own; the others are not held up.
+    await sim.control.addRule({ kind: "taskDelay", method: "SearchDatastore_Task", args: { datastorePath: at("many/b").toString() }, ms: 400 });
+    const waits = client.stats.byMethod.WaitForUpdatesEx ?? 0;
+    const [late, quick] = await searchMany(client, dc, [{ folder: at("many/b") }, { folder: at("many/a") }]);
+    expect(late?.status === "fulfilled" && late.value.get(`[${ds}] many/b`)?.map((e) => e.name)).toEqual(["z.txt"]);
+    expect(quick?.status === "fulfilled" && quick.value.get(`[${ds}] many/a`)?.map((e) => e.name).sort()).toEqual(["deep", "x.vmdk"]);
+    expect(client.stats.byMethod.WaitForUpdatesEx ?? 0).toBeGreaterThan(waits);
+    expect(await searchMany(client, dc, [])).toEqual([]);
   });
 
   it("makes folders with their parents; an existing one is fine", async () => {

@@ -122,6 +122,45 @@ describe("copy and move faults", () => {
     expect(await ds.status(`${dir}/src.vmdk`)).toBe(404);
   });
 
+  it("of moves and copies to one name running together, one wins and every other is FileAlreadyExists (the name is claimed at once)", async () => {
+    const dir = `race-${Date.now()}`;
+    await ds.mkdir(dir);
+    // Each from its own session (as two processes publishing one image); flat sources
+    // moved (a rename of the extent, the quickest way to lose a race), copied, and a
+    // sparse one. Rounds, because a race is a matter of timing: before the name was
+    // claimed at once, two winners showed within a few rounds.
+    const sparse = qemuVmdk("monolithicSparse");
+    const small = randomBytes(64 * 1024);
+    const n = 8;
+    const sessions = await Promise.all(Array.from({ length: n }, () => DatastoreHarness.open(sim)));
+    for (let round = 0; round < 25; round++) {
+      for (let i = 0; i < n; i++) {
+        if (i === n - 1) {
+          await ds.http("PUT", `${dir}/r${round}-${i}.vmdk`, sparse);
+        } else {
+          await ds.createDisk(`${dir}/r${round}-${i}.vmdk`, 64);
+          await ds.http("PUT", `${dir}/r${round}-${i}-flat.vmdk`, small);
+        }
+      }
+      const infos = await Promise.all(
+        sessions.map((h, i) =>
+          h.runTask(
+            i === 2 ? "CopyVirtualDisk_Task" : "MoveVirtualDisk_Task",
+            h.vdm,
+            h.diskArgs(`${dir}/r${round}-${i}.vmdk`, "sourceName", "sourceDatacenter") + h.diskArgs(`${dir}/one${round}.vmdk`, "destName", "destDatacenter"),
+          ),
+        ),
+      );
+      const won = infos.flatMap((info, i) => (info.state === "success" ? [i] : []));
+      expect(won, `round ${round}`).toHaveLength(1);
+      for (const info of infos.filter((x) => x.state !== "success")) expect(info.error.fault["@_type"]).toBe("FileAlreadyExists");
+      // The winner's disk is whole: its descriptor names its extent, the extent is its content.
+      expect((await ds.read(`${dir}/one${round}.vmdk`)).toString()).toContain(`"one${round}-flat.vmdk"`);
+      const content = await ds.read(`${dir}/one${round}-flat.vmdk`);
+      expect(content.equals(won[0] === n - 1 ? raw : small), `round ${round}`).toBe(true);
+    }
+  });
+
   it("a corrupt or truncated sparse source is InvalidDiskFormat and leaves nothing at the destination", async () => {
     const dir = `corrupt-${Date.now()}`;
     await ds.mkdir(dir);

@@ -93,13 +93,36 @@ func copyVirtualDisk(srcDC *types.ManagedObjectReference, srcName string, dstDC 
 	if !exists(path.Dir(dst.descriptor)) {
 		return fileNotFound(dst.dsPath)
 	}
-	if exists(dst.descriptor) || exists(dst.flat()) {
-		if !o.move || !o.force {
-			return fileExists(dst.dsPath)
-		}
+	if o.move && o.force {
 		os.Remove(dst.descriptor)
 		os.Remove(dst.flat())
 	}
+	// The destination's name is claimed at once (create-exclusive), as the datastore's
+	// file system does it on ESXi: of two copies or moves to one name running together,
+	// one wins and the other is FileAlreadyExists. A test-then-write here let both
+	// "succeed", the later silently replacing the earlier's disk.
+	claim, err := os.OpenFile(dst.descriptor, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		if os.IsExist(err) {
+			return fileExists(dst.dsPath)
+		}
+		return &types.CannotCreateFile{FileFault: types.FileFault{File: dst.dsPath}}
+	}
+	claim.Close()
+	if exists(dst.flat()) {
+		os.Remove(dst.descriptor)
+		return fileExists(dst.dsPath)
+	}
+	fault = copyClaimed(src, dst, o)
+	if fault != nil {
+		os.Remove(dst.descriptor)
+	}
+	return fault
+}
+
+// copyClaimed writes dst (whose descriptor name copyVirtualDisk has claimed) from src.
+func copyClaimed(src, dst diskFile, o copyOptions) types.BaseMethodFault {
+	var fault types.BaseMethodFault
 	in, err := os.Open(src.descriptor)
 	if err != nil {
 		return fileNotFound(src.dsPath)

@@ -6,9 +6,10 @@
 //   - a steady sweep: nothing to change (in use, or marked and younger than the minimum
 //     age), the case cron runs most: the target is <= 10 per datastore. The VM pass is
 //     paged by maximum_objects: 2,000 VMs are 20 pages at the default 100 (10 per
-//     datastore on top of the datastore's own 6 calls), 2 at 1,000; both are measured;
+//     datastore on top of the datastore's own 3 searches and the half of one read of
+//     all their outcomes), 2 at 1,000; both are measured;
 //   - the purge: the 100 marked images a day older -> each re-checked and deleted
-//     (2 calls each for the re-check search, 2 for the delete task, on top of the rest).
+//     (a search and a delete task each, each batch's outcomes read in one round trip).
 // The images are `<id>.vmdk` descriptors put over /folder (one PUT each, no SOAP call):
 // the sweep reads names and sizes, never the bytes.
 //   BENCH_SWEEP_ROUNDS=3   steady sweeps per page size

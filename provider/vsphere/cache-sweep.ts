@@ -10,8 +10,9 @@
 // allVmDisks; maximum_objects VMs per page). The searches are tasks, all started at
 // once, and ONE round trip reads every task's outcome (datastore.ts searchMany): 3
 // calls per datastore plus 1, whatever the number of images. Changes cost on top: a
-// marker made 1 call, a marker removed 2 (a delete task), an image deleted 4 (the
-// re-check search just before it, and the delete).
+// marker made 1 call, a marker removed 2 (a delete task); images deleted 2 each plus
+// 2 per datastore (the re-check searches just before, all in one batch, then the
+// deletes in another).
 //
 // Per image (Nova's rules, `remove_unused_base_images`,
 // `remove_unused_original_minimum_age_seconds`):
@@ -78,7 +79,7 @@
 // report says what a real sweep would do ("would-remove", "marked" with the reason
 // "dry run", and the staging / shadow folders it would clean).
 import type { VimClient } from "./client.js";
-import { DatastorePath, deleteFile, listFolderIfExists, makeDirectory, searchMany, type FileEntry, type SearchRequest } from "./datastore.js";
+import { DatastorePath, deleteFile, deleteMany, listFolderIfExists, makeDirectory, searchMany, type FileEntry, type SearchRequest } from "./datastore.js";
 import { allVmDisks, type DiskUser } from "./disk-users.js";
 import { FileNotFoundFault } from "./errors.js";
 import { cacheBase, cachePrefixSchema, imagesInTree, staleInTree, stagingRoot, treeOrEmpty, treeRequest, type CachedImage } from "./image-cache.js";
@@ -306,13 +307,19 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   const out: DatastoreSweep[] = [];
   for (const l of listed) {
     const report: DatastoreSweep = { datastore: l.datastore, images: [], bytesFreed: 0, stagingCleaned: [], shadowCleaned: [], errors: l.error ? [l.error] : [] };
+    // Each image judged (markers made or removed as it goes); the ones to delete are
+    // re-checked and deleted together at the end, in two batches for the datastore.
+    const judged: Array<Judged | undefined> = [];
     for (const img of l.images ?? []) {
       try {
-        report.images.push(await sweepImage(client, dc, img, usage, opts, { now, dryRun, act }, report));
+        judged.push(await sweepImage(client, dc, img, usage, opts, { now, dryRun, act }));
       } catch (err) {
+        judged.push(undefined);
         report.errors.push(`image ${img.imageId}: ${message(err)}`);
       }
     }
+    const failed = await removeJudged(client, dc, judged.filter((j): j is Judged => j?.remove !== undefined), report);
+    for (const j of judged) if (j && !failed.has(j)) report.images.push(j.rec);
     const left = leftovers.get(l.datastore);
     if (left) {
       await cleanStaging(client, dc, left.staging, act, report);
@@ -324,6 +331,13 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   return { startedAt: started.toISOString(), finishedAt: new Date().toISOString(), dryRun, datastores: out, roundTrips: client.stats.roundTrips - before };
 }
 
+/** An image's record, and when it is to be deleted, the marker it was judged by. */
+interface Judged {
+  img: CachedImage;
+  rec: ImageSweep;
+  remove?: { marker: string };
+}
+
 async function sweepImage(
   client: VimClient,
   dc: Datacenter,
@@ -331,8 +345,7 @@ async function sweepImage(
   usage: Usage,
   opts: SweepOptions,
   run: { now: Date; dryRun: boolean; act: boolean },
-  report: DatastoreSweep,
-): Promise<ImageSweep> {
+): Promise<Judged> {
   const users = [...(usage.users.get(img.folder.toString()) ?? [])].sort();
   const rec = baseRecord(img, users);
   const clearMarkers = async () => {
@@ -343,20 +356,20 @@ async function sweepImage(
   if (users.length) {
     rec.state = "in-use";
     await clearMarkers();
-    return rec;
+    return { img, rec };
   }
   if (!img.disk) {
     rec.reason = `no ${img.imageId}.vmdk or ${img.imageId}.iso in the folder: being published, or damaged; left alone`;
-    return rec;
+    return { img, rec };
   }
   if (rec.holders) {
     rec.reason = `held by ${rec.holders.length === 1 ? "an Image resource" : `${rec.holders.length} Image resources`} (${rec.holders.join(", ")}): not aged`;
     await clearMarkers();
-    return rec;
+    return { img, rec };
   }
   if (!opts.removeUnused) {
     rec.reason = "unused; removeUnusedBaseImages is false";
-    return rec;
+    return { img, rec };
   }
   const marker = newestMarker(img.markers);
   if (!marker) {
@@ -364,50 +377,80 @@ async function sweepImage(
     rec.markedAt = new Date(Math.floor(run.now.getTime() / 1000) * 1000).toISOString();
     if (run.dryRun) rec.reason = "dry run: the marker was not made";
     else await makeMarker(client, dc, img.folder, run.now);
-    return rec;
+    return { img, rec };
   }
   const ageSeconds = (run.now.getTime() - marker.at.getTime()) / 1000;
   if (ageSeconds < opts.minAgeSeconds) {
     rec.state = "aging";
     rec.reason = `unused for ${Math.floor(ageSeconds)} s of ${opts.minAgeSeconds}`;
-    return rec;
+    return { img, rec };
   }
   if (usage.unreadable.length) {
     rec.reason = `unused for ${Math.floor(ageSeconds)} s, but ${usage.unreadable.length} VM(s) could not be read (${usage.unreadable.map((u) => u.name).join(", ")}): nothing is deleted`;
-    return rec;
+    return { img, rec };
   }
   if (run.dryRun) {
     rec.state = "would-remove";
-    return rec;
+    return { img, rec };
   }
-  // The re-check (see the file comment): the marker judged by still there, no holder since.
-  const current = await listFolderIfExists(client, dc, img.folder);
-  if (!current) {
-    rec.state = "removed";
-    rec.reason = "already gone (another sweep removed it)";
-    return rec;
+  return { img, rec, remove: { marker: marker.name } };
+}
+
+/**
+ * The deletes, for every image judged old enough on a datastore at once: the re-check
+ * (see the file comment: the marker judged by still there, no holder since) lists every
+ * such folder in one batch, then the ones that pass are deleted in another (searchMany,
+ * deleteMany: a call each and one round trip per batch). Resolves the ones that failed
+ * (their errors are in the report).
+ */
+async function removeJudged(client: VimClient, dc: Datacenter, candidates: Judged[], report: DatastoreSweep): Promise<Set<Judged>> {
+  const failed = new Set<Judged>();
+  if (candidates.length === 0) return failed;
+  const fail = (j: Judged, err: unknown) => {
+    failed.add(j);
+    report.errors.push(`image ${j.img.imageId}: ${message(err)}`);
+  };
+  const listings = await searchMany(client, dc, candidates.map((j) => ({ folder: j.img.folder })));
+  const doomed: Judged[] = [];
+  for (const [i, j] of candidates.entries()) {
+    const { rec, img } = j;
+    const listing = listings[i]!;
+    if (listing.status === "rejected") {
+      if (!(listing.reason instanceof FileNotFoundFault)) {
+        fail(j, listing.reason);
+        continue;
+      }
+      rec.state = "removed";
+      rec.reason = "already gone (another sweep removed it)";
+      continue;
+    }
+    const current = listing.value.get(img.folder.toString()) ?? [];
+    if (!current.some((e) => e.name === j.remove!.marker)) {
+      rec.state = "kept";
+      rec.reason = "its age marker was removed since the sweep read it: used again";
+      delete rec.markedAt;
+      continue;
+    }
+    const holders = holdersIn(current.filter((e) => !e.folder).map((e) => e.name));
+    if (holders.length) {
+      rec.holders = holders;
+      rec.reason = `held since the sweep read it (${holders.join(", ")}): not aged`;
+      continue;
+    }
+    doomed.push(j);
   }
-  const names = current.map((e) => e.name);
-  if (!names.includes(marker.name)) {
-    rec.state = "kept";
-    rec.reason = "its age marker was removed since the sweep read it: used again";
-    delete rec.markedAt;
-    return rec;
+  const deleted = await deleteMany(client, dc, doomed.map((j) => j.img.folder));
+  for (const [i, j] of doomed.entries()) {
+    const d = deleted[i]!;
+    if (d.status === "rejected") {
+      fail(j, d.reason);
+      continue;
+    }
+    j.rec.state = "removed";
+    if (d.value) report.bytesFreed += j.img.bytes;
+    else j.rec.reason = "already gone (another sweep removed it)";
   }
-  const holders = holdersIn(current.filter((e) => !e.folder).map((e) => e.name));
-  if (holders.length) {
-    rec.holders = holders;
-    rec.reason = `held since the sweep read it (${holders.join(", ")}): not aged`;
-    return rec;
-  }
-  if (await deleteFile(client, dc, img.folder)) {
-    rec.state = "removed";
-    report.bytesFreed += img.bytes;
-  } else {
-    rec.state = "removed";
-    rec.reason = "already gone (another sweep removed it)";
-  }
-  return rec;
+  return failed;
 }
 
 /** Makes the age marker; a marker of the same second is fine, a vanished image folder too. */

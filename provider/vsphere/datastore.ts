@@ -357,6 +357,32 @@ export async function deleteFile(client: VimClient, datacenter: Datacenter, file
 }
 
 /**
+ * deleteFile for several files or folders at once: every DeleteDatastoreFile_Task is
+ * started together and ONE round trip reads all their outcomes (waitForTasks). Each is
+ * settled on its own: true when deleted, false when it was not there; a lost answer is
+ * resolved as deleteFile resolves it.
+ */
+export async function deleteMany(client: VimClient, datacenter: Datacenter, files: PathLike[], opts: Options = {}): Promise<Array<PromiseSettledResult<boolean>>> {
+  const paths = files.map(asPath);
+  const started = await Promise.allSettled(
+    paths.map(async (p) => {
+      const checkApplied: Check = async () => ((await fileExists(client, datacenter, p)) ? { applied: false } : { applied: true });
+      const { value, recovered } = await client.call("DeleteDatastoreFile_Task", fileManager(client), { name: p.toString(), datacenter: datacenter.ref }, { ...opts, checkApplied });
+      return recovered ? undefined : moRef.parse(value);
+    }),
+  );
+  const tasks = started.flatMap((s) => (s.status === "fulfilled" && s.value ? [s.value] : []));
+  const waited = await waitForTasks(client, tasks, opts);
+  let next = 0;
+  return started.map((s): PromiseSettledResult<boolean> => {
+    const outcome: PromiseSettledResult<unknown> = s.status === "rejected" ? s : s.value ? waited[next++]! : { status: "fulfilled", value: undefined };
+    if (outcome.status === "fulfilled") return { status: "fulfilled", value: true };
+    if (outcome.reason instanceof FileNotFoundFault) return { status: "fulfilled", value: false };
+    return outcome;
+  });
+}
+
+/**
  * After a lost answer to a move: done when the source is gone and the destination
  * there, not done when the source is there and the destination not; anything else
  * cannot be told from the datastore.

@@ -543,6 +543,27 @@ describe("sweepCache and listCache: cost and report", () => {
     ]);
   });
 
+  it("deleting old images costs 2 calls each and 2 per datastore: the re-checks in one batch, the deletes in another", async () => {
+    const P = "purge";
+    const n = 5;
+    for (let i = 0; i < n; i++) {
+      await cacheDisk(DS0, P, `old${i}`);
+      await oldMarker(DS0, P, `old${i}`, 30 * DAY);
+    }
+    const m0 = { ...(await sim.control.stats()).methods };
+    const r = await sweepCache(client, opts({ cachePrefix: P, datastores: [DS0], removeUnused: true }));
+    const m1 = (await sim.control.stats()).methods;
+    const by = (m: string) => (m1[m] ?? 0) - (m0[m] ?? 0);
+    expect(r.datastores[0]!.errors).toEqual([]);
+    expect(r.datastores[0]!.images.map((i) => i.state)).toEqual(Array(n).fill("removed"));
+    for (let i = 0; i < n; i++) expect(await fileExists(client, dc, folderOf(DS0, P, `old${i}`))).toBe(false);
+    // The re-checks: a search of each image's folder; the deletes: one task each.
+    expect(by("DeleteDatastoreFile_Task")).toBe(n);
+    const steady = 3 /* searches */ + 1 /* their outcomes */ + 1 + by("ContinueRetrievePropertiesEx") /* the VM pass */;
+    const shadowLists = by("SearchDatastore_Task") - 1 - n; // old shadow-looking folders other tests left (one batch)
+    expect(r.roundTrips).toBe(steady + shadowLists + (shadowLists > 0 ? 1 : 0) + 2 * n + 2);
+  });
+
   it("listCache says what is cached where, with sizes, users, markers and holders, and changes nothing", async () => {
     const P = "list";
     const used = await cacheDisk(DS0, P, "used");

@@ -4,10 +4,10 @@
 // (holder markers, VMs that use it). The Image handler (image.ts) calls one per step.
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
-import { listFolderIfExists, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
+import { listFolderIfExists, searchMany, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
 import { selectDatastore } from "../vsphere/datastore-select.js";
 import { diskUsage } from "../vsphere/disk-users.js";
-import { VSphereError } from "../vsphere/errors.js";
+import { FileNotFoundFault, VSphereError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore, removeCachedImage, type CachedKind } from "../vsphere/image-cache.js";
 import { ChecksumMismatchError, SourceChangedError } from "../vsphere/image-errors.js";
 import { holdersIn, holdersOf, removeHolder } from "../vsphere/image-holders.js";
@@ -77,19 +77,22 @@ export async function chooseDatastores(
 export async function readCopies(client: VimClient, dc: Datacenter, datastores: string[], cachePrefix: string, imageId: string, kind: CachedKind): Promise<{ cached: Record<string, ImageCopy>; missing: string[] }> {
   const cached: Record<string, ImageCopy> = {};
   const missing: string[] = [];
-  await Promise.all(
-    datastores.map(async (ds) => {
-      const loc = cacheLocation(ds, cachePrefix, imageId, kind);
-      const files = (await listFolderIfExists(client, dc, loc.folder, { details: true })) ?? [];
-      if (!files.some((f) => f.name === loc.disk.basename)) {
-        missing.push(ds);
-        return;
-      }
-      const sizeBytes = files.filter((f) => !f.folder && !f.name.startsWith("holder-")).reduce((n, f) => n + (f.size ?? 0), 0);
-      cached[ds] = { path: loc.disk.toString(), folder: loc.folder.toString(), sizeBytes };
-    }),
-  );
-  return { cached: Object.fromEntries(datastores.filter((d) => cached[d]).map((d) => [d, cached[d]!])), missing: datastores.filter((d) => missing.includes(d)) };
+  // Every datastore's folder in one batch: a search each, one round trip for their outcomes.
+  const locs = datastores.map((ds) => cacheLocation(ds, cachePrefix, imageId, kind));
+  const listings = await searchMany(client, dc, locs.map((loc) => ({ folder: loc.folder, details: true })));
+  for (const [i, ds] of datastores.entries()) {
+    const loc = locs[i]!;
+    const listing = listings[i]!;
+    if (listing.status === "rejected" && !(listing.reason instanceof FileNotFoundFault)) throw listing.reason;
+    const files = listing.status === "fulfilled" ? (listing.value.get(loc.folder.toString()) ?? []) : [];
+    if (!files.some((f) => f.name === loc.disk.basename)) {
+      missing.push(ds);
+      continue;
+    }
+    const sizeBytes = files.filter((f) => !f.folder && !f.name.startsWith("holder-")).reduce((n, f) => n + (f.size ?? 0), 0);
+    cached[ds] = { path: loc.disk.toString(), folder: loc.folder.toString(), sizeBytes };
+  }
+  return { cached, missing };
 }
 
 /**

@@ -5,7 +5,7 @@
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
 import { listFolderIfExists, searchMany, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
-import { selectDatastore } from "../vsphere/datastore-select.js";
+import { selectDatastore, type Alongside } from "../vsphere/datastore-select.js";
 import { diskUsage } from "../vsphere/disk-users.js";
 import { FileNotFoundFault, VSphereError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore, removeCachedImage, type CachedKind } from "../vsphere/image-cache.js";
@@ -59,12 +59,16 @@ export async function chooseDatastores(
   regex: string | undefined,
   requiredBytes: number | undefined,
   cachedAlready?: (ds: string) => Promise<boolean>,
+  /** Reads to make in the same round trip as the (first) datastore read. */
+  alongside?: Alongside,
 ): Promise<string[]> {
   if (named) {
-    for (const name of named) await selectDatastore(client, cluster, { datastoreRegex: `${escapeRegex(name)}$`, requiredBytes });
+    for (const [i, name] of named.entries()) {
+      await selectDatastore(client, cluster, { datastoreRegex: `${escapeRegex(name)}$`, requiredBytes, ...(i === 0 && alongside ? { alongside } : {}) });
+    }
     return [...new Set(named)];
   }
-  const { datastore, candidates } = await selectDatastore(client, cluster, { datastoreRegex: regex, requiredBytes });
+  const { datastore, candidates } = await selectDatastore(client, cluster, { datastoreRegex: regex, requiredBytes, ...(alongside ? { alongside } : {}) });
   if (cachedAlready && candidates.length > 1) {
     const hits = await Promise.all(candidates.map((d) => cachedAlready(d.name)));
     const hit = candidates.find((_, i) => hits[i]);

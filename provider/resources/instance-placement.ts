@@ -3,6 +3,7 @@
 // the datastore (explicit, by storage policy, or Nova's choice preferring one that has
 // the image cached), and the sizes that decide whether the root disk fits.
 import type { VimClient } from "../vsphere/client.js";
+import type { Alongside } from "../vsphere/datastore-select.js";
 import { NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, type CachedKind } from "../vsphere/image-cache.js";
 import { readHolders } from "../vsphere/image-holders.js";
@@ -88,9 +89,18 @@ export function diskPlan(image: ImageInfo, rootDiskGb: number | undefined, linke
 export async function chooseVmDatastore(
   client: VimClient,
   cluster: Cluster,
-  o: { named?: string | undefined; regex?: string | undefined; requiredBytes: number; image: ImageInfo; cachePrefix: string; allowed?: string[] | undefined },
+  o: {
+    named?: string | undefined;
+    regex?: string | undefined;
+    requiredBytes: number;
+    image: ImageInfo;
+    cachePrefix: string;
+    allowed?: string[] | undefined;
+    /** Reads to make in the same round trip as the datastores' (the VNC ports before a create). */
+    alongside?: Alongside | undefined;
+  },
 ): Promise<string> {
-  if (o.named) return (await chooseDatastores(client, cluster, [o.named], undefined, o.requiredBytes))[0]!;
+  if (o.named) return (await chooseDatastores(client, cluster, [o.named], undefined, o.requiredBytes, undefined, o.alongside))[0]!;
   const kind: CachedKind = o.image.kind;
   const look = cachedLook(client, cluster.datacenter, o.cachePrefix, o.image.imageId, kind);
   const known = new Set(o.image.datastores);
@@ -99,7 +109,7 @@ export async function chooseVmDatastore(
     if (o.allowed.length === 0) throw new NotFoundError(`no datastore of cluster ${cluster.name} is compatible with the storage policy`, "datastore");
     // The policy's datastores replace the regex (as Nova: with PBM, the policy filters instead).
     const alternatives = o.allowed.map((ds) => `^${ds.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`).join("|");
-    return (await chooseDatastores(client, cluster, undefined, alternatives, o.requiredBytes, cached))[0]!;
+    return (await chooseDatastores(client, cluster, undefined, alternatives, o.requiredBytes, cached, o.alongside))[0]!;
   }
-  return (await chooseDatastores(client, cluster, undefined, o.regex, o.requiredBytes, cached))[0]!;
+  return (await chooseDatastores(client, cluster, undefined, o.regex, o.requiredBytes, cached, o.alongside))[0]!;
 }

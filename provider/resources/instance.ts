@@ -23,6 +23,8 @@ import { plannedDevices, type RootDiskOptions, type VmSpecOptions } from "../vsp
 import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js";
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
+import { vncScanSpec, vncUsesIn } from "../vsphere/vnc.js";
+import type { Alongside } from "../vsphere/datastore-select.js";
 import { clusterOf } from "./cluster-lookup.js";
 import { checkFailures, stripProvider, throwFailures, unknownInputFailures } from "./check.js";
 import { topKey, withDetail, type DetailEntry } from "./detailed-diff.js";
@@ -396,7 +398,10 @@ export const instanceHandler: ResourceHandler = {
     if (policy && r.datastore && !allowed!.includes(r.datastore)) {
       throw new NotFoundError(`datastore ${r.datastore} is not compatible with storage policy "${policy.name}" (compatible: ${allowed!.join(", ") || "none"})`, "datastore", r.datastore);
     }
-    const datastore = await chooseVmDatastore(client, cluster, { named: r.datastore, regex: cfg.datastoreRegex, requiredBytes: plan.requiredBytes, image, cachePrefix, allowed });
+    // Every VM's VNC port is read in the same round trip as the datastores (the port is
+    // picked from it before the create, and checked again with the create's end).
+    const vncRead: Alongside | undefined = r.vnc !== false ? { specs: [vncScanSpec(client)] } : undefined;
+    const datastore = await chooseVmDatastore(client, cluster, { named: r.datastore, regex: cfg.datastoreRegex, requiredBytes: plan.requiredBytes, image, cachePrefix, allowed, alongside: vncRead });
     const instanceUuid = randomUUID();
     const name = instanceUuid;
     const cachedOn = image.datastores.includes(datastore) ? datastore : (image.datastores[0] ?? datastore);
@@ -463,6 +468,8 @@ export const instanceHandler: ResourceHandler = {
           ...(folder ? { folder } : {}),
           spec: specOf(disk.rootDisk),
           vnc: r.vnc,
+          // The ports read with the datastores, on the first try; a retry reads them afresh.
+          ...(attempt === 0 && vncRead?.reads ? { vncUses: vncUsesIn(vncRead.reads) } : {}),
           powerOn: r.powerState !== "off",
           ...(r.powerState === "suspended" ? { suspend: true } : {}),
         });

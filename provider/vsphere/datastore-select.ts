@@ -12,7 +12,8 @@ import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { NoSuitableDatastoreError, NotFoundError, type DatastoreRejection } from "./errors.js";
 import { DatastoreProps, toDatastore, type Cluster, type Datastore } from "./inventory.js";
-import { PropertyCollector } from "./property.js";
+import { noteDatastores } from "./datastore.js";
+import { PropertyCollector, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { pathsOf, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 
@@ -26,6 +27,17 @@ export interface SelectOptions {
   requiredBytes?: number | undefined;
   /** Also accept vSAN datastores (Nova does for streamOptimized images). */
   allowVsan?: boolean | undefined;
+  /**
+   * Reads of other objects to make in the same round trip as the datastores' (e.g. every
+   * VM's VNC port before a create); `reads` is filled with what they returned.
+   */
+  alongside?: Alongside | undefined;
+}
+
+/** Property reads that ride along with another read; `reads` holds their contents after it. */
+export interface Alongside {
+  specs: PropertyFilterSpec[];
+  reads?: RawObjectContent[];
 }
 
 export interface HostName {
@@ -140,26 +152,46 @@ const HostProps = z.object({ name: str });
  */
 export async function selectDatastore(client: VimClient, cluster: Cluster, opts: SelectOptions = {}): Promise<Selection> {
   const objs = [...cluster.datastores, ...cluster.hosts];
-  const contents = objs.length
-    ? await new PropertyCollector(client).retrieve([
-        {
-          propSet: [
-            { type: "Datastore", pathSet: pathsOf(DatastoreProps) },
-            { type: "HostSystem", pathSet: ["name"] },
-          ],
-          objectSet: objs.map((obj) => ({ obj })),
-          reportMissingObjectsInResults: true,
-        },
-      ])
-    : [];
+  const extra = opts.alongside?.specs ?? [];
+  const contents =
+    objs.length || extra.length
+      ? await new PropertyCollector(client).retrieve([
+          ...(objs.length
+            ? [
+                {
+                  propSet: [
+                    { type: "Datastore", pathSet: pathsOf(DatastoreProps) },
+                    { type: "HostSystem", pathSet: ["name"] },
+                  ],
+                  objectSet: objs.map((obj) => ({ obj })),
+                  reportMissingObjectsInResults: true,
+                },
+              ]
+            : []),
+          ...extra,
+        ])
+      : [];
+  const mine = new Set(objs.map((o) => o.toString()));
   const datastores: Datastore[] = [];
   const hostNames = new Map<string, string>();
+  const others: RawObjectContent[] = [];
   for (const c of contents) {
+    if (!mine.has(c.obj.toString())) {
+      others.push(c);
+      continue;
+    }
     if (c.missing.length) continue; // deleted since the cluster was read
     if (c.obj.type === "HostSystem") hostNames.set(c.obj.toString(), HostProps.parse(c.props).name);
     if (c.obj.type !== "Datastore") continue;
     datastores.push(toDatastore(c.obj, DatastoreProps.parse(c.props)));
   }
+  if (opts.alongside) opts.alongside.reads = others;
+  // Their browsers came with them: a search of one of them needs no read of its own.
+  noteDatastores(
+    client,
+    cluster.datacenter,
+    datastores.flatMap((d) => (d.browser ? [{ ref: d.ref, name: d.name, browser: d.browser }] : [])),
+  );
   const hosts = cluster.hosts.map((ref) => ({ ref, name: hostNames.get(ref.toString()) ?? ref.value }));
   return chooseDatastore(cluster.name, datastores, hosts, opts);
 }

@@ -121,6 +121,23 @@ async function readHandles(client: VimClient, datacenter: Datacenter): Promise<M
 }
 
 /**
+ * Datastores another read found (a datastore choice reads the browser with the free
+ * space): findDatastore answers them without a read of its own. A name not among them
+ * still reads the datacenter's datastores as before.
+ */
+export function noteDatastores(client: VimClient, datacenter: Datacenter, found: DatastoreHandle[]): void {
+  let perClient = handles.get(client);
+  if (!perClient) handles.set(client, (perClient = new Map()));
+  const key = datacenter.ref.toString();
+  const entry = perClient.get(key);
+  if (entry) {
+    void entry.then((all) => found.forEach((h) => all.set(h.name, h))).catch(() => {});
+  } else {
+    perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));
+  }
+}
+
+/**
  * The datastore of that name in the datacenter: read once per client, and again
  * when the name is not in what was read (a datastore added since), or with `fresh`.
  */

@@ -228,6 +228,8 @@ export interface Datastore {
   maintenanceMode: string | undefined;
   /** Hosts that mount it (mounted and accessible). */
   hosts: MoRef[];
+  /** Its HostDatastoreBrowser (for searches), when it was read. */
+  browser?: MoRef | undefined;
 }
 
 /** A datastore's selected properties (one source for the pathSet and the parse). */
@@ -247,6 +249,7 @@ export const DatastoreProps = z.object({
       mountInfo: dataObject({ mounted: bool.optional(), accessible: bool.optional() }),
     }),
   ),
+  browser: moRef.optional(),
 });
 
 /** A Datastore record from its selected properties. */
@@ -261,6 +264,7 @@ export function toDatastore(ref: MoRef, p: z.infer<typeof DatastoreProps>): Data
     accessible: p.summary.accessible,
     maintenanceMode: p.summary.maintenanceMode,
     hosts: p.host.filter((m) => m.mountInfo.mounted !== false && m.mountInfo.accessible !== false).map((m) => m.key),
+    browser: p.browser,
   };
 }
 

@@ -29,6 +29,12 @@ export interface SpawnOptions {
   powerOn?: boolean;
   /** Suspend it after the power on (an instance whose wanted state is suspended). */
   suspend?: boolean;
+  /**
+   * Every VM's VNC port as read moments before, beside another read (vnc.ts vncScanSpec,
+   * e.g. with the datastore choice): the port is picked from it without a read of its own.
+   * The check after the create reads them again either way.
+   */
+  vncUses?: VncUse[] | undefined;
 }
 
 export interface SpawnedVm {
@@ -61,7 +67,7 @@ export async function spawnVm(client: VimClient, opts: SpawnOptions): Promise<Sp
 
   let port: number | undefined;
   if (wantVnc) {
-    const taken = portsTakenOn(await vncPortsInUse(client), cluster.hosts);
+    const taken = portsTakenOn(opts.vncUses ?? (await vncPortsInUse(client)), cluster.hosts);
     port = pickVncPort([...taken, ...held], opts.spec.name);
     held.add(port);
   }

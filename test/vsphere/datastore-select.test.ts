@@ -2,7 +2,8 @@
 // cases; then a simulator with shared, per-cluster and host-local datastores.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { anchoredRegex, chooseDatastore, selectDatastore, sweepDatastores, type HostName } from "../../provider/vsphere/datastore-select.js";
+import { anchoredRegex, chooseDatastore, selectDatastore, sweepDatastores, type Alongside, type HostName } from "../../provider/vsphere/datastore-select.js";
+import { findDatastore } from "../../provider/vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, getDatastores, type Datastore } from "../../provider/vsphere/inventory.js";
 import { MoRef } from "../../provider/vsphere/soap/xml.js";
@@ -188,5 +189,30 @@ describe("selectDatastore against the simulator", () => {
     const err = await selectDatastore(client, cluster, { requiredBytes: 2 ** 60 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(NoSuitableDatastoreError);
     expect((err as NoSuitableDatastoreError).rejected.length).toBe(new Set((await getDatastores(client, cluster.datastores)).map((d) => d.name)).size);
+  });
+  it("carries other reads in the same round trip, and leaves the datastores' browsers for findDatastore", async () => {
+    const fresh = await VimClient.connect(simOptions(sim));
+    try {
+      const dc = await getDatacenter(fresh);
+      const cluster = await getCluster(fresh, dc, "DC0_C0");
+      const alongside: Alongside = { specs: [{ propSet: [{ type: "Datacenter", pathSet: ["name"] }], objectSet: [{ obj: dc.ref }] }] };
+      const before = fresh.stats.roundTrips;
+      const pick = await selectDatastore(fresh, cluster, { alongside });
+      expect(fresh.stats.roundTrips - before).toBe(1);
+      // The datacenter came back beside the datastores, and only it.
+      expect(alongside.reads?.map((c) => [c.obj.toString(), c.props.name])).toEqual([[dc.ref.toString(), dc.name]]);
+      // The chosen datastore's browser is known: a search of it reads nothing else first.
+      const at = fresh.stats.roundTrips;
+      const handle = await findDatastore(fresh, dc, pick.datastore.name);
+      expect(fresh.stats.roundTrips).toBe(at);
+      expect(handle.browser).toEqual(pick.datastore.browser);
+      expect(handle.browser?.type).toBe("HostDatastoreBrowser");
+      // A name the choice did not read is looked for in the whole datacenter, by a read.
+      const err = await findDatastore(fresh, dc, "no-such-datastore").catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotFoundError);
+      expect(fresh.stats.roundTrips).toBe(at + 1);
+    } finally {
+      await fresh.close();
+    }
   });
 });

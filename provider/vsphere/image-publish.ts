@@ -2,8 +2,9 @@
 // vCenter needs it (Nova's vmops/images), staged under `vmware_temp/<uuid>/<imageId>/`
 // and moved into the cache in one step (image-cache.ts publishStaged):
 //
-//   sparse          PUT tmp-sparse.vmdk, CopyVirtualDisk_Task to <id>.vmdk (vCenter makes
-//                   it a flat disk ESXi can run), delete the sparse file
+//   sparse          PUT tmp-sparse.vmdk beside the <imageId> folder, CopyVirtualDisk_Task
+//                   to <id>.vmdk in it (vCenter makes it a flat disk ESXi can run); the
+//                   sparse file goes with the staging root, no delete task of its own
 //   thin/prealloc.  CreateVirtualDisk_Task makes <id>.vmdk (descriptor + -flat) of the
 //                   capacity, adapter and type; its -flat is deleted and the image's flat
 //                   bytes PUT in its place
@@ -18,7 +19,7 @@
 import type { Readable } from "node:stream";
 import type { VimClient } from "./client.js";
 import type { Checksum } from "./checksum.js";
-import { copyVirtualDisk, DatastorePath, deleteFile, deleteVirtualDisk, flatExtentOf, makeDirectory, moveVirtualDisk, statFile } from "./datastore.js";
+import { copyVirtualDisk, DatastorePath, deleteFile, flatExtentOf, makeDirectory, moveVirtualDisk, statFile } from "./datastore.js";
 import { NotFoundError } from "./errors.js";
 import { ChecksumMismatchError } from "./image-errors.js";
 import type { ImageInfo } from "./image-format.js";
@@ -213,13 +214,14 @@ async function stage(client: VimClient, opts: PublishOptions, folder: DatastoreP
     case "iso":
       return put(folder.join(`${id}.iso`));
     case "sparse": {
-      const tmp = folder.join("tmp-sparse.vmdk");
+      // In the staging root, outside the folder that is published: deleting the root
+      // afterwards (dropStaging, on every path) takes it, so it costs no task of its own.
+      const tmp = folder.parent.join("tmp-sparse.vmdk");
       const sent = await put(tmp);
       // No destSpec: vCenter does not implement it (ESXi only). vCenter writes a preallocated
       // disk whose descriptor says busLogic, as for Nova; the VM's controller follows the
       // image's adapterType, which the result records.
       await copyVirtualDisk(client, dc, tmp, disk);
-      await deleteVirtualDisk(client, dc, tmp, { mustExist: true });
       return sent;
     }
     case "flat": {

@@ -9,10 +9,10 @@
 // paged property-collector pass over all VMs for the whole sweep (disk-users.ts
 // allVmDisks; maximum_objects VMs per page). The searches are tasks, all started at
 // once, and ONE round trip reads every task's outcome (datastore.ts searchMany): 3
-// calls per datastore plus 1, whatever the number of images. Changes cost on top: a
-// marker made 1 call, a marker removed 2 (a delete task); images deleted 2 each plus
-// 2 per datastore (the re-check searches just before, all in one batch, then the
-// deletes in another).
+// calls per datastore plus 1, whatever the number of images. Changes cost on top, each
+// kind in one batch per datastore: markers made 1 call each; markers removed 1 each
+// (a delete task) plus 1 (every task's outcome in one read); images deleted 2 each plus
+// 2 (the re-check searches just before, all in one batch, then the deletes in another).
 //
 // Per image (Nova's rules, `remove_unused_base_images`,
 // `remove_unused_original_minimum_age_seconds`):
@@ -307,19 +307,21 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   const out: DatastoreSweep[] = [];
   for (const l of listed) {
     const report: DatastoreSweep = { datastore: l.datastore, images: [], bytesFreed: 0, stagingCleaned: [], shadowCleaned: [], errors: l.error ? [l.error] : [] };
-    // Each image judged (markers made or removed as it goes); the ones to delete are
-    // re-checked and deleted together at the end, in two batches for the datastore.
+    // Each image judged; then the datastore's marker changes together, and the images to
+    // delete re-checked and deleted together, in a batch each.
     const judged: Array<Judged | undefined> = [];
     for (const img of l.images ?? []) {
       try {
-        judged.push(await sweepImage(client, dc, img, usage, opts, { now, dryRun, act }));
+        judged.push(judgeImage(img, usage, opts, { now, dryRun, act }));
       } catch (err) {
         judged.push(undefined);
         report.errors.push(`image ${img.imageId}: ${message(err)}`);
       }
     }
-    const failed = await removeJudged(client, dc, judged.filter((j): j is Judged => j?.remove !== undefined), report);
-    for (const j of judged) if (j && !failed.has(j)) report.images.push(j.rec);
+    const done = judged.filter((j): j is Judged => j !== undefined);
+    const markFailed = await applyMarkers(client, dc, done, now, report);
+    const removeFailed = await removeJudged(client, dc, done.filter((j) => j.remove !== undefined), report);
+    for (const j of done) if (!markFailed.has(j) && !removeFailed.has(j)) report.images.push(j.rec);
     const left = leftovers.get(l.datastore);
     if (left) {
       await cleanStaging(client, dc, left.staging, act, report);
@@ -331,32 +333,58 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
   return { startedAt: started.toISOString(), finishedAt: new Date().toISOString(), dryRun, datastores: out, roundTrips: client.stats.roundTrips - before };
 }
 
-/** An image's record, and when it is to be deleted, the marker it was judged by. */
+/** An image's record, and what is to be done to it (each kind in one batch per datastore). */
 interface Judged {
   img: CachedImage;
   rec: ImageSweep;
+  /** Its age markers are to go (it is used, or held). */
+  clear?: true;
+  /** An age marker is to be made (first seen unused). */
+  mark?: true;
+  /** It is to be deleted: the marker it was judged by. */
   remove?: { marker: string };
 }
 
-async function sweepImage(
-  client: VimClient,
-  dc: Datacenter,
-  img: CachedImage,
-  usage: Usage,
-  opts: SweepOptions,
-  run: { now: Date; dryRun: boolean; act: boolean },
-): Promise<Judged> {
+/**
+ * The markers' changes of a datastore's images: every marker to remove in one batch of
+ * delete tasks (deleteMany: a call each, one round trip for all outcomes), the new ones
+ * made side by side (MakeDirectory answers at once: a call each). Resolves the images
+ * whose change failed (their errors are in the report).
+ */
+async function applyMarkers(client: VimClient, dc: Datacenter, judged: Judged[], now: Date, report: DatastoreSweep): Promise<Set<Judged>> {
+  const failed = new Set<Judged>();
+  const fail = (j: Judged, err: unknown) => {
+    if (!failed.has(j)) report.errors.push(`image ${j.img.imageId}: ${message(err)}`);
+    failed.add(j);
+  };
+  const clearing = judged.filter((j) => j.clear);
+  const markers = clearing.flatMap((j) => j.img.markers.map((m) => ({ j, path: j.img.folder.join(m) })));
+  const making = judged.filter((j) => j.mark);
+  const [deleted, made] = await Promise.all([
+    deleteMany(client, dc, markers.map((m) => m.path)),
+    Promise.allSettled(making.map((j) => makeMarker(client, dc, j.img.folder, now))),
+  ]);
+  for (const [i, m] of markers.entries()) {
+    const d = deleted[i]!;
+    if (d.status === "rejected") fail(m.j, d.reason);
+  }
+  for (const j of clearing) if (!failed.has(j)) delete j.rec.markedAt;
+  for (const [i, j] of making.entries()) {
+    const m = made[i]!;
+    if (m.status === "rejected") fail(j, m.reason);
+  }
+  return failed;
+}
+
+/** What the sweep does to an image, by Nova's rules (see the top); changes nothing itself. */
+function judgeImage(img: CachedImage, usage: Usage, opts: SweepOptions, run: { now: Date; dryRun: boolean; act: boolean }): Judged {
   const users = [...(usage.users.get(img.folder.toString()) ?? [])].sort();
   const rec = baseRecord(img, users);
-  const clearMarkers = async () => {
-    if (!run.act || img.markers.length === 0) return;
-    for (const m of img.markers) await deleteFile(client, dc, img.folder.join(m));
-    delete rec.markedAt;
-  };
+  // Its markers go (used again), with every other image's of the datastore in one batch.
+  const clear = (): Judged => (run.act && img.markers.length ? { img, rec, clear: true } : { img, rec });
   if (users.length) {
     rec.state = "in-use";
-    await clearMarkers();
-    return { img, rec };
+    return clear();
   }
   if (!img.disk) {
     rec.reason = `no ${img.imageId}.vmdk or ${img.imageId}.iso in the folder: being published, or damaged; left alone`;
@@ -364,8 +392,7 @@ async function sweepImage(
   }
   if (rec.holders) {
     rec.reason = `held by ${rec.holders.length === 1 ? "an Image resource" : `${rec.holders.length} Image resources`} (${rec.holders.join(", ")}): not aged`;
-    await clearMarkers();
-    return { img, rec };
+    return clear();
   }
   if (!opts.removeUnused) {
     rec.reason = "unused; removeUnusedBaseImages is false";
@@ -375,9 +402,11 @@ async function sweepImage(
   if (!marker) {
     rec.state = "marked";
     rec.markedAt = new Date(Math.floor(run.now.getTime() / 1000) * 1000).toISOString();
-    if (run.dryRun) rec.reason = "dry run: the marker was not made";
-    else await makeMarker(client, dc, img.folder, run.now);
-    return { img, rec };
+    if (run.dryRun) {
+      rec.reason = "dry run: the marker was not made";
+      return { img, rec };
+    }
+    return { img, rec, mark: true };
   }
   const ageSeconds = (run.now.getTime() - marker.at.getTime()) / 1000;
   if (ageSeconds < opts.minAgeSeconds) {

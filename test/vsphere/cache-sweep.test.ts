@@ -272,6 +272,32 @@ describe("sweepCache: aging", () => {
     expect(await clearAgeMarkers(client, dc, folderOf(DS0, P, "gone"))).toBe(0);
   });
 
+  it("the markers of a datastore change in batches: every removal's outcome in one read, new ones a call each", async () => {
+    const P = "batch";
+    const used = 3;
+    for (let i = 0; i < used; i++) {
+      const disk = await cacheDisk(DS0, P, `u${i}`);
+      await oldMarker(DS0, P, `u${i}`, HOUR);
+      await oldMarker(DS0, P, `u${i}`, 2 * HOUR);
+      await linkedClone(`batch-vm${i}`, DS0, disk);
+    }
+    for (let i = 0; i < 2; i++) await cacheDisk(DS0, P, `new${i}`);
+    const m0 = { ...(await sim.control.stats()).methods };
+    const r = await sweepCache(client, opts({ cachePrefix: P }));
+    const m1 = (await sim.control.stats()).methods;
+    const by = (m: string) => (m1[m] ?? 0) - (m0[m] ?? 0);
+    expect(r.datastores[0]!.errors).toEqual([]);
+    expect(r.datastores[0]!.images.map((i) => `${i.imageId}:${i.state}`)).toEqual(["new0:marked", "new1:marked", "u0:in-use", "u1:in-use", "u2:in-use"]);
+    for (let i = 0; i < used; i++) expect((await names(folderOf(DS0, P, `u${i}`))).filter((n) => n.startsWith("ts-"))).toEqual([]);
+    for (let i = 0; i < 2; i++) expect((await names(folderOf(DS0, P, `new${i}`))).filter((n) => n.startsWith("ts-"))).toHaveLength(1);
+    expect(by("DeleteDatastoreFile_Task")).toBe(2 * used);
+    expect(by("MakeDirectory")).toBe(2);
+    // The listings' outcomes, the VM pass, and ONE read of the six marker deletions' outcomes
+    // (plus one for old shadow-looking folders other tests left at the root, if any).
+    const shadowLists = by("SearchDatastore_Task") - 1;
+    expect(by("RetrievePropertiesEx")).toBe(3 + (shadowLists > 0 ? 1 : 0));
+  });
+
   it("the newest of two markers counts (two sweeps each made one)", async () => {
     const P = "two";
     await cacheDisk(DS0, P, "img");

@@ -463,7 +463,8 @@ export const imageHandler: ResourceHandler = {
     }
     let dc: Datacenter;
     try {
-      dc = await getDatacenter(client, s.datacenter);
+      // With its datastores' browsers, for the searches that follow (one read for both).
+      dc = await getDatacenter(client, s.datacenter, { datastores: true });
     } catch (err) {
       if (err instanceof NotFoundError) return { id: "", props: {} };
       throw err;
@@ -546,7 +547,8 @@ export const imageHandler: ResourceHandler = {
     const client = await ctx.client();
     let dc: Datacenter;
     try {
-      dc = await getDatacenter(client, s.datacenter);
+      // With its datastores' browsers, for the listing that follows (one read for both).
+      dc = await getDatacenter(client, s.datacenter, { datastores: true });
     } catch (err) {
       if (err instanceof NotFoundError) return; // the datacenter is gone, and the cache with it
       throw err;

@@ -122,15 +122,18 @@ async function readHandles(client: VimClient, datacenter: Datacenter): Promise<M
 
 /**
  * Datastores another read found (a datastore choice reads the browser with the free
- * space): findDatastore answers them without a read of its own. A name not among them
- * still reads the datacenter's datastores as before.
+ * space; a datacenter look-up can read them all): findDatastore answers them without a
+ * read of its own. A name not among them still reads the datacenter's datastores, unless
+ * `complete` says these are all of them (as findDatastore's own read).
  */
-export function noteDatastores(client: VimClient, datacenter: Datacenter, found: DatastoreHandle[]): void {
+export function noteDatastores(client: VimClient, datacenter: Datacenter, found: DatastoreHandle[], complete = false): void {
   let perClient = handles.get(client);
   if (!perClient) handles.set(client, (perClient = new Map()));
   const key = datacenter.ref.toString();
   const entry = perClient.get(key);
-  if (entry) {
+  if (complete) {
+    perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));
+  } else if (entry) {
     void entry.then((all) => found.forEach((h) => all.set(h.name, h))).catch(() => {});
   } else {
     perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));

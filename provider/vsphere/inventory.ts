@@ -2,6 +2,7 @@
 // datastores and networks; VMs by name, instance uuid or reference.
 import { z } from "zod";
 import type { VimClient } from "./client.js";
+import { noteDatastores } from "./datastore.js";
 import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
 import { PropertyCollector } from "./property.js";
 import { traversal, vmsUnder } from "./inventory-cache.js";
@@ -22,10 +23,13 @@ const DatacenterProps = z.object({ name: str, vmFolder: moRef, hostFolder: moRef
 
 /**
  * The datacenter of that name; without a name, the only one (an error names the
- * choices when there are several).
+ * choices when there are several). With `datastores`, the same round trip also reads
+ * its datastores' names and browsers, so a datastore search that follows needs no read
+ * of its own (datastore.ts findDatastore).
  */
-export async function getDatacenter(client: VimClient, name?: string): Promise<Datacenter> {
-  const all = (await walk(client, false)).datacenters;
+export async function getDatacenter(client: VimClient, name?: string, opts: { datastores?: boolean } = {}): Promise<Datacenter> {
+  const found = await walk(client, false, opts.datastores ?? false);
+  const all = found.datacenters;
   const pick = name === undefined ? (all.length === 1 ? all[0] : undefined) : all.find((d) => d.props.name === name);
   if (!pick) {
     const names = all.map((d) => d.props.name).join(", ") || "none";
@@ -36,27 +40,35 @@ export async function getDatacenter(client: VimClient, name?: string): Promise<D
       name === undefined && all.length > 1,
     );
   }
-  return { ref: pick.obj, ...pick.props };
+  const dc: Datacenter = { ref: pick.obj, ...pick.props };
+  if (opts.datastores) noteDatastores(client, dc, found.datastores.filter((d) => d.datacenter.ref.equals(dc.ref)).map((d) => d.handle), true);
+  return dc;
 }
 
 /**
- * Datacenters, and with `clusters` every cluster with its datacenter, in one
- * property-collector traversal from the root folder (through nested folders and
- * each datacenter's host folder; VMs, datastores and networks are not visited).
+ * Datacenters, and with `clusters` every cluster with its datacenter, with `datastores`
+ * every datastore's name and browser with its datacenter, in one property-collector
+ * traversal from the root folder (through nested folders and each datacenter's host or
+ * datastore folder; VMs and networks are not visited).
  */
 async function walk(
   client: VimClient,
   clusters: boolean,
+  datastores = false,
 ): Promise<{
   datacenters: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }>;
   clusters: Array<{ obj: MoRef; props: z.infer<typeof ClusterProps>; datacenter: Datacenter }>;
+  datastores: Array<{ handle: { ref: MoRef; name: string; browser: MoRef }; datacenter: Datacenter }>;
 }> {
-  const follow = clusters ? ["folderChildren", "dcHosts"] : ["folderChildren"];
+  const follow = ["folderChildren", ...(clusters ? ["dcHosts"] : []), ...(datastores ? ["dcDatastores"] : [])];
+  const withParents = clusters || datastores;
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [
         { type: "Datacenter", pathSet: pathsOf(DatacenterProps) },
-        ...(clusters ? [{ type: "Folder", pathSet: ["parent"] }, { type: "ClusterComputeResource", pathSet: [...pathsOf(ClusterProps), "parent"] }] : []),
+        ...(withParents ? [{ type: "Folder", pathSet: ["parent"] }] : []),
+        ...(clusters ? [{ type: "ClusterComputeResource", pathSet: [...pathsOf(ClusterProps), "parent"] }] : []),
+        ...(datastores ? [{ type: "Datastore", pathSet: ["name", "browser", "parent"] }, { type: "StoragePod", pathSet: ["parent"] }] : []),
       ],
       objectSet: [
         {
@@ -65,6 +77,7 @@ async function walk(
           selectSet: [
             traversal("folderChildren", "Folder", "childEntity", follow),
             ...(clusters ? [traversal("dcHosts", "Datacenter", "hostFolder", ["folderChildren"])] : []),
+            ...(datastores ? [traversal("dcDatastores", "Datacenter", "datastoreFolder", ["folderChildren", "podChildren"]), traversal("podChildren", "StoragePod", "childEntity", [])] : []),
           ],
         },
       ],
@@ -78,7 +91,7 @@ async function walk(
       const props = DatacenterProps.parse(c.props);
       dcs.push({ obj: c.obj, props });
       datacenters.set(c.obj.toString(), { ref: c.obj, ...props });
-    } else if (c.obj.type === "Folder" || c.obj.type === "ClusterComputeResource") {
+    } else if (c.obj.type === "Folder" || c.obj.type === "ClusterComputeResource" || c.obj.type === "StoragePod" || c.obj.type === "Datastore") {
       parents.set(c.obj.toString(), c.props.parent instanceof MoRef ? c.props.parent : undefined);
     }
   }
@@ -96,8 +109,16 @@ async function walk(
       const datacenter = datacenterOf(c.obj);
       return datacenter ? [{ obj: c.obj, props: ClusterProps.parse(c.props), datacenter }] : [];
     }),
+    datastores: contents.flatMap((c) => {
+      if (c.obj.type !== "Datastore") return [];
+      const datacenter = datacenterOf(c.obj);
+      const p = DatastoreHandleProps.safeParse(c.props);
+      return datacenter && p.success ? [{ handle: { ref: c.obj, name: p.data.name, browser: p.data.browser }, datacenter }] : [];
+    }),
   };
 }
+
+const DatastoreHandleProps = z.object({ name: str, browser: moRef });
 
 /** A cluster (ClusterComputeResource): its hosts, root resource pool, datastores, networks and DRS state. */
 export interface Cluster {

@@ -34,9 +34,11 @@
 // - Image up with nothing to change: 0 = the source's size and time are unchanged
 //   and it is not being placed anew, so check asks vCenter nothing (and no file is
 //   read past its first bytes);
-// - Image refresh: 3 = the datacenter, the browser, a listing of the cache folder;
-// - Image delete: 6 = the datacenter, the browser, one listing (holders and disks),
-//   one read of every VM's disk chains, DeleteDatastoreFile_Task of the folder.
+// - Image refresh: 3 = the datacenter with its datastores' browsers (one traversal), a
+//   search of the cache folder and its read (Nova's cache-hit test costs 3 too);
+// - Image delete: 6 = the datacenter with its datastores' browsers, one listing (holders
+//   and disks; the search and its read), one read of every VM's disk chains,
+//   DeleteDatastoreFile_Task of the folder and its read.
 // Each operation must stay within one call of that.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -23,6 +23,7 @@ import { MoRef } from "../../provider/vsphere/soap/xml.js";
 import { runTask } from "../../provider/vsphere/task.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
+import { findDatastore } from "../../provider/vsphere/datastore.js";
 import { rejection } from "../support/rejection.js";
 
 /** One datacenter, two DRS clusters of 3 hosts, per-cluster and per-host datastores, one VM per host. */
@@ -124,6 +125,29 @@ describe("round trips", () => {
     expect(cluster.networks.some((n) => n.type === "DistributedVirtualPortgroup") && cluster.networks.some((n) => n.type === "Network")).toBe(true);
     expect(await calls(client, () => getNetworks(client, cluster.networks))).toEqual({ RetrievePropertiesEx: 2 });
     expect((await listVms(client2, client2.serviceContent.rootFolder)).map((v) => v.name).sort()).toEqual(["DC0_C0_H0_VM0", "DC1_C0_H0_VM0"]);
+  });
+});
+
+describe("getDatacenter with its datastores", () => {
+  it("reads the datacenter's datastores' browsers in the same call, each in its own datacenter, so a datastore search needs no read of its own", async () => {
+    const fresh = await connect(twoDcs);
+    try {
+      const before = fresh.stats.roundTrips;
+      const dc1 = await getDatacenter(fresh, "DC1", { datastores: true });
+      expect(fresh.stats.roundTrips - before).toBe(1);
+      // Every datastore of DC1 known: findDatastore asks nothing.
+      const names = (await getDatastores(fresh, (await getCluster(fresh, dc1, "DC1_C0")).datastores)).map((d) => d.name);
+      expect(names.length).toBeGreaterThan(0);
+      const at = fresh.stats.roundTrips;
+      for (const name of names) expect((await findDatastore(fresh, dc1, name)).browser.type).toBe("HostDatastoreBrowser");
+      expect(fresh.stats.roundTrips).toBe(at);
+      // DC0's datastores are DC0's: looking one up in DC1 reads DC1 again and does not find it.
+      const dc0 = await getDatacenter(fresh, "DC0");
+      const dc0Names = (await getDatastores(fresh, (await getCluster(fresh, dc0, "DC0_C0")).datastores)).map((d) => d.name).filter((n) => !names.includes(n));
+      if (dc0Names.length) expect(await rejection(findDatastore(fresh, dc1, dc0Names[0]!))).toBeInstanceOf(NotFoundError);
+    } finally {
+      await fresh.close();
+    }
   });
 });
 

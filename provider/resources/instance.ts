@@ -16,7 +16,7 @@ import { getDatacenter, getDatastores, type Cluster, type Datacenter } from "../
 import { compatibleDatastores, findPolicy, StoragePolicyNotFoundError } from "../vsphere/pbm.js";
 import { MoRef } from "../vsphere/soap/xml.js";
 import { prepareRootDisk } from "../vsphere/root-disk.js";
-import { removeVm } from "../vsphere/vm-lifecycle.js";
+import { removeVm, vmStateIn, vmStateSpec } from "../vsphere/vm-lifecycle.js";
 import { findResourcePool, findVmFolder } from "../vsphere/vm-placement.js";
 import { resolveVmId, readVm } from "../vsphere/vm-read.js";
 import { plannedDevices, type RootDiskOptions, type VmSpecOptions } from "../vsphere/vm-spec.js";
@@ -24,7 +24,7 @@ import { applyUpdate, planUpdate, VmUpdateError } from "../vsphere/vm-update.js"
 import type { VmChanges, VmView } from "../vsphere/vm-view.js";
 import { spawnVm } from "../vsphere/vmops.js";
 import { vncScanSpec, vncUsesIn } from "../vsphere/vnc.js";
-import type { Alongside } from "../vsphere/datastore-select.js";
+import type { Alongside } from "../vsphere/property.js";
 import { clusterOf } from "./cluster-lookup.js";
 import { checkFailures, stripProvider, throwFailures, unknownInputFailures } from "./check.js";
 import { topKey, withDetail, type DetailEntry } from "./detailed-diff.js";
@@ -536,15 +536,18 @@ export const instanceHandler: ResourceHandler = {
     const s = stripProvider(props) as unknown as Partial<InstanceState>;
     const client = await ctx.client();
     let dc: Datacenter;
+    // The VM's state (power, folder) is read in the same round trip as the datacenter.
+    const byId = s.vmId ? new MoRef("VirtualMachine", s.vmId) : undefined;
+    const stateRead: Alongside | undefined = byId ? { specs: [vmStateSpec(byId)] } : undefined;
     try {
-      dc = await getDatacenter(client, s.datacenter);
+      dc = await getDatacenter(client, s.datacenter, stateRead ? { alongside: stateRead } : {});
     } catch (err) {
       if (err instanceof NotFoundError) return; // the datacenter is gone, and the VM with it
       throw err;
     }
     const folder = s.vmxPath ? DatastorePath.parse(s.vmxPath).parent : undefined;
-    // By its id first (removeVm reads its state anyway); a VM re-registered under another id by its instance uuid.
-    if (s.vmId && (await removeVm(client, dc, new MoRef("VirtualMachine", s.vmId), folder ? { folder } : {}))) return;
+    // By its id first; a VM re-registered under another id by its instance uuid.
+    if (byId && (await removeVm(client, dc, byId, { ...(folder ? { folder } : {}), ...(stateRead?.reads ? { state: { read: vmStateIn(byId, stateRead.reads) } } : {}) }))) return;
     const ref = await resolveVmId(client, dc, s.instanceUuid ?? id);
     if (ref) await removeVm(client, dc, ref, folder ? { folder } : {});
   },

@@ -13,7 +13,9 @@ import type { VimClient } from "./client.js";
 import { NoSuitableDatastoreError, NotFoundError, type DatastoreRejection } from "./errors.js";
 import { DatastoreProps, toDatastore, type Cluster, type Datastore } from "./inventory.js";
 import { noteDatastores } from "./datastore.js";
-import { PropertyCollector, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
+import { PropertyCollector, type Alongside, type RawObjectContent } from "./property.js";
+
+export type { Alongside } from "./property.js";
 import { pathsOf, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 
@@ -34,11 +36,6 @@ export interface SelectOptions {
   alongside?: Alongside | undefined;
 }
 
-/** Property reads that ride along with another read; `reads` holds their contents after it. */
-export interface Alongside {
-  specs: PropertyFilterSpec[];
-  reads?: RawObjectContent[];
-}
 
 export interface HostName {
   ref: MoRef;

@@ -4,7 +4,7 @@ import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { noteDatastores } from "./datastore.js";
 import { ManagedObjectNotFoundFault, NotFoundError } from "./errors.js";
-import { PropertyCollector } from "./property.js";
+import { PropertyCollector, type Alongside } from "./property.js";
 import { traversal, vmsUnder } from "./inventory-cache.js";
 import { arrayOf, bool, dataObject, long, moRef, pathsOf, str } from "./schema.js";
 import { MoRef } from "./soap/xml.js";
@@ -27,8 +27,8 @@ const DatacenterProps = z.object({ name: str, vmFolder: moRef, hostFolder: moRef
  * its datastores' names and browsers, so a datastore search that follows needs no read
  * of its own (datastore.ts findDatastore).
  */
-export async function getDatacenter(client: VimClient, name?: string, opts: { datastores?: boolean } = {}): Promise<Datacenter> {
-  const found = await walk(client, false, opts.datastores ?? false);
+export async function getDatacenter(client: VimClient, name?: string, opts: { datastores?: boolean; alongside?: Alongside } = {}): Promise<Datacenter> {
+  const found = await walk(client, false, opts.datastores ?? false, opts.alongside);
   const all = found.datacenters;
   const pick = name === undefined ? (all.length === 1 ? all[0] : undefined) : all.find((d) => d.props.name === name);
   if (!pick) {
@@ -55,6 +55,8 @@ async function walk(
   client: VimClient,
   clusters: boolean,
   datastores = false,
+  /** Reads of other objects in the same round trip (of types the walk does not visit). */
+  alongside?: Alongside,
 ): Promise<{
   datacenters: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }>;
   clusters: Array<{ obj: MoRef; props: z.infer<typeof ClusterProps>; datacenter: Datacenter }>;
@@ -82,7 +84,9 @@ async function walk(
         },
       ],
     },
+    ...(alongside?.specs ?? []),
   ]);
+  if (alongside) alongside.reads = contents.filter((c) => !WALKED.has(c.obj.type));
   const parents = new Map<string, MoRef | undefined>();
   const datacenters = new Map<string, Datacenter>();
   const dcs: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }> = [];
@@ -119,6 +123,9 @@ async function walk(
 }
 
 const DatastoreHandleProps = z.object({ name: str, browser: moRef });
+
+/** The types walk visits: another read beside it gets the contents of every other type. */
+const WALKED = new Set(["Folder", "Datacenter", "ClusterComputeResource", "Datastore", "StoragePod"]);
 
 /** A cluster (ClusterComputeResource): its hosts, root resource pool, datastores, networks and DRS state. */
 export interface Cluster {

@@ -39,6 +39,15 @@ export interface PropertySpec {
   all?: boolean;
   pathSet?: string[];
 }
+/**
+ * Reads of other objects to make in the same round trip as some look-up (a datastore
+ * choice, a datacenter look-up): `reads` holds what they returned once it is done.
+ */
+export interface Alongside {
+  specs: PropertyFilterSpec[];
+  reads?: RawObjectContent[];
+}
+
 export interface PropertyFilterSpec {
   propSet: PropertySpec[];
   objectSet: ObjectSpec[];

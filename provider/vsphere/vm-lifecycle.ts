@@ -8,25 +8,50 @@ import type { VimClient } from "./client.js";
 import { DatastorePath, deleteFile } from "./datastore.js";
 import { ManagedObjectNotFoundFault, VimFault } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
-import { PropertyCollector } from "./property.js";
+import { PropertyCollector, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 import { runTask } from "./task.js";
 
 export type PowerState = "poweredOn" | "poweredOff" | "suspended";
 
-const VmState = z.object({ "runtime.powerState": str, "config.files.vmPathName": str.optional(), name: str });
+const VmStateProps = z.object({ "runtime.powerState": str, "config.files.vmPathName": str.optional(), name: str });
+
+/** What vmState says of a VM. */
+export interface VmState {
+  name: string;
+  powerState: PowerState;
+  folder: DatastorePath | undefined;
+}
 
 /** A VM's power state, its name and the datastore folder of its .vmx; undefined when it is gone. */
-export async function vmState(client: VimClient, vm: MoRef): Promise<{ name: string; powerState: PowerState; folder: DatastorePath | undefined } | undefined> {
+export async function vmState(client: VimClient, vm: MoRef): Promise<VmState | undefined> {
   try {
-    const p = await new PropertyCollector(client).get(vm, VmState);
-    const vmx = p["config.files.vmPathName"];
-    return { name: p.name, powerState: p["runtime.powerState"] as PowerState, folder: vmx ? DatastorePath.parse(vmx).parent : undefined };
+    return stateOf(await new PropertyCollector(client).get(vm, VmStateProps));
   } catch (err) {
     if (err instanceof ManagedObjectNotFoundFault) return undefined;
     throw err;
   }
+}
+
+/** The read vmState makes, to run beside another in one round trip (a VM gone is reported, not thrown). */
+export function vmStateSpec(vm: MoRef): PropertyFilterSpec {
+  return { propSet: [{ type: "VirtualMachine", pathSet: Object.keys(VmStateProps.shape) }], objectSet: [{ obj: vm }], reportMissingObjectsInResults: true };
+}
+
+/** vmState from the contents of a vmStateSpec read: undefined when the VM is gone. */
+export function vmStateIn(vm: MoRef, contents: readonly RawObjectContent[]): VmState | undefined {
+  const c = contents.find((x) => x.obj.equals(vm));
+  if (!c) return undefined;
+  const gone = c.missing.find((m) => m.fault instanceof ManagedObjectNotFoundFault);
+  if (gone) return undefined;
+  if (c.missing.length) throw c.missing[0]!.fault;
+  return stateOf(VmStateProps.parse(c.props));
+}
+
+function stateOf(p: z.infer<typeof VmStateProps>): VmState {
+  const vmx = p["config.files.vmPathName"];
+  return { name: p.name, powerState: p["runtime.powerState"] as PowerState, folder: vmx ? DatastorePath.parse(vmx).parent : undefined };
 }
 
 /** Whether the VM is still registered. */
@@ -74,8 +99,14 @@ export async function setPowerState(client: VimClient, vm: MoRef, from: PowerSta
  * false when the VM was gone already. `folder` is for a VM whose configuration cannot be
  * read any more (the caller's record of it).
  */
-export async function removeVm(client: VimClient, datacenter: Datacenter, vm: MoRef, opts: { folder?: DatastorePath } = {}): Promise<boolean> {
-  const state = await vmState(client, vm);
+export async function removeVm(
+  client: VimClient,
+  datacenter: Datacenter,
+  vm: MoRef,
+  /** `state`: the VM's as read moments before (vmStateSpec beside another read); read here when absent. */
+  opts: { folder?: DatastorePath; state?: { read: VmState | undefined } } = {},
+): Promise<boolean> {
+  const state = opts.state ? opts.state.read : await vmState(client, vm);
   if (!state) {
     // Unregistered already (an earlier attempt stopped after that): the folder may still be there.
     if (opts.folder) await deleteFile(client, datacenter, opts.folder);

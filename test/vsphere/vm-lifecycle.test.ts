@@ -4,7 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, fileExists, makeDirectory } from "../../provider/vsphere/datastore.js";
 import { getCluster, getDatacenter, type Cluster, type Datacenter } from "../../provider/vsphere/inventory.js";
-import { removeVm, setPowerState, vmExists, vmState } from "../../provider/vsphere/vm-lifecycle.js";
+import { removeVm, setPowerState, vmExists, vmState, vmStateIn, vmStateSpec } from "../../provider/vsphere/vm-lifecycle.js";
+import type { Alongside } from "../../provider/vsphere/property.js";
 import { simOptions } from "../support/clients.js";
 import { addDisk, createDisk, createVm } from "../support/vms.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
@@ -59,5 +60,26 @@ describe("VM lifecycle", () => {
     expect(await fileExists(client, dc, folder)).toBe(false);
     expect(await fileExists(client, dc, base)).toBe(true);
     expect(await removeVm(client, dc, vm, { folder })).toBe(false);
+  });
+  it("reads a VM's state beside the datacenter in one round trip; a VM gone reads as gone, not as a failed look-up", async () => {
+    const vm = await createVm(client, dc, cluster, "beside", DS);
+    const here: Alongside = { specs: [vmStateSpec(vm)] };
+    const before = client.stats.roundTrips;
+    const found = await getDatacenter(client, dc.name, { alongside: here });
+    expect(client.stats.roundTrips - before).toBe(1);
+    expect(found.ref).toEqual(dc.ref);
+    expect(vmStateIn(vm, here.reads!)).toEqual(await vmState(client, vm));
+    expect(vmStateIn(vm, here.reads!)?.folder?.toString()).toBe(`[${DS}] beside`);
+
+    // Removed with the state read beside: no read of its own.
+    const at = client.stats.roundTrips;
+    const methods = { ...client.stats.byMethod };
+    expect(await removeVm(client, dc, vm, { state: { read: vmStateIn(vm, here.reads!) } })).toBe(true);
+    expect((client.stats.byMethod.RetrievePropertiesEx ?? 0) - (methods.RetrievePropertiesEx ?? 0)).toBe(1); // the delete task's outcome only
+    expect(client.stats.roundTrips - at).toBe(3); // UnregisterVM, DeleteDatastoreFile_Task and its read (off already: no power-off)
+    const gone: Alongside = { specs: [vmStateSpec(vm)] };
+    await getDatacenter(client, dc.name, { alongside: gone });
+    expect(vmStateIn(vm, gone.reads!)).toBeUndefined();
+    expect(await removeVm(client, dc, vm, { state: { read: vmStateIn(vm, gone.reads!) } })).toBe(false);
   });
 });

@@ -578,8 +578,8 @@ function blameDevice(err: unknown, spec: Omit<VmSpecOptions, "vnc">, networks: I
 async function reconfigure(client: VimClient, dc: () => Promise<Datacenter | undefined>, view: VmView, want: VmChanges): Promise<{ after: VmView; powerCycle: string[] }> {
   const plan = planUpdate(view, want);
   // The datacenter only for a linked clone's consolidation (datastore file calls).
-  await applyUpdate(client, plan.disk?.kind === "consolidate" ? await dc() : undefined, view, plan);
-  const after = await readVm(client, view.vm);
+  const done = await applyUpdate(client, plan.disk?.kind === "consolidate" ? await dc() : undefined, view, plan);
+  const after = done.view ?? (await readVm(client, view.vm));
   if (!after) throw new NotFoundError(`VM ${view.vm.value} disappeared during its update`, "vm", view.instanceUuid);
   return { after, powerCycle: plan.powerCycle };
 }

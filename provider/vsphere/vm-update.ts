@@ -21,7 +21,8 @@ import { copyVirtualDisk, DatastorePath, deleteVirtualDisk, extendVirtualDisk } 
 import { FileAlreadyExistsFault, VSphereError } from "./errors.js";
 import type { Datacenter } from "./inventory.js";
 import type { MoRef } from "./soap/xml.js";
-import { runTask } from "./task.js";
+import { runTaskReading } from "./task.js";
+import { readVmSpec, vmViewIn } from "./vm-read.js";
 import { setPowerState, type PowerState } from "./vm-lifecycle.js";
 import { METADATA_PREFIX, NIC_DEVICE_TYPES, NIC_MODELS, nicChange, type AllocationOptions, type NicModel, type NicOptions } from "./vm-spec.js";
 import type { AllocationView, NicBackingView, VmDiskView, VmChanges, VmNicView, VmView } from "./vm-view.js";
@@ -72,6 +73,11 @@ export interface UpdateResult {
   powerState: PowerState;
   /** The root disk after a growth: a consolidated linked clone is a disk of its own now. */
   rootDisk?: { fileName: string; capacityKb: number; linkedClone: boolean };
+  /**
+   * The VM as updated, when the reconfigure was the last step and its end was read
+   * together with the VM (one round trip); else the caller reads it.
+   */
+  view?: VmView;
 }
 
 // Temporary keys of the devices a reconfigure adds (vCenter gives real ones).
@@ -381,12 +387,19 @@ export async function applyUpdate(client: VimClient, datacenter: Datacenter | un
   let state = view.powerState;
   if (plan.powerOffFirst) state = await setPowerState(client, vm, state, "poweredOff");
   const disk = plan.disk;
+  let after: VmView | undefined;
   try {
     if (disk?.kind === "consolidate") {
       await copyConsolidated(client, datacenter!, disk.fileName, disk.resized);
       await extendVirtualDisk(client, datacenter!, disk.resized, disk.toKb);
     }
-    if (plan.spec) await runTask(client, "ReconfigVM_Task", vm, { spec: plan.spec });
+    if (plan.spec) {
+      // The last step (no delta to delete, no power change after): its end is read together
+      // with the VM as it is now, when the task is done at the first look.
+      const last = disk?.kind !== "consolidate" && plan.powerState.to === state;
+      const done = await runTaskReading(client, "ReconfigVM_Task", vm, { spec: plan.spec }, last ? [readVmSpec(vm)] : []);
+      if (done.reads) after = vmViewIn(vm, done.reads);
+    }
   } catch (err) {
     if (state !== view.powerState) {
       await setPowerState(client, vm, state, view.powerState).catch((again: unknown) => {
@@ -407,5 +420,6 @@ export async function applyUpdate(client: VimClient, datacenter: Datacenter | un
   return {
     powerState: state,
     ...(disk ? { rootDisk: { fileName: disk.kind === "consolidate" ? disk.resized : disk.fileName, capacityKb: disk.toKb, linkedClone: false } } : {}),
+    ...(after ? { view: after } : {}),
   };
 }

@@ -5,7 +5,8 @@
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
 import { listFolderIfExists, searchMany, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
-import { selectDatastore, type Alongside } from "../vsphere/datastore-select.js";
+import { selectDatastore } from "../vsphere/datastore-select.js";
+import type { Alongside } from "../vsphere/property.js";
 import { diskUsage } from "../vsphere/disk-users.js";
 import { FileNotFoundFault, VSphereError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore, removeCachedImage, type CachedKind } from "../vsphere/image-cache.js";

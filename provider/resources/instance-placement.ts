@@ -3,7 +3,7 @@
 // the datastore (explicit, by storage policy, or Nova's choice preferring one that has
 // the image cached), and the sizes that decide whether the root disk fits.
 import type { VimClient } from "../vsphere/client.js";
-import type { Alongside } from "../vsphere/datastore-select.js";
+import type { Alongside } from "../vsphere/property.js";
 import { NotFoundError } from "../vsphere/errors.js";
 import { cacheLocation, type CachedKind } from "../vsphere/image-cache.js";
 import { readHolders } from "../vsphere/image-holders.js";

@@ -174,9 +174,11 @@ function newestMarker(names: string[]): { name: string; at: Date } | undefined {
  */
 export async function clearAgeMarkers(client: VimClient, datacenter: Datacenter, imageFolder: DatastorePath): Promise<number> {
   const entries = (await listFolderIfExists(client, datacenter, imageFolder, { matchPattern: ["ts-*"] })) ?? [];
+  const markers = entries.filter((e) => e.folder && e.name.startsWith("ts-"));
   let removed = 0;
-  for (const e of entries) {
-    if (e.folder && e.name.startsWith("ts-") && (await deleteFile(client, datacenter, e.path))) removed++;
+  for (const d of await deleteMany(client, datacenter, markers.map((e) => e.path))) {
+    if (d.status === "rejected") throw d.reason;
+    if (d.value) removed++;
   }
   return removed;
 }
@@ -309,16 +311,7 @@ export async function sweepCache(client: VimClient, opts: SweepOptions): Promise
     const report: DatastoreSweep = { datastore: l.datastore, images: [], bytesFreed: 0, stagingCleaned: [], shadowCleaned: [], errors: l.error ? [l.error] : [] };
     // Each image judged; then the datastore's marker changes together, and the images to
     // delete re-checked and deleted together, in a batch each.
-    const judged: Array<Judged | undefined> = [];
-    for (const img of l.images ?? []) {
-      try {
-        judged.push(judgeImage(img, usage, opts, { now, dryRun, act }));
-      } catch (err) {
-        judged.push(undefined);
-        report.errors.push(`image ${img.imageId}: ${message(err)}`);
-      }
-    }
-    const done = judged.filter((j): j is Judged => j !== undefined);
+    const done = (l.images ?? []).map((img) => judgeImage(img, usage, opts, { now, dryRun, act }));
     const markFailed = await applyMarkers(client, dc, done, now, report);
     const removeFailed = await removeJudged(client, dc, done.filter((j) => j.remove !== undefined), report);
     for (const j of done) if (!markFailed.has(j) && !removeFailed.has(j)) report.images.push(j.rec);
@@ -507,12 +500,16 @@ async function cleanStaging(client: VimClient, dc: Datacenter, stale: Read<Datas
     report.errors.push(`staging: ${stale.error}`);
     return;
   }
-  try {
-    for (const folder of stale.ok) {
-      if (!act || (await deleteFile(client, dc, folder))) report.stagingCleaned.push(folder.toString());
-    }
-  } catch (err) {
-    report.errors.push(`staging: ${message(err)}`);
+  if (!act) {
+    report.stagingCleaned.push(...stale.ok.map((f) => f.toString()));
+    return;
+  }
+  // In one batch: a delete task each, one round trip for all their outcomes.
+  const deleted = await deleteMany(client, dc, stale.ok);
+  for (const [i, folder] of stale.ok.entries()) {
+    const d = deleted[i]!;
+    if (d.status === "rejected") report.errors.push(`staging: ${message(d.reason)}`);
+    else if (d.value) report.stagingCleaned.push(folder.toString());
   }
 }
 

@@ -14,8 +14,6 @@ import { NoSuitableDatastoreError, NotFoundError, type DatastoreRejection } from
 import { DatastoreProps, toDatastore, type Cluster, type Datastore } from "./inventory.js";
 import { noteDatastores } from "./datastore.js";
 import { PropertyCollector, type Alongside, type RawObjectContent } from "./property.js";
-
-export type { Alongside } from "./property.js";
 import { pathsOf, str } from "./schema.js";
 import type { MoRef } from "./soap/xml.js";
 
@@ -35,7 +33,6 @@ export interface SelectOptions {
    */
   alongside?: Alongside | undefined;
 }
-
 
 export interface HostName {
   ref: MoRef;

@@ -15,7 +15,7 @@ import { PropertyCollector } from "./property.js";
 import { arrayOf, dataObject, dateTime, long, moRef, str } from "./schema.js";
 import type { MoRef, VimValue } from "./soap/xml.js";
 import type { MethodArgs } from "./soap/envelope.js";
-import { runTask, waitForTasks, type TaskWaitOptions } from "./task.js";
+import { runTask, runTasksTogether, type TaskWaitOptions } from "./task.js";
 
 /**
  * A path in a datastore: `[datastore] folder/file.vmdk`. The datastore name ends at
@@ -131,13 +131,8 @@ export function noteDatastores(client: VimClient, datacenter: Datacenter, found:
   if (!perClient) handles.set(client, (perClient = new Map()));
   const key = datacenter.ref.toString();
   const entry = perClient.get(key);
-  if (complete) {
-    perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));
-  } else if (entry) {
-    void entry.then((all) => found.forEach((h) => all.set(h.name, h))).catch(() => {});
-  } else {
-    perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));
-  }
+  if (entry && !complete) void entry.then((all) => found.forEach((h) => all.set(h.name, h))).catch(() => {});
+  else perClient.set(key, Promise.resolve(new Map(found.map((h) => [h.name, h]))));
 }
 
 /**
@@ -258,22 +253,15 @@ function treeOf(dir: DatastorePath, recursive: boolean, raw: VimValue | undefine
  */
 export async function searchMany(client: VimClient, datacenter: Datacenter, requests: SearchRequest[]): Promise<Array<PromiseSettledResult<SearchTree>>> {
   const dirs = requests.map((r) => asPath(r.folder));
-  const started = await Promise.allSettled(
-    requests.map(async (r, i) => {
+  const outcomes = await runTasksTogether(
+    client,
+    requests.map((r, i) => async () => {
       const ds = await findDatastore(client, datacenter, dirs[i]!.datastore);
       const { method, args } = searchCall(dirs[i]!, r);
       return moRef.parse(await client.invoke(method, ds.browser, args));
     }),
   );
-  const tasks = started.flatMap((s) => (s.status === "fulfilled" ? [s.value] : []));
-  const waited = await waitForTasks(client, tasks);
-  let next = 0;
-  return started.map((s, i): PromiseSettledResult<SearchTree> => {
-    if (s.status === "rejected") return s;
-    const w = waited[next++]!;
-    if (w.status === "rejected") return w;
-    return { status: "fulfilled", value: treeOf(dirs[i]!, requests[i]!.recursive ?? false, w.value) };
-  });
+  return outcomes.map((o, i) => (o.status === "rejected" ? o : { status: "fulfilled", value: treeOf(dirs[i]!, requests[i]!.recursive ?? false, o.value) }));
 }
 
 /**
@@ -383,22 +371,19 @@ export async function deleteFile(client: VimClient, datacenter: Datacenter, file
  * resolved as deleteFile resolves it.
  */
 export async function deleteMany(client: VimClient, datacenter: Datacenter, files: PathLike[], opts: Options = {}): Promise<Array<PromiseSettledResult<boolean>>> {
-  const paths = files.map(asPath);
-  const started = await Promise.allSettled(
-    paths.map(async (p) => {
+  const outcomes = await runTasksTogether(
+    client,
+    files.map(asPath).map((p) => async () => {
       const checkApplied: Check = async () => ((await fileExists(client, datacenter, p)) ? { applied: false } : { applied: true });
       const { value, recovered } = await client.call("DeleteDatastoreFile_Task", fileManager(client), { name: p.toString(), datacenter: datacenter.ref }, { ...opts, checkApplied });
-      return recovered ? undefined : moRef.parse(value);
+      return recovered ? { value } : moRef.parse(value);
     }),
+    opts,
   );
-  const tasks = started.flatMap((s) => (s.status === "fulfilled" && s.value ? [s.value] : []));
-  const waited = await waitForTasks(client, tasks, opts);
-  let next = 0;
-  return started.map((s): PromiseSettledResult<boolean> => {
-    const outcome: PromiseSettledResult<unknown> = s.status === "rejected" ? s : s.value ? waited[next++]! : { status: "fulfilled", value: undefined };
-    if (outcome.status === "fulfilled") return { status: "fulfilled", value: true };
-    if (outcome.reason instanceof FileNotFoundFault) return { status: "fulfilled", value: false };
-    return outcome;
+  return outcomes.map((o): PromiseSettledResult<boolean> => {
+    if (o.status === "fulfilled") return { status: "fulfilled", value: true };
+    if (o.reason instanceof FileNotFoundFault) return { status: "fulfilled", value: false };
+    return o;
   });
 }
 

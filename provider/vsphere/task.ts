@@ -16,7 +16,7 @@ import { ManagedObjectNotFoundFault, TaskTimeoutError, faultFromLocalized, type 
 import { PropertyCollector, UpdateWaiter, type PropertyFilterSpec, type RawObjectContent } from "./property.js";
 import { dataObject, int, moRef, str } from "./schema.js";
 import type { MethodArgs } from "./soap/envelope.js";
-import type { MoRef, VimValue } from "./soap/xml.js";
+import { MoRef, type VimValue } from "./soap/xml.js";
 
 export type TaskWaitStrategy = "poll" | "updates" | "auto";
 
@@ -121,6 +121,27 @@ export async function waitForTasks(client: VimClient, tasks: MoRef[], opts: Task
       return waitForTask(client, task, { ...opts, strategy: opts.strategy === "poll" ? "poll" : "updates" });
     }),
   );
+}
+
+/**
+ * Starts several tasks at once and waits for them together (waitForTasks: one round trip
+ * for every outcome). Each start resolves its task, or `{ value }` when there is no task
+ * to wait for (a lost answer found applied: runTask's `recovered`). The outcomes come in
+ * the order of `starts`, each settled on its own.
+ */
+export async function runTasksTogether(
+  client: VimClient,
+  starts: Array<() => Promise<MoRef | { value: VimValue | undefined }>>,
+  opts: TaskWaitOptions = {},
+): Promise<Array<PromiseSettledResult<VimValue | undefined>>> {
+  const started = await Promise.allSettled(starts.map((start) => start()));
+  const tasks = started.flatMap((s) => (s.status === "fulfilled" && s.value instanceof MoRef ? [s.value] : []));
+  const waited = await waitForTasks(client, tasks, opts);
+  let next = 0;
+  return started.map((s): PromiseSettledResult<VimValue | undefined> => {
+    if (s.status === "rejected") return s;
+    return s.value instanceof MoRef ? waited[next++]! : { status: "fulfilled", value: s.value.value };
+  });
 }
 
 async function waitWithUpdates(

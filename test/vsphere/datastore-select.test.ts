@@ -2,7 +2,8 @@
 // cases; then a simulator with shared, per-cluster and host-local datastores.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
-import { anchoredRegex, chooseDatastore, selectDatastore, sweepDatastores, type Alongside, type HostName } from "../../provider/vsphere/datastore-select.js";
+import { anchoredRegex, chooseDatastore, selectDatastore, sweepDatastores, type HostName } from "../../provider/vsphere/datastore-select.js";
+import type { Alongside } from "../../provider/vsphere/property.js";
 import { findDatastore } from "../../provider/vsphere/datastore.js";
 import { NoSuitableDatastoreError, NotFoundError } from "../../provider/vsphere/errors.js";
 import { getCluster, getDatacenter, getDatastores, type Datastore } from "../../provider/vsphere/inventory.js";

@@ -8,6 +8,7 @@ import {
   copyFile,
   copyVirtualDisk,
   deleteFile,
+  deleteMany,
   deleteVirtualDisk,
   extendVirtualDisk,
   fileExists,
@@ -263,6 +264,22 @@ describe("against the simulator", () => {
       await sim.control.addRule({ kind: "reset", method: "DeleteDatastoreFile_Task", phase: "after" });
       expect(await deleteFile(client, dc, at("lost/del"))).toBe(true);
       expect(await fileExists(client, dc, at("lost/del"))).toBe(false);
+    });
+
+    it("deleteMany: a delete whose answer was lost is found done, the others waited for in one read; a missing file is false", async () => {
+      for (const d of ["a", "b", "c"]) await makeDirectory(client, dc, at(`lost/many/${d}`));
+      await sim.control.addRule({ kind: "reset", method: "DeleteDatastoreFile_Task", phase: "after", args: { name: at("lost/many/b").toString() } });
+      const searches = client.stats.byMethod.SearchDatastore_Task ?? 0;
+      const outcomes = await deleteMany(client, dc, [at("lost/many/a"), at("lost/many/b"), at("lost/many/c"), at("lost/many/none")]);
+      // The lost answer was looked into (whether b is still there): the reset did fire.
+      expect((client.stats.byMethod.SearchDatastore_Task ?? 0) - searches).toBe(1);
+      expect(outcomes).toEqual([
+        { status: "fulfilled", value: true },
+        { status: "fulfilled", value: true },
+        { status: "fulfilled", value: true },
+        { status: "fulfilled", value: false },
+      ]);
+      for (const d of ["a", "b", "c"]) expect(await fileExists(client, dc, at(`lost/many/${d}`))).toBe(false);
     });
 
     it("CopyDatastoreFile_Task: a destination that exists may be partial, so the outcome is unknown and says what to do", async () => {

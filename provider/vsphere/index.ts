@@ -20,7 +20,7 @@ export { PropertyCollector, UpdateWaiter, containerViewObjectSpec } from "./prop
 export type { ObjectSpec, PropertyFilterSpec, PropertySpec, RawObjectContent, Retrieved, Selection } from "./property.js";
 export { runTask, waitForTask } from "./task.js";
 export type { TaskWaitOptions, TaskWaitStrategy } from "./task.js";
-export { findCluster, findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
+export { datacenterPath, findCluster, findVm, getCluster, getDatacenter, getDatastores, getHosts, getNetworks, listVms } from "./inventory.js";
 export type { Cluster, Datacenter, Datastore, Host, Network, VmQuery, VmSummary } from "./inventory.js";
 export { InventoryCache, inventoryCache, loadInventory } from "./inventory-cache.js";
 export {
@@ -43,7 +43,7 @@ export {
 export type { DatastoreHandle, FileEntry, ListOptions, PathLike } from "./datastore.js";
 export { DATASTORE_TYPES, anchoredRegex, chooseDatastore, rejectionReasons, selectDatastore } from "./datastore-select.js";
 export type { HostName, SelectOptions, Selection as DatastoreSelection } from "./datastore-select.js";
-export { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } from "./transfer.js";
+export { download, folderUrl, headFile, upload, uploadToUrl } from "./transfer.js";
 export type { ChecksumAlgorithm, Download, StreamOptions, StreamResult, UploadOptions, UploadResult, UploadSource, UploadStream } from "./transfer.js";
 export type { ClusterNode, DistributedPortGroupNode, InventorySnapshot, LoadOptions, SwitchNode } from "./inventory-cache.js";
 export * as schema from "./schema.js";

@@ -45,6 +45,43 @@ export async function getDatacenter(client: VimClient, name?: string, opts: { da
   return dc;
 }
 
+const dcPaths = new WeakMap<VimClient, Map<string, Promise<string>>>();
+const ParentProps = z.object({ name: str, parent: moRef.optional() });
+
+/**
+ * The datacenter's inventory path from the root folder ("Folder1/DC0"), which is what
+ * a datastore URL's `dcPath` wants for a datacenter in nested folders. Known without a
+ * call for a datacenter a look-up found (the walk reads the folders' names on its way);
+ * else read once per client.
+ */
+export function datacenterPath(client: VimClient, datacenter: Datacenter): Promise<string> {
+  const perClient = knownDcPaths(client);
+  const key = datacenter.ref.toString();
+  let entry = perClient.get(key);
+  if (!entry) {
+    entry = (async () => {
+      const pc = new PropertyCollector(client);
+      const names = [datacenter.name];
+      let parent = (await pc.get(datacenter.ref, ParentProps)).parent;
+      for (let hops = 0; parent && !parent.equals(client.serviceContent.rootFolder) && hops < 64; hops++) {
+        const p = await pc.get(parent, ParentProps);
+        names.unshift(p.name);
+        parent = p.parent;
+      }
+      return names.join("/");
+    })();
+    perClient.set(key, entry);
+    entry.catch(() => perClient.delete(key));
+  }
+  return entry;
+}
+
+function knownDcPaths(client: VimClient): Map<string, Promise<string>> {
+  let perClient = dcPaths.get(client);
+  if (!perClient) dcPaths.set(client, (perClient = new Map()));
+  return perClient;
+}
+
 /**
  * Datacenters, and with `clusters` every cluster with its datacenter, with `datastores`
  * every datastore's name and browser with its datacenter, in one property-collector
@@ -63,12 +100,12 @@ async function walk(
   datastores: Array<{ handle: { ref: MoRef; name: string; browser: MoRef }; datacenter: Datacenter }>;
 }> {
   const follow = ["folderChildren", ...(clusters ? ["dcHosts"] : []), ...(datastores ? ["dcDatastores"] : [])];
-  const withParents = clusters || datastores;
   const contents = await new PropertyCollector(client).retrieve([
     {
       propSet: [
-        { type: "Datacenter", pathSet: pathsOf(DatacenterProps) },
-        ...(withParents ? [{ type: "Folder", pathSet: ["parent"] }] : []),
+        // The folders' names and parents: a datacenter's inventory path (datacenterPath) comes free.
+        { type: "Datacenter", pathSet: [...pathsOf(DatacenterProps), "parent"] },
+        { type: "Folder", pathSet: ["parent", "name"] },
         ...(clusters ? [{ type: "ClusterComputeResource", pathSet: [...pathsOf(ClusterProps), "parent"] }] : []),
         ...(datastores ? [{ type: "Datastore", pathSet: ["name", "browser", "parent"] }, { type: "StoragePod", pathSet: ["parent"] }] : []),
       ],
@@ -98,6 +135,25 @@ async function walk(
     } else if (c.obj.type === "Folder" || c.obj.type === "ClusterComputeResource" || c.obj.type === "StoragePod" || c.obj.type === "Datastore") {
       parents.set(c.obj.toString(), c.props.parent instanceof MoRef ? c.props.parent : undefined);
     }
+  }
+  // Each datacenter's inventory path, from the folders read on the way.
+  const folderNames = new Map<string, string>();
+  for (const c of contents) if (c.obj.type === "Folder" && typeof c.props.name === "string") folderNames.set(c.obj.toString(), c.props.name);
+  const known = knownDcPaths(client);
+  for (const c of contents) {
+    if (c.obj.type !== "Datacenter") continue;
+    const names = [String(c.props.name)];
+    let complete = true;
+    let r = c.props.parent instanceof MoRef ? c.props.parent : undefined;
+    for (let hops = 0; r && !r.equals(client.serviceContent.rootFolder) && hops < 64; r = parents.get(r.toString()), hops++) {
+      const name = folderNames.get(r.toString());
+      if (name === undefined) {
+        complete = false;
+        break;
+      }
+      names.unshift(name);
+    }
+    if (complete) known.set(c.obj.toString(), Promise.resolve(names.join("/")));
   }
   const datacenterOf = (ref: MoRef): Datacenter | undefined => {
     for (let r: MoRef | undefined = ref, hops = 0; r && hops < 64; r = parents.get(r.toString()), hops++) {

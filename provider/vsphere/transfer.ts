@@ -10,15 +10,12 @@
 // (the file may be partial: the caller deletes it). Downloads hand back the answer's
 // stream.
 import { Readable } from "node:stream";
-import { z } from "zod";
 import type { VimClient } from "./client.js";
 import { DatastorePath, type PathLike } from "./datastore.js";
 import { hasherFor, type Hasher } from "./hash-worker.js";
 import { HttpError, OutcomeUnknownError, UploadIncompleteError, UploadSourceError, vimFault } from "./errors.js";
 import type { StreamBody } from "./http.js";
-import type { Datacenter } from "./inventory.js";
-import { PropertyCollector } from "./property.js";
-import { moRef, str } from "./schema.js";
+import { datacenterPath, type Datacenter } from "./inventory.js";
 
 export type ChecksumAlgorithm = "sha256" | "md5";
 
@@ -26,36 +23,6 @@ const asPath = (p: PathLike): DatastorePath => (typeof p === "string" ? Datastor
 
 // ---------------------------------------------------------------------------
 // URLs
-
-const dcPaths = new WeakMap<VimClient, Map<string, Promise<string>>>();
-const ParentProps = z.object({ name: str, parent: moRef.optional() });
-
-/**
- * The datacenter's inventory path from the root folder ("Folder1/DC0"), which is
- * what `dcPath` wants for a datacenter in nested folders. Read once per client.
- */
-export function datacenterPath(client: VimClient, datacenter: Datacenter): Promise<string> {
-  let perClient = dcPaths.get(client);
-  if (!perClient) dcPaths.set(client, (perClient = new Map()));
-  const key = datacenter.ref.toString();
-  let entry = perClient.get(key);
-  if (!entry) {
-    entry = (async () => {
-      const pc = new PropertyCollector(client);
-      const names = [datacenter.name];
-      let parent = (await pc.get(datacenter.ref, ParentProps)).parent;
-      for (let hops = 0; parent && !parent.equals(client.serviceContent.rootFolder) && hops < 64; hops++) {
-        const p = await pc.get(parent, ParentProps);
-        names.unshift(p.name);
-        parent = p.parent;
-      }
-      return names.join("/");
-    })();
-    perClient.set(key, entry);
-    entry.catch(() => perClient.delete(key));
-  }
-  return entry;
-}
 
 /**
  * `/folder/<path>?dcPath=<dc path>&dsName=<ds>`: each name of the path and both

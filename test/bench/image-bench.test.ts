@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { benchSizesMiB, curlUpload, makeSparseVmdk, memoryOf, sha256File } from "../../bench/image.js";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, makeDirectory, statFile } from "../../provider/vsphere/datastore.js";
-import { getDatacenter } from "../../provider/vsphere/inventory.js";
-import { datacenterPath, download, folderUrl } from "../../provider/vsphere/transfer.js";
+import { datacenterPath, getDatacenter } from "../../provider/vsphere/inventory.js";
+import { download, folderUrl } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 

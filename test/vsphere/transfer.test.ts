@@ -9,10 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { VimClient } from "../../provider/vsphere/client.js";
 import { DatastorePath, deleteFile, fileExists, makeDirectory, statFile } from "../../provider/vsphere/datastore.js";
 import { FileNotFoundFault, UploadIncompleteError, UploadSourceError } from "../../provider/vsphere/errors.js";
-import { getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
+import { datacenterPath, getDatacenter, type Datacenter } from "../../provider/vsphere/inventory.js";
 import { moRef } from "../../provider/vsphere/schema.js";
 import { runTask } from "../../provider/vsphere/task.js";
-import { datacenterPath, download, folderUrl, headFile, upload, uploadToUrl } from "../../provider/vsphere/transfer.js";
+import { download, folderUrl, headFile, upload, uploadToUrl } from "../../provider/vsphere/transfer.js";
 import { simOptions } from "../support/clients.js";
 import { startVcsim, type Vcsim } from "../vcsim/index.js";
 import { rejection } from "../support/rejection.js";
@@ -235,7 +235,18 @@ describe("against the simulator", () => {
     const fresh = await VimClient.connect(simOptions(sim));
     try {
       const moved = await getDatacenter(fresh);
+      // The look-up's walk read the folders on its way: the path costs no call of its own.
+      const before = fresh.stats.roundTrips;
       expect(await datacenterPath(fresh, moved)).toBe(`Outer F/inner/${dc.name}`);
+      expect(fresh.stats.roundTrips).toBe(before);
+      // A datacenter no look-up found is read up its parents, once.
+      const other = await VimClient.connect(simOptions(sim));
+      try {
+        expect(await datacenterPath(other, moved)).toBe(`Outer F/inner/${dc.name}`);
+        expect(other.stats.byMethod.RetrievePropertiesEx).toBe(3); // the datacenter, "inner", "Outer F"
+      } finally {
+        await other.close();
+      }
       const file = at("up/nested.txt");
       await upload(fresh, moved, file, [Buffer.from("nested")], { length: 6 });
       const d = await download(fresh, moved, file);

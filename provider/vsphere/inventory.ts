@@ -125,6 +125,7 @@ async function walk(
   ]);
   if (alongside) alongside.reads = contents.filter((c) => !WALKED.has(c.obj.type));
   const parents = new Map<string, MoRef | undefined>();
+  const folderNames = new Map<string, string>();
   const datacenters = new Map<string, Datacenter>();
   const dcs: Array<{ obj: MoRef; props: z.infer<typeof DatacenterProps> }> = [];
   for (const c of contents) {
@@ -134,11 +135,10 @@ async function walk(
       datacenters.set(c.obj.toString(), { ref: c.obj, ...props });
     } else if (c.obj.type === "Folder" || c.obj.type === "ClusterComputeResource" || c.obj.type === "StoragePod" || c.obj.type === "Datastore") {
       parents.set(c.obj.toString(), c.props.parent instanceof MoRef ? c.props.parent : undefined);
+      if (c.obj.type === "Folder" && typeof c.props.name === "string") folderNames.set(c.obj.toString(), c.props.name);
     }
   }
   // Each datacenter's inventory path, from the folders read on the way.
-  const folderNames = new Map<string, string>();
-  for (const c of contents) if (c.obj.type === "Folder" && typeof c.props.name === "string") folderNames.set(c.obj.toString(), c.props.name);
   const known = knownDcPaths(client);
   for (const c of contents) {
     if (c.obj.type !== "Datacenter") continue;

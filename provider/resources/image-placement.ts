@@ -4,11 +4,11 @@
 // (holder markers, VMs that use it). The Image handler (image.ts) calls one per step.
 import type { VimClient } from "../vsphere/client.js";
 import { parseChecksum, type Checksum } from "../vsphere/checksum.js";
-import { listFolderIfExists, searchMany, statFile, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
+import { listFolderIfExists, searchMany, statFile, treeOrEmpty, type DatastorePath, type FileEntry } from "../vsphere/datastore.js";
 import { selectDatastore } from "../vsphere/datastore-select.js";
 import type { Alongside } from "../vsphere/property.js";
 import { diskUsage } from "../vsphere/disk-users.js";
-import { FileNotFoundFault, VSphereError } from "../vsphere/errors.js";
+import { VSphereError } from "../vsphere/errors.js";
 import { cacheLocation, copyToDatastore, removeCachedImage, type CachedKind } from "../vsphere/image-cache.js";
 import { ChecksumMismatchError, SourceChangedError } from "../vsphere/image-errors.js";
 import { holdersIn, holdersOf, removeHolder } from "../vsphere/image-holders.js";
@@ -87,9 +87,7 @@ export async function readCopies(client: VimClient, dc: Datacenter, datastores: 
   const listings = await searchMany(client, dc, locs.map((loc) => ({ folder: loc.folder, details: true })));
   for (const [i, ds] of datastores.entries()) {
     const loc = locs[i]!;
-    const listing = listings[i]!;
-    if (listing.status === "rejected" && !(listing.reason instanceof FileNotFoundFault)) throw listing.reason;
-    const files = listing.status === "fulfilled" ? (listing.value.get(loc.folder.toString()) ?? []) : [];
+    const files = treeOrEmpty(listings[i]!).get(loc.folder.toString()) ?? [];
     if (!files.some((f) => f.name === loc.disk.basename)) {
       missing.push(ds);
       continue;

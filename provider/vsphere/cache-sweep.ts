@@ -79,10 +79,10 @@
 // report says what a real sweep would do ("would-remove", "marked" with the reason
 // "dry run", and the staging / shadow folders it would clean).
 import type { VimClient } from "./client.js";
-import { DatastorePath, deleteFile, deleteMany, listFolderIfExists, makeDirectory, searchMany, type FileEntry, type SearchRequest } from "./datastore.js";
+import { DatastorePath, deleteFile, deleteMany, listFolderIfExists, makeDirectory, searchMany, treeOrEmpty, type FileEntry, type SearchRequest } from "./datastore.js";
 import { allVmDisks, type DiskUser } from "./disk-users.js";
 import { FileNotFoundFault } from "./errors.js";
-import { cacheBase, cachePrefixSchema, imagesInTree, staleInTree, stagingRoot, treeOrEmpty, treeRequest, type CachedImage } from "./image-cache.js";
+import { cacheBase, cachePrefixSchema, imagesInTree, staleInTree, stagingRoot, treeRequest, type CachedImage } from "./image-cache.js";
 import { holdersIn } from "./image-holders.js";
 import type { Datacenter } from "./inventory.js";
 
@@ -538,9 +538,7 @@ async function cleanShadows(client: VimClient, dc: Datacenter, root: Read<FileEn
       // Its files' times too: an import still writing is not a leak. And only what vCenter
       // names after the VM (image-x.vmx, image-x.vmdk, image-x-flat.vmdk, vmware.log...): a
       // folder of that name with anything else in it is not a shadow VM's.
-      const listing = listings[i]!;
-      if (listing.status === "rejected" && !(listing.reason instanceof FileNotFoundFault)) throw listing.reason;
-      const inside = listing.status === "fulfilled" ? (listing.value.get(c.path.toString()) ?? []) : [];
+      const inside = treeOrEmpty(listings[i]!).get(c.path.toString()) ?? [];
       if (newestIn(inside) >= cutoff) continue;
       if (inside.some((e) => e.folder || !(e.name.startsWith(c.name) || /^vmware(-\d+)?\.log$/.test(e.name)))) continue;
       if (!act || (await deleteFile(client, dc, c.path))) report.shadowCleaned.push(c.path.toString());

@@ -264,6 +264,13 @@ export async function searchMany(client: VimClient, datacenter: Datacenter, requ
   return outcomes.map((o, i) => (o.status === "rejected" ? o : { status: "fulfilled", value: treeOf(dirs[i]!, requests[i]!.recursive ?? false, o.value) }));
 }
 
+/** A search's outcome (searchMany's) with a folder that does not exist read as empty; other failures throw. */
+export function treeOrEmpty(r: PromiseSettledResult<SearchTree>): SearchTree {
+  if (r.status === "fulfilled") return r.value;
+  if (r.reason instanceof FileNotFoundFault) return new Map();
+  throw r.reason;
+}
+
 /**
  * The entries of a folder (not recursive), through SearchDatastore_Task. A folder
  * that does not exist is FileNotFoundFault.

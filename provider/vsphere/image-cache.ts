@@ -22,6 +22,7 @@ import {
   moveVirtualDisk,
   searchTree,
   statFile,
+  treeOrEmpty,
   type FileEntry,
   type SearchRequest,
   type SearchTree,
@@ -134,12 +135,6 @@ export function treeRequest(root: DatastorePath): SearchRequest {
   return { folder: root, recursive: true, details: true };
 }
 
-/** A tree search's outcome as treeUnder reads it: a root that does not exist is an empty tree. */
-export function treeOrEmpty(r: PromiseSettledResult<SearchTree>): SearchTree {
-  if (r.status === "fulfilled") return r.value;
-  if (r.reason instanceof FileNotFoundFault) return new Map();
-  throw r.reason;
-}
 
 // ---------------------------------------------------------------------------
 // Listing and removal

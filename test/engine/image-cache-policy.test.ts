@@ -78,7 +78,7 @@ function reported(s: HarnessStack, policy: string, ds: string, imageId: string):
 
 const markers = (list: string[] | undefined) => (list ?? []).filter((n) => /^ts-\d{4}(-\d{2}){5}$/.test(n));
 
-/** Until the clock is `ms` past an ISO time: what an interval waits for. */
+/** Until the clock is `ms` past an ISO time: what an interval waits for (time itself is under test: sweepIntervalSeconds compares against the clock). */
 async function clockPast(iso: string, ms: number): Promise<void> {
   const due = Date.parse(iso) + ms;
   while (Date.now() < due) await new Promise((r) => setTimeout(r, Math.min(50, due - Date.now())));
